@@ -1,0 +1,152 @@
+"""Tier (a): the real ComfyUI host in this process, no server.
+
+It loads the host's built-in nodes and this pack exactly as main.py does, validates API-format prompts with the
+host's validator and runs them with the host's PromptExecutor. A stand-in PromptServer records every event the
+host and the pack send to the front end, so tests can assert on progress and custom events.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import host_env
+
+PACK_MODULE_PREFIX = "custom_nodes."
+
+
+class RecordingServer:
+    """Stands in for server.PromptServer.instance: what execution and nodes use of it, with events recorded."""
+
+    def __init__(self):
+        from aiohttp import web
+
+        self.events: list[tuple[str, object]] = []
+        self.client_id = None
+        self.last_node_id = None
+        self.last_prompt_id = None
+        self.sockets_metadata = {}
+        self.routes = web.RouteTableDef()
+        self.supports = set()
+
+    def send_sync(self, event, data, sid=None):
+        self.events.append((event, data))
+
+    def queue_updated(self):
+        pass
+
+    def add_on_prompt_handler(self, handler):
+        pass
+
+
+@dataclass
+class RunResult:
+    prompt_id: str
+    success: bool
+    events: list
+    outputs: dict = field(default_factory=dict)  # node id -> the node's output tuple (from the host's cache)
+    ui: dict = field(default_factory=dict)
+
+    def event_names(self):
+        return [e for e, _ in self.events]
+
+    def error(self):
+        return next((d for e, d in self.events if e == "execution_error"), None)
+
+    def interrupted(self):
+        return any(e == "execution_interrupted" for e, _ in self.events)
+
+
+class InProcessHost:
+    """Owns a configured host: call `start()` once per process (the host's registries are global)."""
+
+    def __init__(self, base_dir: Path, custom_nodes_dir: Path, models_dir: Path):
+        self.base_dir, self.custom_nodes_dir, self.models_dir = base_dir, custom_nodes_dir, models_dir
+        self.server = None
+        self.log_records: list[logging.LogRecord] = []
+
+    def start(self, pack_name: str):
+        host_env.import_comfy_cpu(str(self.base_dir))
+        (self.base_dir / "custom_nodes").mkdir(parents=True, exist_ok=True)
+        import folder_paths
+
+        folder_paths.add_model_folder_path("custom_nodes", str(self.custom_nodes_dir))
+        for sub in ("diffusion_models", "vae", "loras", "text_encoders", "dsa", "dsa_prompts"):
+            (self.models_dir / sub).mkdir(parents=True, exist_ok=True)
+            folder_paths.add_model_folder_path(sub, str(self.models_dir / sub), is_default=True)
+        import utils.extra_config  # noqa: F401  (must precede `nodes`, else `utils` resolves to comfy/utils.py)
+        import server
+
+        self.server = RecordingServer()
+        server.PromptServer.instance = self.server
+        handler = _ListHandler(self.log_records)
+        logging.getLogger().addHandler(handler)
+        import nodes
+
+        asyncio.run(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
+        logging.getLogger().removeHandler(handler)
+        self._install_progress_hook()
+        self.pack_nodes = {k for k, v in nodes.NODE_CLASS_MAPPINGS.items()
+                           if getattr(v, "RELATIVE_PYTHON_MODULE", "") == PACK_MODULE_PREFIX + pack_name}
+        return self
+
+    def _install_progress_hook(self):
+        """The same hook main.py installs: ProgressBar updates reach the front end as 'progress' events."""
+        import comfy.model_management
+        import comfy.utils
+        from comfy_execution.progress import get_progress_state
+        from comfy_execution.utils import get_executing_context
+
+        srv = self.server
+
+        def hook(value, total, preview_image, prompt_id=None, node_id=None):
+            ctx = get_executing_context()
+            prompt_id = prompt_id or (ctx.prompt_id if ctx else srv.last_prompt_id)
+            node_id = node_id or (ctx.node_id if ctx else srv.last_node_id)
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            get_progress_state().update_progress(node_id, value, total, preview_image)
+            srv.send_sync("progress", {"value": value, "max": total, "prompt_id": prompt_id, "node": node_id})
+            if preview_image is not None:
+                srv.send_sync("preview", {"node": node_id, "image": preview_image})
+
+        comfy.utils.set_progress_bar_global_hook(hook)
+
+    def validate(self, prompt: dict):
+        """The host's own validation: (ok, error, outputs_to_run, node_errors)."""
+        import execution
+
+        return asyncio.run(execution.validate_prompt(str(uuid.uuid4()), prompt, None))
+
+    def executor(self, cache: str = "none"):
+        import execution
+
+        ct = {"none": execution.CacheType.NONE, "classic": execution.CacheType.CLASSIC}[cache]
+        return execution.PromptExecutor(self.server, cache_type=ct, cache_args={"lru": 0, "ram": 0})
+
+    def run(self, prompt: dict, executor=None, on_event=None) -> RunResult:
+        """Validate then execute one prompt; raises AssertionError with the host's message if invalid."""
+        ok, err, outputs, node_errors = self.validate(prompt)
+        if not ok:
+            raise AssertionError(f"prompt invalid: {err} {node_errors}")
+        ex = executor or self.executor("classic")
+        self.server.events = []
+        prompt_id = str(uuid.uuid4())
+        ex.execute(prompt, prompt_id, {"client_id": "tests"}, outputs)
+        result = RunResult(prompt_id, ex.success, list(self.server.events), ui=ex.history_result.get("outputs", {}))
+        for node_id in prompt:
+            entry = ex.caches.outputs.get(node_id)
+            if entry is not None:
+                result.outputs[node_id] = getattr(entry, "outputs", entry)
+        return result
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, sink):
+        super().__init__(logging.DEBUG)
+        self.sink = sink
+
+    def emit(self, record):
+        self.sink.append(record)
