@@ -4,9 +4,14 @@ from typing_extensions import override
 from comfy_api.latest import ComfyExtension, io
 
 from .ladder_node import DSANoiseLadder
+from .loader_nodes import DSAHeadLoader, DSAModelLoader
 from .prompt_embedding_node import DSAPromptEmbedding
+from .report_node import DSAStepReport
+from .sampler_nodes import DSAExtend, DSASampler
 
-NODES: list[type[io.ComfyNode]] = [DSANoiseLadder, DSAPromptEmbedding]
+# Node ids, input names and widget order are a contract with saved workflows: see tests/host/node_schemas.json.
+NODES: list[type[io.ComfyNode]] = [DSAModelLoader, DSAHeadLoader, DSASampler, DSAExtend, DSAStepReport,
+                                   DSANoiseLadder, DSAPromptEmbedding]
 
 
 class DSAExtension(ComfyExtension):

@@ -71,10 +71,12 @@ def server_host(session_dir, pack_parent, models_dir):
 @pytest.fixture(scope="session")
 def tiny_models(models_dir) -> dict:
     """A tiny random Wan 2.1 checkpoint and two prompt embeddings in the session's models folder."""
-    from testdata import write_prompt, write_tiny_wan
+    from testdata import write_head, write_prompt, write_tiny_wan, write_tiny_wan_with_head
 
     return {
         "wan": write_tiny_wan(models_dir / "diffusion_models" / "tiny_wan.safetensors").name,
+        "wan_with_head": write_tiny_wan_with_head(models_dir / "diffusion_models" / "tiny_dsa.safetensors").name,
+        "head": write_head(models_dir / "dsa" / "tiny_head.safetensors").name,
         "prompt_a": write_prompt(models_dir / "dsa_prompts" / "prompt_a.safetensors", seed=1).name,
         "prompt_b": write_prompt(models_dir / "dsa_prompts" / "prompt_b.safetensors", seed=2).name,
     }

@@ -1,0 +1,86 @@
+"""Convert a Self-Forcing / CausVid training checkpoint (.pt) into a generator safetensors file.
+
+    python -m dsa_core.convert IN.pt OUT.safetensors [--which generator_ema|generator] [--dtype bf16]
+
+Reads with torch.load(weights_only=True) only (tensors and plain containers, no arbitrary pickles).
+Default --which: generator_ema when present (what Self-Forcing samples with), else generator.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+from .checkpoint import CheckpointError, build_generator, normalize_key, parse_dtype, save_generator
+
+GENERATOR_KEYS = ("generator_ema", "generator")
+
+
+def _is_tensor_dict(obj) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(torch.is_tensor(v) for v in obj.values())
+
+
+def read_pt(path) -> dict:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"no such file: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"could not read {path} with torch.load(weights_only=True): {e}. The file is "
+                              "truncated/corrupted, or holds objects other than tensors") from e
+
+
+def pick_generator(ckpt, which: str | None = None, what: str = "the checkpoint") -> tuple[dict, str]:
+    """(generator state dict, the entry it came from)."""
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{what} holds a {type(ckpt).__name__}, not a dict of weights")
+    if which:
+        if which not in GENERATOR_KEYS:
+            raise CheckpointError(f"--which must be one of {GENERATOR_KEYS}, got {which!r}")
+        if which not in ckpt:
+            raise CheckpointError(f"{what} has no '{which}' entry; its top-level keys are {sorted(ckpt)[:10]}")
+        if not _is_tensor_dict(ckpt[which]):
+            raise CheckpointError(f"{what}: the '{which}' entry is a {type(ckpt[which]).__name__}, not a dict of tensors")
+        return ckpt[which], which
+    for key in GENERATOR_KEYS:
+        if key in ckpt:
+            if not _is_tensor_dict(ckpt[key]):
+                raise CheckpointError(f"{what}: the '{key}' entry is a {type(ckpt[key]).__name__}, not a dict of tensors")
+            return ckpt[key], key
+    # A bare state dict of a Wan model (e.g. already extracted) is accepted too.
+    if _is_tensor_dict(ckpt) and any(normalize_key(k).startswith("blocks.") for k in ckpt):
+        return ckpt, "<state dict>"
+    raise CheckpointError(f"{what} has no generator weights: expected a 'generator_ema' or 'generator' entry "
+                          f"(Self-Forcing / CausVid checkpoints), found top-level keys {sorted(map(str, ckpt))[:10]}")
+
+
+def convert(src, dst, which: str | None = None, dtype="bf16") -> str:
+    """Convert; returns which entry was used. Validates the result as a Wan T2V generator."""
+    sd, used = pick_generator(read_pt(src), which, what=os.fspath(src))
+    model = build_generator(sd, what=f"{os.fspath(src)}[{used}]")
+    save_generator(model, dst, dtype=parse_dtype(dtype),
+                   metadata={"source": os.path.basename(os.fspath(src)), "source_entry": used})
+    return used
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dsa_core.convert", description=__doc__.split("\n\n")[0])
+    ap.add_argument("src", help="Self-Forcing / CausVid .pt checkpoint")
+    ap.add_argument("dst", help="output .safetensors")
+    ap.add_argument("--which", choices=GENERATOR_KEYS, default=None)
+    ap.add_argument("--dtype", default="bf16", help="fp32 | bf16 | fp16 | fp8_e4m3fn (default bf16)")
+    args = ap.parse_args(argv)
+    try:
+        used = convert(args.src, args.dst, args.which, args.dtype)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.dst} from {used}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

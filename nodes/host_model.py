@@ -1,0 +1,73 @@
+"""Between the host's MODEL (a ModelPatcher around a Wan 2.1 BaseModel) and dsa_core's causal forward.
+
+The host keeps owning the weights: dsa_core runs over `model.model.diffusion_model` after load_models_gpu, so
+the host's casting, LoRA patches and low-VRAM offloading apply and nothing is copied.
+"""
+from __future__ import annotations
+
+import logging
+
+import comfy.model_base
+import comfy.model_management
+import torch
+
+from ..dsa_core.causal_wan import CausalWan
+from ..dsa_core.config import WanConfig
+
+
+class DSAInputError(ValueError):
+    """Bad input from the graph; the message tells the artist what to change."""
+
+
+def wan_config_of(model) -> WanConfig:
+    """The WanConfig of a host MODEL; DSAInputError unless it is a Wan 2.1 text-to-video model."""
+    base = getattr(model, "model", None)
+    dm = getattr(base, "diffusion_model", None)
+    if not isinstance(base, comfy.model_base.WAN21) or dm is None or not hasattr(dm, "blocks"):
+        raise DSAInputError(f"this MODEL is {type(base).__name__}, not a Wan 2.1 text-to-video model: load an "
+                            "autoregressive Wan 2.1 checkpoint (Self-Forcing, CausVid) with DSA Model Loader or "
+                            "UNETLoader")
+    kind = getattr(dm, "model_type", "t2v")
+    if kind != "t2v" or type(base) is not comfy.model_base.WAN21 or getattr(base, "image_to_video", False):
+        raise DSAInputError(f"this MODEL is a Wan 2.1 '{kind}' model ({type(base).__name__}); DSA samples "
+                            "text-to-video AR checkpoints: load a T2V Self-Forcing / CausVid file")
+    return WanConfig(dim=dm.dim, ffn_dim=dm.ffn_dim, num_heads=dm.num_heads, num_layers=dm.num_layers,
+                     in_dim=dm.in_dim, out_dim=dm.out_dim, text_dim=dm.text_dim, text_len=dm.text_len,
+                     freq_dim=dm.freq_dim, patch_size=tuple(dm.patch_size), eps=dm.eps, qk_norm=dm.qk_norm,
+                     cross_attn_norm=dm.cross_attn_norm)
+
+
+def host_attention():
+    """The host's optimized attention (its --use-* choice, SDPA, xformers, sage...) in dsa_core's signature."""
+    from comfy.ldm.modules.attention import optimized_attention
+
+    def attention(q, k, v):
+        return optimized_attention(q, k, v, heads=q.shape[1], skip_reshape=True)
+
+    return attention
+
+
+def compute_dtype(model) -> torch.dtype:
+    """The dtype activations run in: the host's manual-cast dtype for fp8/offloaded weights, else the weights'."""
+    base = model.model
+    return getattr(base, "manual_cast_dtype", None) or base.get_dtype()
+
+
+def load_causal_wan(model) -> tuple[CausalWan, torch.device, torch.dtype]:
+    """Load the MODEL through the host's memory management and wrap its modules for chunked causal sampling."""
+    config = wan_config_of(model)
+    comfy.model_management.load_models_gpu([model])
+    dm = model.model.diffusion_model
+    return CausalWan(dm, config, attention=host_attention()), model.load_device, compute_dtype(model)
+
+
+def text_context(positive, device, dtype) -> torch.Tensor:
+    """The text embedding [B, L, C] of a CONDITIONING (its first entry)."""
+    if not positive:
+        raise DSAInputError("positive conditioning is empty: connect a CLIP Text Encode (Wan / UMT5) output")
+    if len(positive) > 1:
+        logging.warning("DSA: the conditioning has %d entries; only the first one is used", len(positive))
+    ctx = positive[0][0]
+    if ctx.dim() != 3:
+        raise DSAInputError(f"conditioning tensor has shape {tuple(ctx.shape)}, expected [batch, tokens, channels]")
+    return ctx.to(device=device, dtype=dtype)

@@ -1,0 +1,143 @@
+"""DSA Model Loader and DSA Head Loader.
+
+The generator goes through the host's own loader (comfy.sd.load_diffusion_model_state_dict), so the MODEL is a
+normal ComfyUI Wan 2.1 model: LoRA loaders and other patches apply and ModelPatcher handles devices and low
+VRAM. dsa_core checks the file first (from its header only) so a wrong file is a node error at queue time.
+"""
+from __future__ import annotations
+
+import comfy.sd
+import folder_paths
+from comfy_api.latest import io
+
+from ..dsa_core import checkpoint as ckpt
+from ..dsa_core.checkpoint_header import read_header
+from ..dsa_core.confidence_head import HEAD_PREFIX, load_head
+from . import model_folders
+from .dsa_types import DSAHead
+
+HEAD_AUTO = "auto (embedded in the generator file, else none)"
+HEAD_NONE = "none"
+DTYPES = ["default", "fp32", "bf16", "fp16", "fp8_e4m3fn", "fp8_e5m2"]
+
+
+def _head_options() -> list[str]:
+    return [HEAD_AUTO, HEAD_NONE] + folder_paths.get_filename_list(model_folders.HEADS)
+
+
+def check_generator_file(path: str) -> tuple[ckpt.WanConfig, bool]:
+    """(config, has_embedded_head) from the header; CheckpointError says what is wrong with the file."""
+    sd, meta = read_header(path)
+    sd = ckpt.normalize_wan_keys(sd)
+    gen, head = ckpt.split_state_dict(sd)
+    ckpt._check_wan(sd if not gen else gen, path)
+    config = ckpt._config_from_meta(meta) or ckpt.infer_config(gen)
+    ckpt.check_shapes(gen, config, path)
+    return config, bool(head)
+
+
+def check_head_file(path: str, dim: int | None) -> None:
+    from ..dsa_core.confidence_head import head_from_state_dict
+
+    sd, meta = read_header(path)
+    keys = [k for k in sd if ckpt.normalize_key(k).startswith(HEAD_PREFIX)]
+    if not keys:
+        head_from_state_dict({k: sd[k] for k in list(sd)[:64]}, meta, source=path)  # raises the right message
+    cfg_dim = None
+    if "dsa.head_config" in meta:
+        import json
+
+        cfg_dim = json.loads(meta["dsa.head_config"]).get("dim")
+    if dim is not None and cfg_dim is not None and cfg_dim != dim:
+        raise ckpt.CheckpointError(f"{path}: this confidence head was trained for a generator with dim {cfg_dim}, "
+                                   f"but the generator has dim {dim}; load the head made for this model")
+
+
+def model_options(weight_dtype: str) -> dict:
+    dt = ckpt.parse_dtype(None if weight_dtype == "default" else weight_dtype)
+    return {} if dt is None else {"dtype": dt}
+
+
+class DSAModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DSAModelLoader",
+            display_name="DSA Model Loader",
+            category="DSA",
+            description="Loads an autoregressive Wan 2.1 T2V generator (Self-Forcing, CausVid or DSA-trained, "
+                        "safetensors) as a ComfyUI MODEL, and its confidence head.",
+            inputs=[
+                io.Combo.Input("generator", options=folder_paths.get_filename_list("diffusion_models"),
+                               tooltip="An AR Wan 2.1 text-to-video checkpoint in models/diffusion_models "
+                                       "(.safetensors; convert original .pt files with python -m dsa_core.convert)."),
+                io.Combo.Input("head", options=_head_options(), default=HEAD_AUTO,
+                               tooltip="The confidence head that decides each chunk's steps: a file in models/dsa, "
+                                       "'auto' to use one embedded in the generator file, or none (then use the "
+                                       "fixed or heuristic policy)."),
+                io.Combo.Input("weight_dtype", options=DTYPES, default="default",
+                               tooltip="Storage dtype of the generator weights. default keeps the file's; fp8 halves "
+                                       "memory (ComfyUI computes in bf16/fp32)."),
+            ],
+            outputs=[io.Model.Output(display_name="model"), DSAHead.Output(display_name="head")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, generator, head, weight_dtype) -> bool | str:
+        try:
+            config, embedded = check_generator_file(folder_paths.get_full_path_or_raise("diffusion_models", generator))
+            if head not in (HEAD_AUTO, HEAD_NONE):
+                check_head_file(folder_paths.get_full_path_or_raise(model_folders.HEADS, head), config.dim)
+            model_options(weight_dtype)
+        except (ckpt.CheckpointError, FileNotFoundError, ValueError) as e:
+            return str(e)
+        return True
+
+    @classmethod
+    def execute(cls, generator, head, weight_dtype) -> io.NodeOutput:
+        path = folder_paths.get_full_path_or_raise("diffusion_models", generator)
+        sd, meta = ckpt.load_state_dict_file(path)
+        sd = ckpt.normalize_wan_keys(sd)
+        gen_sd, head_sd = ckpt.split_state_dict(sd)
+        config = ckpt._config_from_meta(meta) or ckpt.infer_config(gen_sd)
+        ckpt.check_shapes(gen_sd, config, path)
+        model = comfy.sd.load_diffusion_model_state_dict(gen_sd, model_options=model_options(weight_dtype))
+        if model is None:
+            raise ckpt.CheckpointError(f"ComfyUI could not detect a model in {generator}")
+        conf_head = None
+        if head == HEAD_AUTO and head_sd:
+            from ..dsa_core.confidence_head import head_from_state_dict
+
+            conf_head = head_from_state_dict(head_sd, meta, expected_dim=config.dim, source=generator)
+        elif head not in (HEAD_AUTO, HEAD_NONE):
+            conf_head = load_head(folder_paths.get_full_path_or_raise(model_folders.HEADS, head), expected_dim=config.dim)
+        return io.NodeOutput(model, conf_head)
+
+
+class DSAHeadLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DSAHeadLoader",
+            display_name="DSA Head Loader",
+            category="DSA",
+            description="Loads a DSA confidence head on its own, e.g. to pair with a Wan model from UNETLoader.",
+            inputs=[
+                io.Combo.Input("head", options=folder_paths.get_filename_list(model_folders.HEADS),
+                               tooltip="A confidence head (.safetensors) in models/dsa, or a combined "
+                                       "generator+head file (only the head is read)."),
+            ],
+            outputs=[DSAHead.Output(display_name="head")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, head) -> bool | str:
+        try:
+            check_head_file(folder_paths.get_full_path_or_raise(model_folders.HEADS, head), None)
+        except (ckpt.CheckpointError, FileNotFoundError, ValueError) as e:
+            return str(e)
+        return True
+
+    @classmethod
+    def execute(cls, head) -> io.NodeOutput:
+        return io.NodeOutput(load_head(folder_paths.get_full_path_or_raise(model_folders.HEADS, head)))

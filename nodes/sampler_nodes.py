@@ -1,0 +1,159 @@
+"""DSA Confidence Sampler and DSA AR Frame Extender: the nodes artists tune."""
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+
+from . import sampling
+from .dsa_types import DSAState
+from .host_model import DSAInputError
+
+MAX_RES = 8192
+
+
+def latent_frames(length: int) -> int:
+    return (length - 1) // 4 + 1
+
+
+def check_video_shape(width, height, length, frames_per_chunk) -> str | None:
+    """Wan's rules, in words an artist can act on."""
+    if width % 16 or height % 16:
+        return (f"width and height must be multiples of 16 (Wan's VAE divides by 8, the model's patches by 2): "
+                f"got {width}x{height}, try {round(width / 16) * 16}x{round(height / 16) * 16}")
+    if (length - 1) % 4:
+        lo = (length - 1) // 4 * 4 + 1
+        return f"length must be 4k+1 frames (Wan's VAE packs 4 frames per latent frame): got {length}, try {lo} or {lo + 4}"
+    t = latent_frames(length)
+    if t % frames_per_chunk:
+        k = max(1, t // frames_per_chunk)
+        ok = sorted({(k * frames_per_chunk - 1) * 4 + 1, ((k + 1) * frames_per_chunk - 1) * 4 + 1})
+        return (f"length {length} gives {t} latent frames, not a multiple of frames_per_chunk {frames_per_chunk}: "
+                f"use length {' or '.join(map(str, ok))}")
+    return None
+
+
+class DSASampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DSASampler",
+            display_name="DSA Confidence Sampler",
+            category="DSA",
+            description="Generates a video chunk by chunk with a causal AR Wan 2.1 model. After every denoising step "
+                        "the confidence head scores the chunk: confident chunks stop early, hard chunks get extra "
+                        "refinement. Outputs a Wan latent (decode with VAE Decode), a state to extend, a step report.",
+            inputs=[
+                io.Model.Input("model", tooltip="An autoregressive Wan 2.1 T2V model (DSA Model Loader or UNETLoader; "
+                                                "LoRAs and other model patches apply)."),
+                io.Conditioning.Input("positive", tooltip="The prompt, from CLIP Text Encode with the Wan (UMT5) "
+                                                          "text encoder. No negative: AR few-step models use no CFG."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Noise seed. Each chunk and step draws its own noise from it, so a chunk's noise "
+                                     "does not depend on how many steps earlier chunks took."),
+                io.Int.Input("width", default=832, min=16, max=MAX_RES, step=16, tooltip="Video width in pixels (multiple of 16)."),
+                io.Int.Input("height", default=480, min=16, max=MAX_RES, step=16, tooltip="Video height in pixels (multiple of 16)."),
+                io.Int.Input("length", default=81, min=1, max=4097, step=4,
+                             tooltip="Frames, 4k+1 (Wan's rule): 81 frames = 21 latent frames = 7 chunks of 3."),
+                io.Int.Input("frames_per_chunk", default=3, min=1, max=21,
+                             tooltip="Latent frames generated together (3 for chunk-wise Self-Forcing / CausVid, 1 for "
+                                     "frame-wise checkpoints). The latent frame count must be a multiple of it."),
+                *sampling.policy_inputs(),
+                *sampling.optional_inputs(),
+            ],
+            outputs=sampling.outputs(),
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def validate_inputs(cls, width, height, length, frames_per_chunk, policy, threshold_preset, threshold, min_steps,
+                        max_steps, cache_window, sink_frames) -> bool | str:
+        return (check_video_shape(width, height, length, frames_per_chunk)
+                or sampling.check_policy_widgets(policy, threshold_preset, threshold, min_steps, max_steps,
+                                                 cache_window, sink_frames, frames_per_chunk) or True)
+
+    @classmethod
+    def execute(cls, model, positive, seed, width, height, length, frames_per_chunk, policy, threshold_preset,
+                threshold, min_steps, max_steps, schedule, cache_window, sink_frames, head=None,
+                ladder=None) -> io.NodeOutput:
+        problem = check_video_shape(width, height, length, frames_per_chunk)
+        if problem:
+            raise DSAInputError(problem)
+        frames, bundle, report = sampling.run(
+            node_id=cls.hidden.unique_id, model=model, positive=positive, head=head, seed=seed,
+            num_frames=latent_frames(length), latent_h=height // 8, latent_w=width // 8, chunk_frames=frames_per_chunk,
+            policy=policy, threshold_preset=threshold_preset, threshold=threshold, min_steps=min_steps,
+            max_steps=max_steps, schedule=schedule, cache_window=cache_window, sink_frames=sink_frames,
+            ladder_sigmas=ladder)
+        return io.NodeOutput(sampling.to_host_latent(model, frames), bundle, report)
+
+
+class DSAExtend(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DSAExtend",
+            display_name="DSA AR Frame Extender",
+            category="DSA",
+            description="Continues a video: from a DSA state (nothing is recomputed) or from any Wan video latent "
+                        "(its frames are committed to the cache as context first), optionally under a new prompt. "
+                        "Outputs the whole video latent and the new state.",
+            inputs=[
+                io.Model.Input("model", tooltip="The same AR Wan 2.1 model that made the state."),
+                io.Conditioning.Input("positive", tooltip="The prompt for the new frames. A different prompt than the "
+                                                          "state's switches the prompt from here on."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Noise seed for the new chunks."),
+                io.Int.Input("add_frames", default=48, min=4, max=4096, step=4,
+                             tooltip="Frames to add: 4 per latent frame, a whole number of chunks (48 = 12 latent "
+                                     "frames = 4 chunks of 3)."),
+                io.Int.Input("frames_per_chunk", default=3, min=1, max=21,
+                             tooltip="Latent frames per chunk when starting from a latent; a state keeps its own."),
+                *sampling.policy_inputs(),
+                io.Combo.Input("recache", options=sampling.RECACHE, default="none",
+                               tooltip="On a prompt switch: none keeps the cached context as it was computed (free); "
+                                       "recent recomputes the last two chunks' context under the new prompt "
+                                       "(LongLive-style, smoother switch); all recomputes the whole cache."),
+                *sampling.optional_inputs(),
+                DSAState.Input("state", optional=True, tooltip="A DSA state from a sampler or extender."),
+                io.Latent.Input("latent", optional=True,
+                                tooltip="Or an existing Wan video latent to continue (used when no state is connected)."),
+            ],
+            outputs=sampling.outputs(),
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def validate_inputs(cls, add_frames, frames_per_chunk, policy, threshold_preset, threshold, min_steps, max_steps,
+                        cache_window, sink_frames) -> bool | str:
+        if add_frames % 4:
+            return f"add_frames must be a multiple of 4 (one latent frame = 4 frames): got {add_frames}"
+        return sampling.check_policy_widgets(policy, threshold_preset, threshold, min_steps, max_steps, cache_window,
+                                             sink_frames, frames_per_chunk) or True
+
+    @classmethod
+    def execute(cls, model, positive, seed, add_frames, frames_per_chunk, policy, threshold_preset, threshold,
+                min_steps, max_steps, schedule, cache_window, sink_frames, recache, head=None, ladder=None,
+                state=None, latent=None) -> io.NodeOutput:
+        if state is None and latent is None:
+            raise DSAInputError("connect either a DSA state (from DSA Confidence Sampler / Extender) or a video latent")
+        chunk = state.state.chunk_frames if state is not None else frames_per_chunk
+        new_latent_frames = add_frames // 4
+        if new_latent_frames % chunk:
+            raise DSAInputError(f"add_frames {add_frames} is {new_latent_frames} latent frames, not a whole number of "
+                                f"{chunk}-frame chunks: use {max(1, new_latent_frames // chunk) * chunk * 4}")
+        common = dict(node_id=cls.hidden.unique_id, model=model, positive=positive, head=head, seed=seed,
+                      num_frames=new_latent_frames, policy=policy, threshold_preset=threshold_preset,
+                      threshold=threshold, min_steps=min_steps, max_steps=max_steps, schedule=schedule,
+                      cache_window=cache_window, sink_frames=sink_frames, ladder_sigmas=ladder)
+        if state is not None:
+            _, bundle, report = sampling.run(bundle=state, recache=recache, **common)
+        else:
+            samples = latent["samples"]
+            if samples.ndim != 5:
+                raise DSAInputError(f"the latent has shape {tuple(samples.shape)}; the extender needs a video latent "
+                                    "[batch, 16, frames, height/8, width/8]")
+            context = model.model.latent_format.process_in(samples.float())
+            _, bundle, report = sampling.run(latent_h=samples.shape[3], latent_w=samples.shape[4],
+                                             chunk_frames=frames_per_chunk, context_latents=context, **common)
+        whole = sampling.to_host_latent(model, bundle.state.latents)
+        return io.NodeOutput(whole, bundle, report)

@@ -1,0 +1,108 @@
+"""Self-Forcing / CausVid .pt -> safetensors conversion, with weights_only loading."""
+import pytest
+import torch
+
+from wan_testutil import make_inputs
+from dsa_core.checkpoint import CheckpointError, load_generator, load_state_dict_file
+from dsa_core.convert import convert, main
+from dsa_core.wan_model import WanDiT, init_random_weights
+from dsa_core.config import TINY
+
+
+def _wrap(sd, variant):
+    out = {}
+    for k, v in sd.items():
+        if variant == "model":
+            nk = "model." + k
+        elif variant == "fsdp":
+            nk = "model._fsdp_wrapped_module." + k.replace("blocks.", "blocks.", 1)
+            if k.startswith("blocks."):
+                i, rest = k[len("blocks."):].split(".", 1)
+                nk = f"model._fsdp_wrapped_module.blocks.{i}._fsdp_wrapped_module._checkpoint_wrapped_module.{rest}"
+        elif variant == "compiled":
+            nk = "_orig_mod.model." + k
+        else:
+            nk = k
+        out[nk] = v.clone()
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_models():
+    return init_random_weights(WanDiT(TINY), seed=11), init_random_weights(WanDiT(TINY), seed=12)
+
+
+@pytest.mark.parametrize("variant", ["model", "fsdp", "compiled", "bare"])
+def test_round_trip_each_prefix(tmp_path, two_models, variant):
+    gen, ema = two_models
+    src = tmp_path / "ckpt.pt"
+    torch.save({"generator": _wrap(gen.state_dict(), variant), "generator_ema": _wrap(ema.state_dict(), variant),
+                "critic": {"model.x.weight": torch.zeros(2)}}, src)
+    out = tmp_path / "out.safetensors"
+    assert convert(src, out, dtype="fp32") == "generator_ema"  # EMA is preferred by default
+    loaded = load_generator(out)
+    for k, v in ema.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    _, meta = load_state_dict_file(out)
+    assert meta["source_entry"] == "generator_ema"
+    assert convert(src, out, which="generator", dtype="fp32") == "generator"
+    loaded = load_generator(out)
+    for k, v in gen.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+
+
+def test_cli_default_bf16(tmp_path, two_models, capsys):
+    gen, _ = two_models
+    src = tmp_path / "causvid.pt"
+    torch.save({"generator": _wrap(gen.state_dict(), "model")}, src)  # CausVid: generator only
+    out = tmp_path / "o.safetensors"
+    assert main([str(src), str(out)]) == 0
+    assert "from generator" in capsys.readouterr().out
+    sd, _ = load_state_dict_file(out)
+    assert sd["blocks.0.ffn.0.weight"].dtype == torch.bfloat16
+    assert torch.equal(sd["blocks.0.ffn.0.weight"], gen.blocks[0].ffn[0].weight.detach().bfloat16())
+
+
+def test_error_pt_without_generator(tmp_path, capsys):
+    src = tmp_path / "critic_only.pt"
+    torch.save({"critic": {"model.blocks.0.x": torch.zeros(1)}, "step": torch.tensor(3)}, src)
+    with pytest.raises(CheckpointError, match=r"no generator weights.*'generator_ema' or 'generator'.*\['critic', 'step'\]"):
+        convert(src, tmp_path / "o.safetensors")
+    assert main([str(src), str(tmp_path / "o.safetensors")]) == 2
+    assert "no generator weights" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="has no 'generator_ema' entry"):
+        convert(src, tmp_path / "o.safetensors", which="generator_ema")
+
+
+def test_error_generator_not_wan(tmp_path):
+    src = tmp_path / "other.pt"
+    torch.save({"generator": {"model.down.0.weight": torch.zeros(2, 2)}}, src)
+    with pytest.raises(CheckpointError, match=r"not a Wan 2\.1 checkpoint: missing keys"):
+        convert(src, tmp_path / "o.safetensors")
+
+
+class Payload:
+    """Any class: unpickling it would run import machinery, which weights_only refuses."""
+
+
+def test_weights_only_refuses_arbitrary_objects(tmp_path):
+    src = tmp_path / "evil.pt"
+    torch.save({"generator": Payload()}, src)
+    with pytest.raises(CheckpointError, match=r"weights_only=True"):
+        convert(src, tmp_path / "o.safetensors")
+
+
+def test_truncated_pt(tmp_path, two_models):
+    src = tmp_path / "t.pt"
+    torch.save({"generator": two_models[0].state_dict()}, src)
+    data = src.read_bytes()
+    src.write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError, match="truncated/corrupted"):
+        convert(src, tmp_path / "o.safetensors")
+
+
+def test_generator_entry_not_tensors(tmp_path):
+    src = tmp_path / "odd.pt"
+    torch.save({"generator": [torch.zeros(1)]}, src)
+    with pytest.raises(CheckpointError, match="'generator' entry is a list, not a dict of tensors"):
+        convert(src, tmp_path / "o.safetensors")
