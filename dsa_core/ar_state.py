@@ -78,28 +78,11 @@ def new_state(model, text, *, batch: int, latent_h: int, latent_w: int, chunk_fr
 
 def ensure_capacity(state: ARState, frames_needed: int) -> None:
     """Grow a keep-everything cache (window_frames=None) of an already-branched state to hold
-    ``frames_needed`` frames, copying its K/V (rolling-window caches never need it).
-
-    Reconstruction detail: uses KVCache's storage constructor argument; a KVCache.grown() method in
-    kv_cache.py would be the cleaner home for this."""
+    ``frames_needed`` frames, copying its K/V (rolling-window caches never need it)."""
     cache = state.cache
     if cache.window_frames is not None or cache.capacity_frames >= frames_needed:
         return
-    new_storage = []
-    for k, v in cache._kv:
-        shape = list(k.shape)
-        shape[2] = frames_needed
-        k2 = torch.zeros(shape, device=k.device, dtype=k.dtype)
-        v2 = torch.zeros(shape, device=v.device, dtype=v.dtype)
-        k2[:, :, :k.shape[2]].copy_(k)
-        v2[:, :, :v.shape[2]].copy_(v)
-        new_storage.append((k2, v2))
-    grown = KVCache(cache.num_layers, cache.batch, cache.num_heads, cache.head_dim, cache.tokens_per_frame,
-                    cache.chunk_frames, None, 0, frames_needed, dtype=cache.dtype, _storage=new_storage)
-    grown._owned = [True] * cache.num_layers
-    grown.frames_written = cache.frames_written
-    grown.last_chunk_start, grown.last_chunk_frames = cache.last_chunk_start, cache.last_chunk_frames
-    state.cache = grown
+    state.cache = cache.grown(frames_needed)
 
 
 def _append_committed(model, state: ARState, latents: Tensor, group: int) -> int:
@@ -190,8 +173,7 @@ def switch_prompt(model, state: ARState, text, recache="none") -> tuple[ARState,
     else:
         # Rewind the (branched, keep-everything) cache: frames >= start_frame are rewritten in order
         # and a chunk only reads slots below its end, so stale slots above are never seen.
-        new.cache.frames_written = start_frame
-        new.cache.last_chunk_start, new.cache.last_chunk_frames = None, 0
+        new.cache.rewind(start_frame)
     passes, f = 0, start_frame
     for size in sizes[start_group:]:
         _commit(model, state.latents[:, :, f:f + size], text, new.cache, f)

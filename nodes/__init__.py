@@ -3,15 +3,19 @@ from typing_extensions import override
 
 from comfy_api.latest import ComfyExtension, io
 
+from . import routes
 from .ladder_node import DSANoiseLadder
 from .loader_nodes import DSAHeadLoader, DSAModelLoader
 from .prompt_embedding_node import DSAPromptEmbedding
 from .report_node import DSAStepReport
 from .sampler_nodes import DSAExtend, DSASampler
+from .toy_decode_node import DSAToyDecode
 
 # Node ids, input names and widget order are a contract with saved workflows: see tests/host/node_schemas.json.
 NODES: list[type[io.ComfyNode]] = [DSAModelLoader, DSAHeadLoader, DSASampler, DSAExtend, DSAStepReport,
-                                   DSANoiseLadder, DSAPromptEmbedding]
+                                   DSANoiseLadder, DSAPromptEmbedding, DSAToyDecode]
+
+routes.register_with_host()
 
 
 class DSAExtension(ComfyExtension):

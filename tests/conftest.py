@@ -80,3 +80,18 @@ def tiny_models(models_dir) -> dict:
         "prompt_a": write_prompt(models_dir / "dsa_prompts" / "prompt_a.safetensors", seed=1).name,
         "prompt_b": write_prompt(models_dir / "dsa_prompts" / "prompt_b.safetensors", seed=2).name,
     }
+
+
+@pytest.fixture(scope="session")
+def workflow_model_files(models_dir):
+    """The files the real-model templates name. Only the DSA files are read at validation time (their headers), so
+    the text encoder and VAE are empty placeholders; the real-model templates are validated, never executed."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import make_workflows
+    from testdata import write_head, write_tiny_wan
+
+    write_tiny_wan(models_dir / "diffusion_models" / make_workflows.GENERATOR)
+    write_head(models_dir / "dsa" / make_workflows.HEAD)
+    for folder, name in (("text_encoders", make_workflows.TEXT_ENCODER), ("vae", make_workflows.VAE)):
+        (models_dir / folder / name).write_bytes(b"")
+    return models_dir

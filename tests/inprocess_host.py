@@ -77,6 +77,12 @@ class InProcessHost:
         for sub in ("diffusion_models", "vae", "loras", "text_encoders", "dsa", "dsa_prompts"):
             (self.models_dir / sub).mkdir(parents=True, exist_ok=True)
             folder_paths.add_model_folder_path(sub, str(self.models_dir / sub), is_default=True)
+        import sys
+
+        stray = sys.modules.get("utils")
+        if stray is not None and not hasattr(stray, "__path__"):
+            raise RuntimeError(f"a module named 'utils' ({getattr(stray, '__file__', stray)}) was imported before the "
+                               "host; ComfyUI needs its own utils package")
         import utils.extra_config  # noqa: F401  (must precede `nodes`, else `utils` resolves to comfy/utils.py)
         import server
 

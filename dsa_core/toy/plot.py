@@ -1,0 +1,66 @@
+"""The reproduction's quality-vs-NFE chart, drawn with Pillow only (no plotting library is a dependency)."""
+from __future__ import annotations
+
+from PIL import Image, ImageDraw, ImageFont
+
+BG, FG, GRID = (255, 255, 255), (30, 30, 30), (220, 220, 220)
+FIXED, DSA, TEACHER = (50, 90, 200), (20, 150, 70), (200, 70, 50)
+
+
+def quality_vs_nfe(results: list[dict], teacher_psnr: float | None = None, teacher_nfe: int | None = None,
+                   title: str = "", width: int = 900, height: int = 560) -> Image.Image:
+    img = Image.new("RGB", (width, height), BG)
+    d = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    l, r, t, b = 70, 30, 40, 60
+    xs = [p["nfe_per_chunk"] for p in results]
+    ys = [p["psnr"] for p in results] + ([teacher_psnr] if teacher_psnr is not None else [])
+    x0, x1 = 1.0, max(xs) + 0.5
+    y0, y1 = min(ys) - 0.5, max(ys) + 0.5
+
+    def px(x, y):
+        return l + (x - x0) / (x1 - x0) * (width - l - r), height - b - (y - y0) / (y1 - y0) * (height - t - b)
+
+    for xi in range(int(x0), int(x1) + 1):
+        X, _ = px(xi, y0)
+        d.line([(X, t), (X, height - b)], fill=GRID)
+        d.text((X - 3, height - b + 6), str(xi), fill=FG, font=font)
+    step = 0.5 if y1 - y0 < 6 else 1.0 if y1 - y0 < 12 else 2.0
+    y = step * int(y0 / step)
+    while y <= y1:
+        if y >= y0:
+            _, Y = px(x0, y)
+            d.line([(l, Y), (width - r, Y)], fill=GRID)
+            d.text((8, Y - 5), f"{y:.1f}", fill=FG, font=font)
+        y += step
+    d.rectangle([l, t, width - r, height - b], outline=FG)
+    d.text((l + (width - l - r) // 2 - 150, height - 22),
+           "NFE per chunk (denoising steps + 1 cache-commit pass)", fill=FG, font=font)
+    d.text((8, t - 28), "PSNR (dB) to the nearest prompt-consistent clean video (higher is better)", fill=FG, font=font)
+    if title:
+        d.text((l, 6), title, fill=FG, font=font)
+
+    def series(kind, colour, label_fn):
+        pts = sorted([p for p in results if p["kind"] == kind], key=lambda p: p["nfe_per_chunk"])
+        P = [px(p["nfe_per_chunk"], p["psnr"]) for p in pts]
+        if len(P) > 1:
+            d.line(P, fill=colour, width=2)
+        for p, (X, Y) in zip(pts, P):
+            d.ellipse([X - 4, Y - 4, X + 4, Y + 4], fill=colour)
+            d.text((X + 5, Y + (4 if kind == "fixed" else -14)), label_fn(p), fill=colour, font=font)
+
+    series("fixed", FIXED, lambda p: f"{int(p['value'])} steps")
+    series("confidence", DSA, lambda p: f"thr {p['value']:g}")
+    if teacher_psnr is not None:
+        _, Y = px(x0, teacher_psnr)
+        for X in range(l, width - r, 12):
+            d.line([(X, Y), (X + 6, Y)], fill=TEACHER, width=2)
+        d.text((l + 6, Y - 14), f"teacher, {teacher_nfe}-step ODE (bidirectional, whole video)", fill=TEACHER, font=font)
+    # legend
+    lx, ly = width - r - 260, height - b - 50
+    d.rectangle([lx - 8, ly - 8, width - r - 8, ly + 34], fill=BG, outline=GRID)
+    d.line([(lx, ly + 4), (lx + 24, ly + 4)], fill=FIXED, width=3)
+    d.text((lx + 30, ly - 2), "fixed steps (Self-Forcing sampler)", fill=FG, font=font)
+    d.line([(lx, ly + 22), (lx + 24, ly + 22)], fill=DSA, width=3)
+    d.text((lx + 30, ly + 16), "DSA confidence threshold sweep", fill=FG, font=font)
+    return img

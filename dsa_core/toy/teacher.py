@@ -1,0 +1,108 @@
+"""The toy teacher: a bidirectional Wan DiT trained with flow matching on the toy world's videos
+(toy-scale reproduction; the real DSA/Self-Forcing teacher is Wan 2.1 14B/1.3B, trained on real data).
+
+Flow matching: x_s = (1 - s) x0 + s eps, target v = eps - x0, t = 1000 s, u ~ U[0, 1] warped through
+``shift``. Reconstruction choice for the toy: half of each batch gets one noise level per *chunk* instead
+of one per video, sorted so earlier chunks are cleaner (including exactly clean ones), diffusion-forcing
+style. The teacher thereby also knows "clean context + noisy next chunk", which is the situation the causal
+student initialised from it meets at every chunk through the KV cache. 10% of prompts are dropped (all-zero
+context) so classifier-free guidance is available.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+import time
+
+import torch
+
+from ..causal_wan import CausalWan
+from ..config import WanConfig
+from ..training.flow import FlowMatchObjective, expand_sigma, warp
+from ..training.progress import progress
+from ..wan_model import WanDiT, init_random_weights
+from . import world as W
+
+# The toy generator: head_dim 128 and text_dim 4096 (so ComfyUI builds it from the file), 2 layers (= config.TINY).
+TOY_CONFIG = WanConfig(dim=128, ffn_dim=256, num_heads=1, num_layers=2)
+
+
+@dataclass
+class TeacherConfig:
+    steps: int = 1500
+    batch: int = 8
+    lr: float = 3e-4
+    warmup: int = 50
+    shift: float = 3.0
+    per_chunk_frac: float = 0.5
+    drop_prompt: float = 0.1
+    seed: int = 0
+
+
+def sample_training_sigmas(batch: int, frames: int, chunk: int, g: torch.Generator, shift: float,
+                           per_chunk_frac: float) -> torch.Tensor:
+    """[B, T] noise levels: per video (uniform across frames) or per chunk (sorted ascending)."""
+    n_chunks = frames // chunk
+    u_vid = torch.rand(batch, 1, generator=g).expand(batch, n_chunks)
+    u_chk = torch.rand(batch, n_chunks, generator=g).sort(dim=1).values
+    clean = torch.rand(batch, n_chunks, generator=g) < 0.25
+    u_chk = torch.where(clean & (torch.arange(n_chunks) < n_chunks - 1), torch.zeros_like(u_chk), u_chk)
+    use_chunk = (torch.rand(batch, 1, generator=g) < per_chunk_frac)
+    u = torch.where(use_chunk, u_chk, u_vid)
+    return warp(u, shift).repeat_interleave(chunk, dim=1)
+
+
+def new_toy_model(seed: int = 0, config: WanConfig = TOY_CONFIG) -> WanDiT:
+    return init_random_weights(WanDiT(config), seed=seed, scale=1.0)
+
+
+def train_teacher(tc: TeacherConfig, model: WanDiT | None = None, show_progress: bool = True,
+                  log=None) -> tuple[WanDiT, list[float]]:
+    g = torch.Generator().manual_seed(tc.seed)
+    model = model or new_toy_model(tc.seed)
+    model.train().requires_grad_(True)
+    obj = FlowMatchObjective(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=(0.9, 0.99), weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: min(1.0, (i + 1) / tc.warmup) * (0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(i / tc.steps * 3.14159)).item())))
+    losses = []
+    bar = progress(total=tc.steps, desc="teacher", disable=not show_progress)
+    for i in range(tc.steps):
+        x0, ctx, _ = W.make_batch(tc.batch, g)
+        drop = torch.rand(tc.batch, generator=g) < tc.drop_prompt
+        ctx[drop] = 0.0
+        s = sample_training_sigmas(tc.batch, x0.shape[2], W.CHUNK_FRAMES, g, tc.shift, tc.per_chunk_frac)
+        eps = torch.randn(x0.shape, generator=g)
+        loss = obj(x0, ctx, s, eps)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        if i % 20 == 0:
+            bar.set_postfix_str(f"loss {sum(losses[-20:]) / len(losses[-20:]):.4f}")
+    bar.close()
+    return model.eval().requires_grad_(False), losses
+
+
+@torch.no_grad()
+def teacher_sample(model: WanDiT, context: torch.Tensor, steps: int = 24, seed: int = 0, shift: float = 3.0,
+                   guidance: float = 1.0, frames: int = W.NUM_FRAMES) -> torch.Tensor:
+    """Euler ODE sample of the bidirectional teacher: [B, 16, T, H, W]."""
+    cw = CausalWan(model, model.config)
+    b = context.shape[0]
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, W.LATENT_CHANNELS, frames, W.LATENT_H, W.LATENT_W, generator=g)
+    text = cw.encode_text(context)
+    unc = cw.encode_text(torch.zeros_like(context)) if guidance != 1.0 else None
+    sig = [warp(torch.tensor(1.0 - i / steps), shift).item() for i in range(steps)] + [0.0]
+    for i in range(steps):
+        s, s2 = sig[i], sig[i + 1]
+        t = torch.full((b,), 1000.0 * s)
+        v = cw.forward_full(x, t, text).flow
+        if unc is not None:
+            vu = cw.forward_full(x, t, unc).flow
+            v = vu + guidance * (v - vu)
+        x = x + (s2 - s) * v
+    return x

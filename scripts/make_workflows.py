@@ -1,0 +1,168 @@
+"""Write the example workflows in workflows/ (UI format) from the specs below, against the host's /object_info.
+
+Run with the host's python after a node schema change: `$(python3 scripts/host.py python) scripts/make_workflows.py`.
+The tests rebuild them and fail when a committed file is out of date.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+from workflow_tools import N, build_ui  # noqa: E402
+
+# The file names the README tells users to use.
+GENERATOR = "self_forcing_dmd.safetensors"
+HEAD = "self_forcing_dsa_head.safetensors"
+TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+VAE = "wan_2.1_vae.safetensors"
+TOY_GENERATOR = "dsa_toy_wan.safetensors"
+TOY_PROMPT = "toy_red_square_fast.safetensors"  # set from the bundled prompts below
+
+PROMPT_A = "A red fox trots through fresh snow in a birch forest, morning light, cinematic tracking shot"
+PROMPT_B = "The fox stops and looks up as snow starts falling heavily, close-up"
+PROMPT_C = "The fox runs off between the trees into a bright clearing, wide shot"
+
+SETUP_NOTE = f"""## DSA: text to video
+Files (see the pack's README):
+- `models/diffusion_models/{GENERATOR}`: Self-Forcing, converted with `python -m dsa_core.convert self_forcing_dmd.pt {GENERATOR}`
+- `models/dsa/{HEAD}`: its confidence head (`python -m dsa_core.training.calibrate_head`)
+- `models/text_encoders/{TEXT_ENCODER}`, `models/vae/{VAE}`: ComfyUI's Wan 2.1 repack
+
+**threshold**: one scale 0..1. A chunk stops refining once its least confident frame reaches it. Higher = more steps.
+The chart on the sampler shows steps per chunk and the confidence after each step as it runs."""
+
+
+def loader(i, pos, head=HEAD):
+    return N(i, "DSAModelLoader", pos, {"generator": GENERATOR, "head": head, "weight_dtype": "default"})
+
+
+def text(i, pos, prompt, clip_id=2):
+    return N(i, "CLIPTextEncode", pos, {"text": prompt}, {"clip": (clip_id, 0)}, size=(400, 160))
+
+
+def clip(i, pos):
+    return N(i, "CLIPLoader", pos, {"clip_name": TEXT_ENCODER, "type": "wan", "device": "default"})
+
+
+def sampler(i, pos, model, cond, head, **w):
+    widgets = {"seed": 42, "width": 832, "height": 480, "length": 81, "frames_per_chunk": 3, **w}
+    return N(i, "DSASampler", pos, widgets, {"model": model, "positive": cond, "head": head}, size=(340, 620))
+
+
+def decode_and_save(i, pos, latent, prefix, vae_id=4):
+    return [N(i, "VAEDecode", pos, {}, {"samples": latent, "vae": (vae_id, 0)}),
+            N(i + 1, "SaveAnimatedWEBP", (pos[0] + 340, pos[1]), {"filename_prefix": prefix, "fps": 16.0},
+              {"images": (i, 0)}, size=(420, 420))]
+
+
+def report(i, pos, rep):
+    return [N(i, "DSAStepReport", pos, {}, {"report": rep}),
+            N(i + 1, "PreviewImage", (pos[0] + 340, pos[1]), {}, {"images": (i, 0)}, size=(420, 280))]
+
+
+def text_to_video():
+    return [
+        N(100, "MarkdownNote", (-460, 0), text=SETUP_NOTE, size=(420, 420)),
+        loader(1, (0, 0)), clip(2, (0, 160)), text(3, (0, 320), PROMPT_A), N(4, "VAELoader", (0, 520), {"vae_name": VAE}),
+        sampler(5, (440, 0), (1, 0), (3, 0), (1, 1), policy="confidence", threshold_preset="balanced"),
+        *decode_and_save(6, (820, 0), (5, 0), "dsa/t2v"),
+        *report(8, (820, 480), (5, 2)),
+    ]
+
+
+def long_video():
+    ext = {"policy": "confidence", "threshold_preset": "balanced", "cache_window": 21, "sink_frames": 3}
+    return [
+        N(100, "MarkdownNote", (-460, 0), size=(420, 300), text=(
+            "## DSA: a long video with prompt switches\nThe sampler makes 81 frames; each extender continues the same "
+            "KV cache (nothing is recomputed) for 48 more frames under a new prompt. A rolling cache window of 21 "
+            "latent frames plus 3 sink frames keeps memory and per-chunk time flat.\n\nFiles as in the text-to-video "
+            "template.")),
+        loader(1, (0, 0)), clip(2, (0, 160)), N(4, "VAELoader", (0, 320), {"vae_name": VAE}),
+        text(3, (0, 440), PROMPT_A), text(10, (0, 640), PROMPT_B), text(11, (0, 840), PROMPT_C),
+        sampler(5, (440, 0), (1, 0), (3, 0), (1, 1), **ext),
+        N(12, "DSAExtend", (820, 0), {"seed": 43, "add_frames": 48, "recache": "none", **ext},
+          {"model": (1, 0), "positive": (10, 0), "head": (1, 1), "state": (5, 1)}, size=(340, 640)),
+        N(13, "DSAExtend", (1200, 0), {"seed": 44, "add_frames": 48, "recache": "none", **ext},
+          {"model": (1, 0), "positive": (11, 0), "head": (1, 1), "state": (12, 1)}, size=(340, 640)),
+        *decode_and_save(6, (1580, 0), (13, 0), "dsa/long"),
+        *report(8, (1580, 480), (13, 2)),
+    ]
+
+
+def fixed_vs_adaptive():
+    return [
+        N(100, "MarkdownNote", (-460, 0), size=(420, 260), text=(
+            "## Fixed 4 steps versus DSA\nSame model, prompt and seed. Top: Self-Forcing's fixed 4 steps per chunk. "
+            "Bottom: DSA lets confident chunks stop early and gives hard ones extra levels. Compare the videos and "
+            "the two step reports (NFE and speed-up).\n\nFiles as in the text-to-video template.")),
+        loader(1, (0, 0)), clip(2, (0, 160)), text(3, (0, 320), PROMPT_A), N(4, "VAELoader", (0, 520), {"vae_name": VAE}),
+        sampler(5, (440, 0), (1, 0), (3, 0), (1, 1), policy="fixed", max_steps=4),
+        sampler(12, (440, 700), (1, 0), (3, 0), (1, 1), policy="confidence", threshold_preset="balanced"),
+        *decode_and_save(6, (820, 0), (5, 0), "dsa/fixed"),
+        *report(8, (1580, 0), (5, 2)),
+        *decode_and_save(13, (820, 700), (12, 0), "dsa/adaptive"),
+        *report(15, (1580, 700), (12, 2)),
+    ]
+
+
+def toy_demo():
+    return [
+        N(100, "MarkdownNote", (-460, 0), size=(420, 300), text=(
+            "## DSA toy demo: runs anywhere, no downloads\nA tiny causal Wan (the pack's bundled toy model, trained "
+            "by `python -m dsa_core.toy.reproduce`) on synthetic moving shapes. The prompt is a stored embedding; the "
+            "toy decoder maps its latents to colours. Watch the chart on the sampler: easy chunks stop early.")),
+        N(1, "DSAModelLoader", (0, 0), {"generator": TOY_GENERATOR, "head": "auto (embedded in the generator file, else none)",
+                                        "weight_dtype": "default"}),
+        N(2, "DSAPromptEmbedding", (0, 160), {"embedding": TOY_PROMPT}),
+        sampler(5, (380, 0), (1, 0), (2, 0), (1, 1), seed=7, width=64, height=64, length=33, policy="confidence",
+                threshold_preset="balanced"),
+        N(6, "DSAToyDecode", (760, 0), {}, {"samples": (5, 0)}),
+        N(7, "SaveAnimatedWEBP", (1100, 0), {"filename_prefix": "dsa/toy", "fps": 4.0}, {"images": (6, 0)},
+          size=(420, 420)),
+        *report(8, (760, 480), (5, 2)),
+    ]
+
+
+WORKFLOWS = {
+    "dsa_text_to_video": text_to_video,
+    "dsa_long_video_prompt_switch": long_video,
+    "dsa_fixed_vs_adaptive": fixed_vs_adaptive,
+    "dsa_toy_demo": toy_demo,
+}
+
+
+def build_all(object_info: dict) -> dict[str, dict]:
+    return {name: build_ui(spec(), object_info) for name, spec in WORKFLOWS.items()}
+
+
+def dump(wf: dict) -> str:
+    return json.dumps(wf, indent=1) + "\n"
+
+
+def main() -> int:
+    from server_host import ServerHost
+
+    with tempfile.TemporaryDirectory() as tmp:
+        packs = Path(tmp) / "packs"
+        packs.mkdir()
+        (packs / "ComfyUI-DSA").symlink_to(REPO, target_is_directory=True)
+        host = ServerHost(Path(tmp), packs, "ComfyUI-DSA", slim=True).start()
+        try:
+            info = host.object_info
+        finally:
+            host.stop()
+    out = REPO / "workflows"
+    out.mkdir(exist_ok=True)
+    for name, wf in build_all(info).items():
+        (out / f"{name}.json").write_text(dump(wf))
+        print("wrote", out / f"{name}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The example workflows: in sync with the node schemas, listed as templates, and valid against the host."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from workflow_tools import FRONTEND_ONLY, ui_to_api
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+import make_workflows  # noqa: E402
+
+WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+
+
+def test_the_four_templates_exist():
+    assert {p.stem for p in WORKFLOWS} == set(make_workflows.WORKFLOWS)
+
+
+def test_committed_workflows_are_up_to_date(server_host):
+    built = make_workflows.build_all(server_host.object_info)
+    for path in WORKFLOWS:
+        assert path.read_text() == make_workflows.dump(built[path.stem]), (
+            f"{path.name} is out of date with the node schemas: run scripts/make_workflows.py")
+
+
+def test_templates_listed_by_host(server_host):
+    listing = server_host.get_json("/api/workflow_templates")
+    assert sorted(listing["ComfyUI-DSA"]) == sorted(p.stem for p in WORKFLOWS)
+    status, body = server_host.request("/api/workflow_templates/ComfyUI-DSA/dsa_toy_demo.json")
+    assert status == 200 and json.loads(body)["nodes"]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_validates_in_host(inprocess_host, server_host, workflow_model_files, path):
+    ui = json.loads(path.read_text())
+    types = {n["type"] for n in ui["nodes"]} - FRONTEND_ONLY
+    assert types <= set(server_host.object_info), f"unknown node types {types - set(server_host.object_info)}"
+    prompt = ui_to_api(ui, server_host.object_info)
+    ok, err, outputs, node_errors = inprocess_host.validate(prompt)
+    assert ok, (err, node_errors)
+    assert outputs, "a template must have an output node"
