@@ -24,13 +24,18 @@ shared: the minimum is the least disturbed figure, the median the typical one).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import torch
+# Shared 2-core machines: with the default (spinning) OpenMP wait policy, 2 torch threads next to another busy
+# process slowed a forward by up to 35x in our runs (each parallel region waits for a descheduled thread);
+# passive waiting keeps them at about the 1-thread speed. Set OMP_WAIT_POLICY yourself to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.bench_common import (MODES, ForwardTimer, fmt_mm, min_med, mode_policy, peak_rss_mb,  # noqa: E402
@@ -58,15 +63,39 @@ def build(cfg: WanConfig, text_len: int = 512):
 
 
 # ---- 1. sampler speed ---------------------------------------------------------------------------
-def bench_sampler(name, cfg, lh, lw, *, chunks=7, repeats=3, modes=tuple(MODES), text_len=512):
-    """One row per mode: latency, throughput, NFE and overhead ratio, min/median over ``repeats``."""
+class Budget:
+    """A time budget shared out over the remaining items: each item may stop repeating (after at least
+    one measured repeat) once its share is spent, so a busy machine shortens the run instead of
+    stretching it past the limit."""
+
+    def __init__(self, seconds: float | None):
+        self.end = None if seconds is None else time.perf_counter() + seconds
+
+    def item_deadline(self, items_left: int):
+        if self.end is None:
+            return None
+        now = time.perf_counter()
+        return now + max(0.0, self.end - now) / max(1, items_left)
+
+
+def _over(deadline) -> bool:
+    return deadline is not None and time.perf_counter() > deadline
+
+
+def bench_sampler(name, cfg, lh, lw, *, chunks=7, repeats=3, modes=tuple(MODES), text_len=512, budget=None,
+                  items_after=0):
+    """One row per mode: latency, throughput, NFE and overhead ratio, min/median over ``repeats``
+    (fewer when ``budget`` runs out; each row says how many)."""
     cw, text = build(cfg, text_len)
     timer = ForwardTimer(cw)
     rows = []
-    for mode in modes:
+    for i, mode in enumerate(modes):
+        deadline = budget.item_deadline(len(modes) - i + items_after) if budget else None
         policy, head = mode_policy(mode, cfg.dim)
         walls, firsts, laters, ratios, head_ms = [], [], [], [], []
         for r in range(repeats + 1):           # run 0 is the warm-up
+            if r >= 2 and _over(deadline):
+                break
             if head is not None:
                 head.reset()
             timer.reset()
@@ -89,27 +118,28 @@ def bench_sampler(name, cfg, lh, lw, *, chunks=7, repeats=3, modes=tuple(MODES),
             "fixed_nfe": rec.fixed_nfe, "first_s": firsts, "later_s": laters, "wall_s": walls,
             "latent_fps": [latent / w for w in walls], "video_fps": [vframes / w for w in walls],
             "overhead": ratios, "head_ms_per_step": head_ms, "step_ms": 1e3 * timer.seconds / timer.calls,
+            "repeats": len(walls),
         })
     timer.remove()
     return rows
 
 
 def print_sampler(rows, chunks):
-    hdr = ["config", "mode", "steps/chunk", "NFE", "1st chunk ms", "later chunk ms", "latent fr/s",
+    hdr = ["config", "mode", "n", "steps/chunk", "NFE", "1st chunk ms", "later chunk ms", "latent fr/s",
            "video fr/s", "overhead", "head ms/step"]
     out = []
     for r in rows:
         # throughput: min column uses the fastest run (max fps), median the median run
         lf = sorted(r["latent_fps"], reverse=True)
         vf = sorted(r["video_fps"], reverse=True)
-        out.append([r["config"], r["mode"], f"{r['steps']:.2f}", f"{r['nfe']}",
+        out.append([r["config"], r["mode"], r["repeats"], f"{r['steps']:.2f}", f"{r['nfe']}",
                     fmt_mm(r["first_s"], 1e3), fmt_mm(r["later_s"], 1e3),
                     f"{lf[0]:.2f}/{statistics.median(lf):.2f}", f"{vf[0]:.2f}/{statistics.median(vf):.2f}",
                     fmt_mm(r["overhead"], 1, 3),
                     fmt_mm(r["head_ms_per_step"], 1, 3) if r["mode"] != "fixed-4" else "- (no head)"])
     print_table(hdr, out, f"1. Sampler: {chunks} chunks x {CHUNK} latent frames "
                           f"(= {video_frames(chunks * CHUNK, True)} video frames); x/y = min/median "
-                          "(throughput: best/median); overhead = sampler wall / time in forward_chunk "
+                          "(throughput: best/median) over n repeats; overhead = sampler wall / time in forward_chunk "
                           "(goal <= 1.05)")
 
 
@@ -148,13 +178,16 @@ def print_head(rows):
 
 
 # ---- 3. KV cache vs length ----------------------------------------------------------------------
-def bench_kv(name, cfg, lh, lw, *, chunks=20, window=12, sink=3, repeats=2):
+def bench_kv(name, cfg, lh, lw, *, chunks=20, window=12, sink=3, repeats=2, budget=None):
     """Per-chunk time of a long fixed-4 video, keeping every frame vs a rolling window + sink."""
     cw, text = build(cfg)
     runs = {}
-    for label, win, snk in (("keep-all", None, 0), (f"rolling w{window}+s{sink}", window, sink)):
+    for i, (label, win, snk) in enumerate((("keep-all", None, 0), (f"rolling w{window}+s{sink}", window, sink))):
+        deadline = budget.item_deadline(2 - i) if budget else None
         per_chunk, nbytes = [], None
         for r in range(repeats + 1):            # run 0: a 2-chunk warm-up
+            if r >= 2 and _over(deadline):
+                break
             n = chunks if r else min(chunks, 2)
             _, state, rec = sample_video(cw, text, num_frames=n * CHUNK, latent_h=lh, latent_w=lw,
                                          chunk_frames=CHUNK, policy=FixedSteps(4), seed=0,
@@ -180,7 +213,8 @@ def print_kv(res, every=None):
     cfg = res["cfg"]
     print_table(["chunk", "latent frames", f"{la}: keys (frames)", "ms/chunk", f"{lb}: keys", "ms/chunk"], out,
                 f"3. KV cache vs video length, {res['config']} (dim {cfg.dim}, {cfg.num_layers} layers, latent "
-                f"{res['lh']}x{res['lw']}), fixed 4 steps; ms = min/median")
+                f"{res['lh']}x{res['lw']}), fixed 4 steps; ms = min/median over "
+                f"{len(a['per_chunk'][0])}/{len(b['per_chunk'][0])} repeats")
     print(f"cache bytes allocated for {chunks * CHUNK} latent frames: {la} {a['bytes'] / 2**20:.1f} MiB, "
           f"{lb} {b['bytes'] / 2**20:.1f} MiB (constant in length)")
 
@@ -201,9 +235,14 @@ def run_all(args, out=print):
     t_start = time.perf_counter()
     rss = {}
     sampler_rows = []
-    for name in args.configs.split(","):
+    names = args.configs.split(",")
+    # the sampler section may use ~55 % of the budget, the KV section the rest
+    sampler_budget = Budget(None if args.budget_s is None else 0.55 * args.budget_s)
+    for j, name in enumerate(names):
         cfg, lh, lw = CONFIGS[name]
-        sampler_rows += bench_sampler(name, cfg, lh, lw, chunks=args.chunks, repeats=args.repeats)
+        later_items = sum(len(MODES) for _ in names[j + 1:])
+        sampler_rows += bench_sampler(name, cfg, lh, lw, chunks=args.chunks, repeats=args.repeats,
+                                      budget=sampler_budget, items_after=later_items)
     rss["after sampler"] = peak_rss_mb()
     print_sampler(sampler_rows, args.chunks)
 
@@ -217,8 +256,9 @@ def run_all(args, out=print):
     kv = None
     if args.kv_chunks:
         cfg, lh, lw = CONFIGS[args.kv_config]
+        left = None if args.budget_s is None else args.budget_s - (time.perf_counter() - t_start) - 10
         kv = bench_kv(args.kv_config, cfg, lh, lw, chunks=args.kv_chunks, window=args.window, sink=args.sink,
-                      repeats=args.kv_repeats)
+                      repeats=args.kv_repeats, budget=Budget(None if left is None else max(left, 0)))
         print_kv(kv)
     print_kv_full_size(args.window, args.sink)
     rss["after kv"] = peak_rss_mb()
@@ -230,21 +270,28 @@ def run_all(args, out=print):
 
 def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="~1 minute version (fewer repeats, shorter KV run)")
+    ap.add_argument("--quick", action="store_true", help="~1 minute version (4-chunk videos, 2 repeats, KV on tiny)")
     ap.add_argument("--configs", default="tiny,mid")
     ap.add_argument("--chunks", type=int, default=7, help="chunks per video in section 1 (7 = 21 latent frames)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--head-calls", type=int, default=300)
     ap.add_argument("--kv-config", default="mid")
-    ap.add_argument("--kv-chunks", type=int, default=20)
+    ap.add_argument("--kv-chunks", type=int, default=16)
     ap.add_argument("--kv-repeats", type=int, default=2)
     ap.add_argument("--window", type=int, default=12)
     ap.add_argument("--sink", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="time budget: repeats stop early (>= 1 kept) once spent; default 420 s, --quick 50 s; "
+                         "0 = no budget")
     args = ap.parse_args(argv)
     if args.quick:
-        args.repeats, args.kv_config, args.kv_chunks, args.kv_repeats = 2, "tiny", 16, 2
+        args.repeats, args.chunks, args.kv_config, args.kv_chunks, args.kv_repeats = 2, 4, "tiny", 16, 2
         args.head_calls = 100
+    if args.budget_s is None:
+        args.budget_s = 50.0 if args.quick else 420.0
+    elif args.budget_s <= 0:
+        args.budget_s = None
     return args
 
 
@@ -253,10 +300,13 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # random weights can produce subnormals, which are slow on CPU
     print(f"DSA CPU benchmark: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{args.threads} threads, fp32, chunk = {CHUNK} latent frames, random weights"
-          + (" [--quick]" if args.quick else ""))
+          f"{os.cpu_count()} CPUs, {args.threads} threads (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}), "
+          f"fp32, chunk = {CHUNK} latent frames, random weights" + (" [--quick]" if args.quick else ""))
+    print("load average at start (1/5/15 min): " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     with torch.no_grad():
         run_all(args)
+    print("load average at end (1/5/15 min): " + " ".join(f"{v:.2f}" for v in os.getloadavg())
+          + "  (above ~1 means other jobs shared the 2 cores: trust the min columns)")
     return 0
 
 

@@ -38,7 +38,10 @@ function draw(node) {
   ctx.font = "10px sans-serif";
   ctx.fillStyle = "#ddd";
   const n = st.chunks.length;
-  const head = st.summary || (n ? `${n} chunk${n > 1 ? "s" : ""} so far` : "DSA: run the graph to see where the steps go");
+  const r = st.report;
+  const head = r
+    ? `${r.mean_steps_per_frame.toFixed(2)} steps/frame · NFE ${r.total_nfe} vs ${r.fixed_nfe} fixed · x${r.speedup.toFixed(2)}`
+    : n ? `${n} chunk${n > 1 ? "s" : ""} so far` : "DSA: run the graph to see where the steps go";
   ctx.fillText(head, 4, 11);
   if (!n) return;
   const maxSteps = Math.max(st.baseSteps, ...st.chunks.map((c) => c.steps));
@@ -138,10 +141,12 @@ app.registerExtension({
       const st = chartState(node);
       if (detail.done) {
         st.summary = detail.report?.summary || "";
+        st.report = detail.report || null;
       } else {
         if (detail.chunk === 0) {
           st.chunks = [];
           st.summary = "";
+          st.report = null;
         }
         st.chunks[detail.chunk] = detail.record;
         st.threshold = detail.threshold;

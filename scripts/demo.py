@@ -1,53 +1,86 @@
-"""Demo: start a real ComfyUI server with ComfyUI-DSA loaded, list the pack's nodes and run one of its graphs.
+"""Demo: a real ComfyUI server with ComfyUI-DSA generates a video with the bundled toy model, on CPU, no downloads.
 
-Run through `bash scripts/demo` (it installs the pinned host first). Later versions generate a video with the
-embedded toy model; see README.
+It queues the pack's own template workflows/dsa_toy_demo.json (converted to API format as the front end would), with
+the template's preview swapped for saving, and copies the results to --out: the animated WebP video, the step chart
+PNG and the step report JSON. Run it through `bash scripts/demo` (that installs the pinned host first).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
-import uuid
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
-from server_host import ServerHost  # noqa: E402  (the same harness the tests use)
+from server_host import ServerHost  # noqa: E402  (the harness the tests use)
+from workflow_tools import ui_to_api  # noqa: E402
 
 PACK = "ComfyUI-DSA"
+TEMPLATE = REPO / "workflows" / "dsa_toy_demo.json"
+
+
+def build_prompt(object_info: dict, prompt_file: str | None, threshold: str, seed: int) -> tuple[dict, str, str]:
+    api = ui_to_api(json.loads(TEMPLATE.read_text()), object_info)
+    sampler = next(k for k, v in api.items() if v["class_type"] == "DSASampler")
+    report = next(k for k, v in api.items() if v["class_type"] == "DSAStepReport")
+    api[sampler]["inputs"].update(seed=seed, threshold_preset=threshold)
+    if prompt_file:
+        next(v for v in api.values() if v["class_type"] == "DSAPromptEmbedding")["inputs"]["embedding"] = prompt_file
+    for v in api.values():
+        if v["class_type"] == "PreviewImage":
+            v.update(class_type="SaveImage", inputs={**v["inputs"], "filename_prefix": "dsa/toy_chart"})
+    return api, sampler, report
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", type=Path, default=REPO / "demo-output")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=REPO / "demo-output", help="where the video and chart go")
+    ap.add_argument("--prompt", default=None, help="a toy prompt file from models/toy/prompts (default: the template's)")
+    ap.add_argument("--threshold", default="balanced", help="threshold preset: quality, balanced or fast")
+    ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         packs = Path(tmp) / "packs"
         packs.mkdir()
         (packs / PACK).symlink_to(REPO, target_is_directory=True)
         host = ServerHost(Path(tmp), packs, PACK, slim=True).start()
         try:
-            mine = {k: v for k, v in host.object_info.items() if v["python_module"] == f"custom_nodes.{PACK}"}
-            print(f"ComfyUI {host.url} loaded {PACK} with {len(mine)} nodes:")
-            for k, v in sorted(mine.items()):
-                print(f"  {k:24s} {v['display_name']}  ({v['category']})")
+            prompt, sampler, report = build_prompt(host.object_info, a.prompt, a.threshold, a.seed)
             ws = host.websocket()
-            prompt = {"1": {"class_type": "DSANoiseLadder", "inputs": {"schedule": "self_forcing", "extra_steps": 2,
-                                                                        "custom_timesteps": "1000, 750, 500, 250",
-                                                                        "custom_shift": 5.0}},
-                      "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 1]}}}
             pid = host.queue(prompt, ws.client_id)
-            status = ws.wait_prompt_end(pid)
-            text = ws.of_type("executed", pid)[-1]["data"]["output"]["text"][0]
+            print(f"ComfyUI {host.url}: queued the toy DSA workflow ({len(prompt)} nodes)")
+            status = ws.wait_prompt_end(pid, timeout=600)
+            for ev in ws.events:
+                if ev["type"] == "dsa.steps" and "chunk" in ev["data"]:
+                    d = ev["data"]
+                    conf = ", ".join(f"{c:.2f}" for c in d["record"]["confidence"] if c is not None)
+                    print(f"  chunk {d['chunk'] + 1}/{d['num_chunks']}: {d['record']['steps']} steps "
+                          f"({d['record']['stop_reason']}), confidence after each step: {conf}")
             ws.close()
-            print(f"ran DSANoiseLadder through the server: {status}\n  {text}")
-            (a.out / "object_info.json").write_text(json.dumps(mine, indent=1))
+            if status != "success":
+                raise SystemExit(f"the workflow ended with {status}:\n{host.log()[-3000:]}")
+            outputs = host.wait_history(pid)["outputs"]
+            summary = outputs[report]["text"][0]
+            copied = []
+            for node_out in outputs.values():
+                for img in node_out.get("images", []):
+                    src = host.base / "output" / img["subfolder"] / img["filename"]
+                    dst = a.out / img["filename"]
+                    shutil.copyfile(src, dst)
+                    copied.append(dst)
+            (a.out / "step_report.txt").write_text(summary + "\n")
         finally:
             host.stop()
-    print(f"wrote {a.out / 'object_info.json'}")
+    print(summary)
+    for p in copied:
+        print(f"wrote {p}")
+    print(f"done in {time.time() - t0:.1f} s")
     return 0
 
 

@@ -20,7 +20,7 @@ HEAD = "self_forcing_dsa_head.safetensors"
 TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
 VAE = "wan_2.1_vae.safetensors"
 TOY_GENERATOR = "dsa_toy_wan.safetensors"
-TOY_PROMPT = "toy_red_square_fast.safetensors"  # set from the bundled prompts below
+TOY_PROMPT = "toy_red_square_moving_right_fast_on_black.safetensors"
 
 PROMPT_A = "A red fox trots through fresh snow in a birch forest, morning light, cinematic tracking shot"
 PROMPT_B = "The fox stops and looks up as snow starts falling heavily, close-up"

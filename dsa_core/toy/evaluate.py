@@ -85,7 +85,7 @@ def evaluate_policy(dit, head, policy, scenes, seeds, fitter: W.SceneFitter, lad
 
 
 def sweep(dit, head, scenes, seeds, fixed_steps=(1, 2, 3, 4, 5, 6), thresholds=(0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9),
-          max_steps: int = 6, show_progress=True) -> list[PolicyResult]:
+          max_steps: int = 6, show_progress=True, kind_name: str = "confidence") -> list[PolicyResult]:
     fitter = W.SceneFitter()
     ladder = extended_ladder(self_forcing_ladder(), max_steps)
     jobs = [("fixed", k) for k in fixed_steps] + [("confidence", t) for t in thresholds]
@@ -95,9 +95,9 @@ def sweep(dit, head, scenes, seeds, fixed_steps=(1, 2, 3, 4, 5, 6), thresholds=(
         if kind == "fixed":
             pol, name = FixedSteps(int(v)), f"fixed {int(v)}"
         else:
-            pol, name = ConfidencePolicy(float(v), 1, max_steps), f"DSA thr {v:g}"
+            pol, name = ConfidencePolicy(float(v), 1, max_steps), f"{ {'confidence': 'DSA', 'calibrated': 'DSA-cal'}.get(kind_name, 'DSA-ship')} thr {v:g}"
         out.append(evaluate_policy(dit, head if kind == "confidence" else None, pol, scenes, seeds, fitter, ladder,
-                                   name, kind, float(v)))
+                                   name, kind if kind == "fixed" else kind_name, float(v)))
         bar.update(1)
         bar.set_postfix_str(f"{name}: NFE/chunk {out[-1].nfe_per_chunk:.2f} mse {out[-1].mse:.5f}")
     bar.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from PIL import Image, ImageDraw, ImageFont
 
 BG, FG, GRID = (255, 255, 255), (30, 30, 30), (220, 220, 220)
-FIXED, DSA, TEACHER = (50, 90, 200), (20, 150, 70), (200, 70, 50)
+FIXED, DSA, TEACHER, CAL, SHIP = (50, 90, 200), (20, 150, 70), (200, 70, 50), (230, 130, 0), (150, 60, 180)
 
 
 def quality_vs_nfe(results: list[dict], teacher_psnr: float | None = None, teacher_nfe: int | None = None,
@@ -36,9 +36,9 @@ def quality_vs_nfe(results: list[dict], teacher_psnr: float | None = None, teach
     d.rectangle([l, t, width - r, height - b], outline=FG)
     d.text((l + (width - l - r) // 2 - 150, height - 22),
            "NFE per chunk (denoising steps + 1 cache-commit pass)", fill=FG, font=font)
-    d.text((8, t - 28), "PSNR (dB) to the nearest prompt-consistent clean video (higher is better)", fill=FG, font=font)
+    d.text((8, t - 14), "PSNR (dB) to the nearest prompt-consistent clean video (higher is better)", fill=FG, font=font)
     if title:
-        d.text((l, 6), title, fill=FG, font=font)
+        d.text((l, 2), title, fill=FG, font=font)
 
     def series(kind, colour, label_fn):
         pts = sorted([p for p in results if p["kind"] == kind], key=lambda p: p["nfe_per_chunk"])
@@ -51,16 +51,22 @@ def quality_vs_nfe(results: list[dict], teacher_psnr: float | None = None, teach
 
     series("fixed", FIXED, lambda p: f"{int(p['value'])} steps")
     series("confidence", DSA, lambda p: f"thr {p['value']:g}")
+    series("calibrated", CAL, lambda p: f"{p['value']:g}")
+    series("shipped", SHIP, lambda p: f"{p['value']:g}")
     if teacher_psnr is not None:
         _, Y = px(x0, teacher_psnr)
         for X in range(l, width - r, 12):
             d.line([(X, Y), (X + 6, Y)], fill=TEACHER, width=2)
         d.text((l + 6, Y - 14), f"teacher, {teacher_nfe}-step ODE (bidirectional, whole video)", fill=TEACHER, font=font)
     # legend
-    lx, ly = width - r - 260, height - b - 50
-    d.rectangle([lx - 8, ly - 8, width - r - 8, ly + 34], fill=BG, outline=GRID)
+    lx, ly = width - r - 330, height - b - 86
+    d.rectangle([lx - 8, ly - 8, width - r - 8, ly + 70], fill=BG, outline=GRID)
+    d.line([(lx, ly + 58), (lx + 24, ly + 58)], fill=SHIP, width=3)
+    d.text((lx + 30, ly + 52), "shipped head (x0_agreement, median -> 0.75)", fill=FG, font=font)
+    d.line([(lx, ly + 40), (lx + 24, ly + 40)], fill=CAL, width=3)
+    d.text((lx + 30, ly + 34), "DSA, head-only calibrated head (x0_agreement)", fill=FG, font=font)
     d.line([(lx, ly + 4), (lx + 24, ly + 4)], fill=FIXED, width=3)
     d.text((lx + 30, ly - 2), "fixed steps (Self-Forcing sampler)", fill=FG, font=font)
     d.line([(lx, ly + 22), (lx + 24, ly + 22)], fill=DSA, width=3)
-    d.text((lx + 30, ly + 16), "DSA confidence threshold sweep", fill=FG, font=font)
+    d.text((lx + 30, ly + 16), "DSA, jointly trained head (dmd_grad)", fill=FG, font=font)
     return img

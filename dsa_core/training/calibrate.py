@@ -6,8 +6,9 @@ CausVid checkpoints, for which no DSA head is published).
    the pooled hidden states, the timestep embedding and x0_hat. Each chunk is committed to the cache with
    the x0_hat of a random step (``commit='random'``, default) so that later chunks see contexts of the
    quality an adaptive sampler produces, or of the last step (``commit='final'``).
-2. Target 'x0_agreement' (targets.py): c* = 2^(-RMS_frame(x0_hat_k - x0_hat_last) / tau), tau = median of
-   those distances over the whole rollout set (zeros of the last step excluded).
+2. Target 'x0_agreement' (targets.py): c* = 2^(-RMS_frame(x0_hat_k - x0_hat_last) / tau), tau from the
+   median of those distances over the whole rollout set (zeros of the last step excluded) such that a
+   median distance is labelled ``median_label`` (default 0.5: tau = median), or a fixed ``tau``.
 3. The head (the only trainable part) is trained with BCE for ``epochs`` passes over the recorded features.
 The generator is never updated; rollouts run under no_grad.
 
@@ -17,6 +18,7 @@ target, tau, ladder and prompt count in its metadata.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+import math
 import time
 
 import torch
@@ -50,6 +52,7 @@ class CalibConfig:
     hidden_dim: int = 256
     target: str = "x0_agreement"
     tau: float | None = None
+    median_label: float = 0.5      # the label a median distance gets: tau = median / log2(1 / median_label)
     seed: int = 0
 
     def to_dict(self):
@@ -120,8 +123,15 @@ class HeadCalibrator:
         self.scale.update(d)
         return self.data
 
+    @property
+    def tau(self) -> float:
+        """The label temperature: fixed, or the median distance scaled so it is labelled ``median_label``."""
+        if self.cfg.tau is not None:
+            return float(self.cfg.tau)
+        return self.scale.tau / math.log2(1.0 / self.cfg.median_label)
+
     def labels(self) -> Tensor:
-        return confidence_label(self.data.distance, self.scale.tau)
+        return confidence_label(self.data.distance, self.tau)
 
     def train(self, epochs: int | None = None, show_progress=True, ckpt_path=None) -> dict:
         if self.data is None:
@@ -147,7 +157,7 @@ class HeadCalibrator:
             self.history["head_loss"].append(tot / cnt)
             self.epoch += 1
             bar.update(1)
-            bar.set_postfix_str(f"bce {tot / cnt:.4f} tau {self.scale.tau:.4f}")
+            bar.set_postfix_str(f"bce {tot / cnt:.4f} tau {self.tau:.4f}")
         bar.close()
         if ckpt_path:
             self.save_state(ckpt_path)
@@ -156,7 +166,7 @@ class HeadCalibrator:
     # ---- outputs ----------------------------------------------------------------------------------
     def metadata(self) -> dict:
         return {"dsa.training": "head-only calibration (reconstruction)", "dsa.target": self.cfg.target,
-                "dsa.target_tau": f"{self.scale.tau:.6g}", "dsa.calib_config": str(self.cfg.to_dict()),
+                "dsa.target_tau": f"{self.tau:.6g}", "dsa.median_label": str(self.cfg.median_label), "dsa.calib_config": str(self.cfg.to_dict()),
                 "dsa.generator_config": self.generator.config.to_json()}
 
     def save_head(self, path) -> None:

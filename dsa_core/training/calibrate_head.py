@@ -33,6 +33,8 @@ def build_parser():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--head-hidden", type=int, default=256)
     ap.add_argument("--commit", choices=("random", "final"), default="random")
+    ap.add_argument("--median-label", type=float, default=0.5,
+                    help="label given to a median x0 disagreement (sets where the threshold scale bites)")
     ap.add_argument("--state", default=None, help="resumable calibration state file (read if present, written at the end)")
     add_common(ap)
     return ap
@@ -46,7 +48,7 @@ def main(argv=None) -> int:
         gen = load_generator(args.generator)
         cfg = CalibConfig(num_frames=args.frames, chunk_frames=args.chunk_frames, latent_h=args.latent_h,
                           latent_w=args.latent_w, batch=args.batch, rollouts=args.rollouts, max_steps=args.max_steps,
-                          commit=args.commit, epochs=args.epochs, lr=args.lr, hidden_dim=args.head_hidden,
+                          commit=args.commit, median_label=args.median_label, epochs=args.epochs, lr=args.lr, hidden_dim=args.head_hidden,
                           seed=args.seed)
         cal = HeadCalibrator(gen, cfg, prompt_source(args), env=env)
         if args.state and Path(args.state).is_file():
@@ -54,7 +56,7 @@ def main(argv=None) -> int:
         cal.train(show_progress=not args.no_progress, ckpt_path=args.state)
         cal.save_head(args.out)
         if env.is_main:
-            print(f"wrote {args.out} (tau {cal.scale.tau:.4g}, final BCE {cal.history['head_loss'][-1]:.4f})")
+            print(f"wrote {args.out} (tau {cal.tau:.4g}, final BCE {cal.history['head_loss'][-1]:.4f})")
     finally:
         D.cleanup(env)
     return 0

@@ -16,7 +16,9 @@ One iteration (all choices below are this project's reconstruction; the paper pu
 4. Head: at each chunk's exit step the head reads the generator's pooled hidden states and timestep
    embedding, DETACHED (no gradient from the head into the generator); its target is switchable
    (targets.py): 'dmd_grad' (default) c* = 2^(-||pred_fake - pred_real||_frame / tau) from the same DMD
-   forward, or 'x0_agreement' (the rollout then continues each chunk to the last level without gradient).
+   forward, read on the generated video re-noised to a fixed level ``head_sigma`` (default 0.5, two extra
+   no-grad forwards; None reuses the DMD's random s, whose spread otherwise dominates the label), or
+   'x0_agreement' (the rollout then continues each chunk to the last level without gradient).
    Loss: BCE between the head's logits and c*.
 
 Distributed: the three objectives are nn.Modules wrapped in DistributedDataParallel under torchrun
@@ -69,6 +71,7 @@ class DMDConfig:
     target: str = "dmd_grad"
     target_window: int = 2048
     target_tau: float | None = None      # fixed tau instead of the running median
+    head_sigma: float | None = 0.5       # 'dmd_grad' target read at this fixed re-noising level (None: the DMD's s)
     seed: int = 0
     amp: bool = False                    # bf16 autocast (CUDA)
 
@@ -101,11 +104,22 @@ class GeneratorObjective(nn.Module):
         self._others = [CausalWan(teacher, teacher.config), CausalWan(critic, critic.config)]
         self.cfg = cfg
 
+    @torch.no_grad()
+    def dmd_direction(self, x: Tensor, context: Tensor, s: Tensor, eps: Tensor):
+        """(pred_fake, pred_real) x0 predictions on x re-noised to s with eps (no gradient)."""
+        teacher, critic = self._others
+        x_s = (1.0 - expand_sigma(s)) * x + expand_sigma(s) * eps
+        pred_real = x0_prediction(teacher, x_s, s, teacher.encode_text(context))
+        if self.cfg.real_guidance != 1.0:
+            unc = x0_prediction(teacher, x_s, s, teacher.encode_text(torch.zeros_like(context)))
+            pred_real = unc + self.cfg.real_guidance * (pred_real - unc)
+        pred_fake = x0_prediction(critic, x_s, s, critic.encode_text(context))
+        return pred_fake, pred_real
+
     def forward(self, context: Tensor, exit_steps: list, noise, s: Tensor, eps_fn, grad: bool = True,
                 continue_to: int | None = None):
         cfg = self.cfg
         b = context.shape[0]
-        teacher, critic = self._others
         with torch.set_grad_enabled(grad):
             text = self.cw.encode_text(context)
         ro = rollout(self.cw, text, batch=b, num_frames=cfg.num_frames, chunk_frames=cfg.chunk_frames,
@@ -115,12 +129,7 @@ class GeneratorObjective(nn.Module):
         eps = eps_fn(tuple(x.shape))
         with torch.no_grad():
             xd = x.detach()
-            x_s = (1.0 - expand_sigma(s)) * xd + expand_sigma(s) * eps
-            pred_real = x0_prediction(teacher, x_s, s, teacher.encode_text(context))
-            if cfg.real_guidance != 1.0:
-                unc = x0_prediction(teacher, x_s, s, teacher.encode_text(torch.zeros_like(context)))
-                pred_real = unc + cfg.real_guidance * (pred_real - unc)
-            pred_fake = x0_prediction(critic, x_s, s, critic.encode_text(context))
+            pred_fake, pred_real = self.dmd_direction(xd, context, s, eps)
             norm = (xd - pred_real).abs().mean(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-8)
             g = torch.nan_to_num((pred_fake - pred_real) / norm)
         loss = 0.5 * F.mse_loss(x.float(), (x.detach() - g).float())
@@ -213,9 +222,13 @@ class DMDTrainer:
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.grad_clip)
         self.opt_critic.step()
-        out["critic_loss"] = float(c_loss)
+        out["critic_loss"] = float(c_loss.detach())
         # 4: head on the exit step (detached features)
         if cfg.target == "dmd_grad":
+            if cfg.head_sigma is not None:  # a fixed level: the label does not inherit the DMD's random s
+                hs = torch.full((cfg.batch,), float(cfg.head_sigma), device=dev)
+                with self._autocast():
+                    pf, pr = D.unwrap(self.gen_obj).dmd_direction(video, ctx, hs, noise(tuple(video.shape)))
             dist = dmd_grad_distance(pf, pr)
         else:
             dist = x0_agreement_distance(video, ro.final_x0)
@@ -226,7 +239,7 @@ class DMDTrainer:
         self.opt_head.zero_grad(set_to_none=True)
         h_loss.backward()
         self.opt_head.step()
-        out["head_loss"] = float(h_loss)
+        out["head_loss"] = float(h_loss.detach())
         out["dmd_grad_rms"] = float(dist.mean())
         out["tau"] = self.target.scale.tau
         self.step += 1

@@ -22,10 +22,14 @@ def page(server_host, tmp_path_factory):
         pytest.fail(problem)
     if os.environ.get("DSA_SLIM_HOST") == "1":
         pytest.fail("browser tests need the full host (the real front end); unset DSA_SLIM_HOST")
+    # A returning user, not a first start: no template browser or tours over the canvas.
+    for setting in ("Comfy.TutorialCompleted", "Comfy.Workflow.ShowMissingModelsWarning"):
+        server_host.request(f"/settings/{setting}", setting == "Comfy.TutorialCompleted", method="POST")
     b = browser_mod.Browser(tmp_path_factory.mktemp("chrome"))
     try:
         b.open(server_host.url, READY)
-        b.driver.execute_script("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'}));")
+        b.driver.execute_script(
+            "document.querySelectorAll('.p-dialog-close-button, .p-dialog-header-close').forEach(x => x.click());")
         b.baseline = [e for e in b.console() if e["level"] == "SEVERE"]
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         (ARTIFACTS / "console_baseline.json").write_text(json.dumps(b.baseline, indent=1))
@@ -107,6 +111,12 @@ def test_running_toy_graph_updates_chart(page):
     events = page.driver.execute_script("return window.__dsa.events.filter(e => String(e.node) === '5' && !e.done)")
     assert chart["chunks"] == len(events) == 3
     assert "steps/frame" in chart["summary"]
+    page.driver.execute_script("""
+        document.querySelectorAll('.p-dialog-close-button, .p-dialog-header-close').forEach(x => x.click());
+        const c = window.app.canvas, n = window.app.graph.getNodeById(5);
+        c.ds.scale = 1.0; c.ds.offset = [-n.pos[0] + 60, -n.pos[1] + 60]; c.setDirty(true, true);
+    """)
+    page.driver.execute_script("return new Promise(r => setTimeout(r, 500))")
     page.screenshot(ARTIFACTS / "toy_run_chart.png")
     canvas = page.driver.find_element("css selector", "canvas.dsa-step-chart")
     canvas.screenshot(str(ARTIFACTS / "toy_run_chart_widget.png"))

@@ -173,3 +173,36 @@ def test_confidence_policy_without_head_is_a_clear_error(inprocess_host, tiny_mo
     g["3"]["inputs"]["policy"] = "heuristic"
     res = inprocess_host.run(g)
     assert res.success and "heuristic" in res.outputs["3"][2][0]["policy"]["label"]
+
+
+def test_previews_through_host_latent_previewer(inprocess_host, tiny_models):
+    """With the host's latent previews on (--preview-method latent2rgb), every step and chunk sends a preview."""
+    from comfy.cli_args import LatentPreviewMethod, args
+
+    old = args.preview_method
+    args.preview_method = LatentPreviewMethod.Latent2RGB
+    try:
+        res = inprocess_host.run(dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False,
+                                           length=21, policy="fixed", max_steps=2))
+    finally:
+        args.preview_method = old
+    assert res.success, res.error()
+    previews = [d for e, d in res.events if e == "preview" and d["node"] == "3"]
+    # 2 chunks x (2 steps + 1 chunk-end preview)
+    assert len(previews) == 6
+    fmt, image, _ = previews[0]["image"]
+    assert fmt == "JPEG" and image.size[0] > 0
+
+
+@pytest.mark.parametrize("weight_dtype", ["bf16", "fp16", "fp8_e4m3fn"])
+def test_weight_dtype_choice(inprocess_host, tiny_models, weight_dtype):
+    g = dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False, policy="fixed", max_steps=4)
+    g["1"]["inputs"]["weight_dtype"] = weight_dtype
+    res = inprocess_host.run(g)
+    assert res.success, res.error()
+    ref = inprocess_host.run(dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False,
+                                       policy="fixed", max_steps=4))
+    a, b = _samples(res, "3"), _samples(ref, "3")
+    assert torch.isfinite(a).all()
+    # lower-precision weights: close to the fp32 result, but not identical
+    assert 0 < (a - b).abs().max() < 0.25 * b.abs().max()

@@ -1,0 +1,265 @@
+"""Training loops at tiny scale: losses fall, checkpoints round-trip, resume is exact, gradients flow
+through the KV-cache rollout, and the CLIs run end to end."""
+import copy
+import os
+
+import pytest
+import torch
+
+from dsa_core.causal_wan import CausalWan
+from dsa_core.checkpoint import load_generator, save_generator
+from dsa_core.config import TINY
+from dsa_core.confidence_head import ConfidenceHead, HeadConfig, load_head, save_head
+from dsa_core.schedules import self_forcing_ladder
+from dsa_core.training import distributed as D
+from dsa_core.training.calibrate import CalibConfig, HeadCalibrator
+from dsa_core.training.checkpointing import load_training_state, save_training_state
+from dsa_core.training.dmd import DMDConfig, DMDTrainer
+from dsa_core.training.prompts import RandomPrompts
+from dsa_core.training.rollout import randn_fn, rollout
+from dsa_core.training.targets import HeadTarget, confidence_label
+from dsa_core.wan_model import WanDiT, init_random_weights
+
+SMALL = dict(num_frames=6, chunk_frames=3, latent_h=4, latent_w=4)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Training on a shared 2-core machine: more threads than free cores makes small ops crawl."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _first_last(v, k):
+    return sum(v[:k]) / k, sum(v[-k:]) / k
+
+
+@pytest.fixture(scope="module")
+def small_teacher():
+    """A tiny random teacher (deterministic weights)."""
+    torch.manual_seed(0)
+    return init_random_weights(WanDiT(TINY), seed=3).eval()
+
+
+def _dmd_trainer(teacher, seed=0, critic=None, **over):
+    kw = dict(batch=2, max_steps=4, gen_every=2, gen_lr=1e-4, critic_lr=3e-4, head_lr=3e-3, seed=seed, **SMALL)
+    kw.update(over)
+    cfg = DMDConfig(**kw)
+    torch.manual_seed(seed)
+    head = ConfidenceHead(HeadConfig(dim=TINY.dim, hidden_dim=32))
+    return DMDTrainer(teacher, copy.deepcopy(teacher), head, cfg, RandomPrompts(4),
+                      critic=critic if critic is not None else copy.deepcopy(teacher))
+
+
+def test_rollout_gradients_reach_every_generator_parameter(tiny_dit):
+    dit = copy.deepcopy(tiny_dit).requires_grad_(True)
+    cw = CausalWan(dit, TINY)
+    g = torch.Generator().manual_seed(0)
+    text = cw.encode_text(torch.randn(2, 4, 4096, generator=g))
+    ro = rollout(cw, text, batch=2, ladder=self_forcing_ladder(), exit_steps=[2, 0], noise=randn_fn(g, "cpu"),
+                 grad=True, **SMALL)
+    assert ro.video.shape == (2, 16, 6, 4, 4) and ro.video.requires_grad
+    assert ro.exit_hidden.shape == (2, 6, TINY.dim) and not ro.exit_hidden.requires_grad
+    ro.video.pow(2).mean().backward()  # later chunks' cache writes must not break the saved graph
+    missing = [n for n, p in dit.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+def test_rollout_without_grad_matches_sampler_fixed_steps(tiny_cw):
+    """The training rollout at a fixed exit equals the inference sampler's fixed schedule (same noise)."""
+    from dsa_core.ar_sampler import sample_video
+
+    class Recorder:
+        def __init__(self, seed):
+            self.g = torch.Generator().manual_seed(seed)
+
+        def sample(self, chunk_key, step_index, shape, device=None, dtype=None):
+            return torch.randn(tuple(shape), generator=self.g).to(dtype or torch.float32)
+
+    ctx = torch.randn(1, 4, 4096, generator=torch.Generator().manual_seed(1))
+    text = tiny_cw.encode_text(ctx)
+    ref, _, _ = sample_video(tiny_cw, text, num_frames=6, latent_h=4, latent_w=4, chunk_frames=3, noise=Recorder(5))
+    g = torch.Generator().manual_seed(5)
+    ro = rollout(tiny_cw, text, batch=1, ladder=self_forcing_ladder(), exit_steps=[3, 3], noise=randn_fn(g, "cpu"),
+                 **SMALL)
+    torch.testing.assert_close(ro.video, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_targets_are_switchable_and_bounded():
+    d = torch.tensor([[0.0, 1.0, 2.0, 4.0]])
+    for name in ("dmd_grad", "x0_agreement"):
+        t = HeadTarget(name)
+        lab = t.label(d)
+        assert t.scale.tau == pytest.approx(2.0)  # median of the positive distances
+        assert torch.allclose(lab, torch.tensor([[1.0, 2 ** -0.5, 0.5, 0.25]]))
+    with pytest.raises(ValueError):
+        HeadTarget("nope")
+    assert float(confidence_label(torch.tensor(3.0), 3.0)) == pytest.approx(0.5)
+
+
+def test_teacher_flow_matching_loss_falls():
+    from dsa_core.toy.teacher import TeacherConfig, train_teacher
+    _, losses = train_teacher(TeacherConfig(steps=30, batch=2, lr=1e-3, warmup=5, seed=0),
+                              model=init_random_weights(WanDiT(TINY), seed=0), show_progress=False)
+    first, last = _first_last(losses, 8)
+    assert last < 0.7 * first, (first, last)
+
+
+def test_dmd_joint_training_losses_fall(small_teacher):
+    tr = _dmd_trainer(small_teacher)
+    before = {k: v.clone() for k, v in tr.student.state_dict().items()}
+    tr.train(24, show_progress=False)
+    h = tr.history
+    c0, c1 = _first_last(h["critic_loss"], 6)
+    assert c1 < c0, ("critic (fake score) loss did not fall", c0, c1)
+    h0, h1 = _first_last(h["head_loss"], 6)
+    assert h1 < h0, ("head BCE did not fall", h0, h1)
+    assert len(h["gen_loss"]) == 12 and all(v == v for v in h["gen_loss"])
+    changed = sum(not torch.equal(before[k], v) for k, v in tr.student.state_dict().items())
+    assert changed == len(before)  # every generator tensor moved
+    # the teacher is frozen
+    assert all(not p.requires_grad for p in tr.teacher.parameters())
+
+
+def test_dmd_generator_step_reduces_the_dmd_gap(small_teacher):
+    """With critic and teacher fixed, one generator update along the DMD gradient lowers
+    E||pred_fake - pred_real|| surrogate: the distance of the generated video to sg(x - grad) shrinks."""
+    critic = init_random_weights(WanDiT(TINY), seed=7)  # a fake score that differs from the real one
+    tr = _dmd_trainer(small_teacher, critic=critic, gen_every=1)
+    obj = tr.gen_obj
+    ctx = RandomPrompts(4)(2, torch.Generator().manual_seed(9))
+    s = torch.full((2,), 0.6)
+
+    def run():
+        g = torch.Generator().manual_seed(11)
+        return obj(ctx, [1, 1], randn_fn(g, "cpu"), s, randn_fn(g, "cpu"), True)
+
+    loss, ro, pf, pr = run()
+    target = (ro.video - (pf - pr) / (ro.video - pr).abs().mean()).detach()
+    opt = torch.optim.SGD(tr.student.parameters(), lr=0.01)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        _, ro2, _, _ = run()
+    assert (ro2.video - target).pow(2).mean() < (ro.video.detach() - target).pow(2).mean()
+
+
+def test_dmd_resume_is_exact(small_teacher, tmp_path):
+    a = _dmd_trainer(small_teacher, seed=4)
+    a.train(6, show_progress=False)
+    b = _dmd_trainer(small_teacher, seed=4)
+    b.train(3, ckpt_dir=tmp_path, show_progress=False)
+    c = _dmd_trainer(small_teacher, seed=99)  # different seed: everything must come from the checkpoint
+    c.load(tmp_path / "latest.safetensors")
+    assert c.step == 3
+    c.train(6, show_progress=False)
+    for name in ("student", "critic", "head"):
+        sa, sc = getattr(a, name).state_dict(), getattr(c, name).state_dict()
+        for k in sa:
+            assert torch.equal(sa[k], sc[k]), (name, k)
+    assert a.history["critic_loss"] == c.history["critic_loss"]
+
+
+def test_x0_agreement_target_in_joint_training(small_teacher):
+    tr = _dmd_trainer(small_teacher, target="x0_agreement")
+    out = tr.train_step()
+    assert 0 < out["tau"] and out["head_loss"] > 0
+
+
+def test_checkpoint_roundtrip_plain_tensors(tmp_path):
+    m = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(m.parameters(), lr=0.1)
+    m(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    g = torch.Generator().manual_seed(3)
+    p = save_training_state(tmp_path / "s.safetensors", step=7, modules={"m": m}, optimizers={"o": opt},
+                            generators={"g": g}, info={"x": [1, 2]})
+    st = load_training_state(p)
+    m2 = torch.nn.Linear(3, 2)
+    opt2 = torch.optim.AdamW(m2.parameters(), lr=0.5)
+    st.load_module("m", m2)
+    st.load_optimizer("o", opt2)
+    g2 = torch.Generator()
+    st.load_generator("g", g2)
+    assert st.step == 7 and st.info == {"x": [1, 2]}
+    assert torch.equal(m.weight, m2.weight) and opt2.param_groups[0]["lr"] == 0.1
+    s1, s2 = opt.state_dict()["state"], opt2.state_dict()["state"]
+    assert all(torch.equal(s1[i][k], s2[i][k]) for i in s1 for k in s1[i])
+    assert torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=g2))
+    with pytest.raises(ValueError):
+        plain = tmp_path / "plain.safetensors"
+        from safetensors.torch import save_file
+        save_file({"a": torch.zeros(1)}, str(plain))
+        load_training_state(plain)
+
+
+def test_head_calibration_loss_falls_and_writes_a_loadable_head(tiny_dit, tmp_path):
+    cfg = CalibConfig(batch=2, rollouts=2, max_steps=5, epochs=30, minibatch=64, lr=3e-3, hidden_dim=32, **SMALL)
+    cal = HeadCalibrator(copy.deepcopy(tiny_dit), cfg, RandomPrompts(4))
+    cal.train(show_progress=False)
+    h0, h1 = _first_last(cal.history["head_loss"], 5)
+    assert h1 < h0
+    # the last step's label is 1 (agrees with itself); earlier steps lower
+    assert torch.allclose(cal.labels()[cal.data.step == 4], torch.ones(1))
+    path = tmp_path / "head.safetensors"
+    cal.save_head(path)
+    head = load_head(path, expected_dim=TINY.dim)
+    x = torch.randn(1, 3, TINY.dim)
+    torch.testing.assert_close(head(x, x), cal.head(x, x))
+    # resumable state: more epochs from a saved state equal more epochs straight through
+    cal.save_state(tmp_path / "cal.safetensors")
+    cal2 = HeadCalibrator(copy.deepcopy(tiny_dit), cfg, RandomPrompts(4))
+    cal2.load_state(tmp_path / "cal.safetensors")
+    cal.train(epochs=33, show_progress=False)
+    cal2.train(epochs=33, show_progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(cal.head.state_dict().values(), cal2.head.state_dict().values()))
+
+
+def test_distributed_world_size_one_gloo(small_teacher, tmp_path):
+    """The torchrun path (process group + DDP) in one process: init via a FileStore, gloo on CPU."""
+    import torch.distributed as dist
+    if not dist.is_available():
+        pytest.skip("torch.distributed not available")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        env = D.setup("cpu")
+        assert env.distributed and env.is_main
+        cfg = DMDConfig(batch=2, max_steps=4, gen_every=1, **SMALL)
+        tr = DMDTrainer(small_teacher, copy.deepcopy(small_teacher),
+                        ConfidenceHead(HeadConfig(dim=TINY.dim, hidden_dim=16)), cfg, RandomPrompts(4), env=env)
+        from torch.nn.parallel import DistributedDataParallel
+        assert isinstance(tr.gen_obj, DistributedDataParallel)
+        tr.train(2, ckpt_dir=tmp_path, show_progress=False)
+        assert (tmp_path / "latest.safetensors").is_file()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_cli_train_dmd_and_calibrate_head(small_teacher, tmp_path):
+    from dsa_core.prompt_files import save_prompt_embedding
+    from dsa_core.training import calibrate_head, train_dmd
+    teacher = tmp_path / "teacher.safetensors"
+    save_generator(small_teacher, teacher)
+    pdir = tmp_path / "prompts"
+    pdir.mkdir()
+    for i in range(2):
+        save_prompt_embedding(pdir / f"p{i}.safetensors", torch.randn(3 + i, 4096), f"prompt {i}")
+    common = ["--frames", "6", "--latent-h", "4", "--latent-w", "4", "--batch", "2", "--max-steps", "4",
+              "--prompts", str(pdir), "--no-progress", "--threads", "1"]
+    out = tmp_path / "run"
+    assert train_dmd.main(["--teacher", str(teacher), "--out", str(out), "--steps", "2", "--ckpt-every", "1",
+                           "--head-hidden", "16"] + common) == 0
+    assert train_dmd.main(["--teacher", str(teacher), "--out", str(out), "--steps", "3", "--resume", "auto",
+                           "--head-hidden", "16"] + common) == 0
+    assert load_training_state(out / "latest.safetensors").step == 3
+    combined = out / "generator_with_head.safetensors"
+    gen = load_generator(combined)
+    assert gen.config.dim == TINY.dim
+    load_head(combined, expected_dim=TINY.dim)
+    head_out = tmp_path / "cal_head.safetensors"
+    assert calibrate_head.main(["--generator", str(combined), "--out", str(head_out), "--rollouts", "1",
+                                "--epochs", "2", "--head-hidden", "16"] + common) == 0
+    assert load_head(head_out, expected_dim=TINY.dim).config.hidden_dim == 16
