@@ -58,7 +58,15 @@ def _run(cmd: list, **kw) -> None:
 
 def _pip(py: Path, *args: str) -> None:
     # -c constraints on every call keeps torch at the CPU pin and every other package at its resolved version.
-    _run([py, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-c", HOST_SPEC / "constraints.txt", *args])
+    cmd = [py, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-c", HOST_SPEC / "constraints.txt", *args]
+    _log(" ".join(str(c) for c in cmd))
+    proc = subprocess.run([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Drop pip's notes about index locations this machine's pip.conf lists but does not have; keep the rest.
+    for line in proc.stdout.splitlines():
+        if not (line.startswith("WARNING: Location") and "is ignored" in line):
+            print(line, flush=True)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
 
 
 def _digest(*paths: Path, extra: str = "") -> str:
