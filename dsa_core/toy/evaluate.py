@@ -152,3 +152,27 @@ def confidence_calibration(dit, head, scenes, seeds, max_steps: int = 6) -> dict
         per[k] = {"spearman": spearman([confs[i] for i in idx], [neg[i] for i in idx]),
                   "mean_conf": sum(confs[i] for i in idx) / len(idx), "mean_err": sum(errs[i] for i in idx) / len(idx)}
     return {"pooled_spearman": spearman(confs, neg), "per_step": per}
+
+
+def trivial_baselines(scenes, mean_videos: int = 256, seed: int = 0) -> dict:
+    """What "learned nothing (useful)" scores on the same metric, for the reproduction table.
+
+    'background only': every frame is the prompt's background colour (no shape at all).
+    'prompt mean video': the pixel-wise mean of ``mean_videos`` clean videos the prompt allows (a perfectly
+    blurred hedge over positions; MSE rewards such blur, so this is the score to beat, not a sample).
+    Returns {name: {"mse", "psnr"}} (mean over ``scenes``, as in evaluate_policy).
+    """
+    import numpy as np
+    fitter = W.SceneFitter()
+    g = torch.Generator().manual_seed(seed)
+    errs = {"background only": [], "prompt mean video": []}
+    for s in scenes:
+        bg = np.broadcast_to(np.array(W.BACKGROUNDS[s.background]), (W.NUM_FRAMES, W.LATENT_H, W.LATENT_W, 3))
+        errs["background only"].append(fitter.fit_error(s, W.encode_rgb(bg.copy())[0]))
+        mean = np.stack([W.sample_video(s, g) for _ in range(mean_videos)]).mean(0)
+        errs["prompt mean video"].append(fitter.fit_error(s, W.encode_rgb(mean)[0]))
+    out = {}
+    for k, v in errs.items():
+        mse = sum(v) / len(v)
+        out[k] = {"mse": mse, "psnr": 10 * math.log10(1 / max(mse, 1e-10))}
+    return out

@@ -38,7 +38,7 @@ from ..training.calibrate import CalibConfig, HeadCalibrator
 from ..training.dmd import DMDConfig, DMDTrainer
 from ..training.export import save_generator_with_head
 from . import world as W
-from .evaluate import eval_scenes, sweep
+from .evaluate import eval_scenes, sweep, trivial_baselines
 from .ode_init import ode_regression, teacher_trajectories
 from .plot import quality_vs_nfe
 from .prompts import ToyPrompts, write_demo_prompts
@@ -174,13 +174,14 @@ def main(argv=None) -> int:
         xs = teacher_sample(teacher, ctx, steps=24, seed=sd)
         t_err += [fitter.fit_error(s, xs[i]) for i, s in enumerate(scenes)]
     teacher_mse = sum(t_err) / len(t_err)
+    baselines = trivial_baselines(scenes)
     timings["eval_s"] = time.time() - t0
     timings["total_s"] = time.time() - t_start
 
     # 5. outputs
     res = [r.to_dict() for r in results]
     report = {"command": command_line(argv), "timings": timings, "teacher": {"mse": teacher_mse,
-              "psnr": 10 * math.log10(1 / teacher_mse), "nfe": 24},
+              "psnr": 10 * math.log10(1 / teacher_mse), "nfe": 24}, "baselines": baselines,
               "results": res, "dmd_config": cfg.to_dict(), "target": trainer.target.to_dict(),
               "calibration": {"config": cal.cfg.to_dict(), "tau": cal.tau, "shipped_tau": ship.tau,
                               "shipped_median_label": a.ship_median_label},
@@ -274,6 +275,8 @@ def render_readme(rep: dict) -> str:
                      f"{r['psnr']:.2f} | {hist} | {bc} |")
     t = rep["teacher"]
     lines.append(f"| teacher, 24-step ODE, bidirectional | 24 (whole video) | - | {t['mse']:.5f} | {t['psnr']:.2f} | - | - |")
+    for k, b in rep.get("baselines", {}).items():
+        lines.append(f"| baseline (no model): {k} | 0 | - | {b['mse']:.5f} | {b['psnr']:.2f} | - | - |")
     lines += ["", "## Automatic observations", ""]
     lines += observations(fixed, conf)
     lines += ["", "Steps per chunk by motion at each threshold (where the confidence policy spends its steps):", "",

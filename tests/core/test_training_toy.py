@@ -80,3 +80,12 @@ def test_committed_toy_model_loads_and_generates(tmp_path):
         assert im.n_frames == assets.num_frames
     # the video is not blank: the shape's colour differs from the background somewhere
     assert float(video.std()) > 0.02
+
+
+def test_trivial_baselines_score_below_real_videos():
+    from dsa_core.toy.evaluate import trivial_baselines
+    scenes = [W.Scene("square", "red", "still", "black"), W.Scene("disc", "yellow", "bouncing", "grey")]
+    b = trivial_baselines(scenes, mean_videos=16)
+    assert set(b) == {"background only", "prompt mean video"}
+    # neither is a real video (those score 0); the blurred mean hedges better than no shape at all
+    assert 0 < b["prompt mean video"]["mse"] < b["background only"]["mse"] < 0.1
