@@ -25,3 +25,12 @@ def tiny_cw(tiny_dit):
 @pytest.fixture(scope="session")
 def tiny2_cw(tiny2_dit):
     return CausalWan(tiny2_dit, TINY2)
+
+
+@pytest.fixture
+def one_thread():
+    """Training tests on a shared 2-core machine: more threads than free cores makes small ops crawl."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

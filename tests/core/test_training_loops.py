@@ -23,13 +23,7 @@ from dsa_core.wan_model import WanDiT, init_random_weights
 SMALL = dict(num_frames=6, chunk_frames=3, latent_h=4, latent_w=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Training on a shared 2-core machine: more threads than free cores makes small ops crawl."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _first_last(v, k):

@@ -10,12 +10,7 @@ from dsa_core.toy import DEFAULT_PROMPT, demo_assets, write_gif
 from dsa_core.toy import world as W
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_codec_roundtrip_and_decode_shape():
