@@ -49,6 +49,11 @@ class ARState:
     def device(self):
         return self.latents.device
 
+    def to(self, device) -> "ARState":
+        """An independent copy on ``device`` (cache, prompt context and frames); this state is untouched."""
+        return replace(self, cache=self.cache.to(device), text=self.text.to(device=device),
+                       latents=self.latents.to(device), meta=dict(self.meta))
+
     def snapshot(self) -> "ARState":
         """An independent branch: later writes to either side are invisible to the other."""
         return replace(self, cache=self.cache.snapshot(), meta=dict(self.meta))

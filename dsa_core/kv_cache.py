@@ -92,6 +92,21 @@ class KVCache:
         self._owned = [False] * self.num_layers
         return snap
 
+    def to(self, device) -> "KVCache":
+        """A copy on ``device`` (this cache untouched); on the same device, a snapshot. Lets a host park a
+        finished video's cache in CPU memory between nodes and bring it back to the GPU to continue."""
+        device = torch.device(device)
+        snap = self.snapshot()
+        if all(k.device == device for k, _ in self._kv):
+            return snap
+        snap._kv = [(k.to(device), v.to(device)) for k, v in self._kv]
+        snap._owned = [True] * self.num_layers
+        return snap
+
+    @property
+    def device(self) -> torch.device:
+        return self._kv[0][0].device
+
     def grown(self, total_frames: int) -> "KVCache":
         """A keep-all cache (window_frames=None) resized to hold total_frames, contents copied (for
         continuing a finished video). Rolling caches never need it."""

@@ -169,7 +169,8 @@ def run(*, node_id, model, positive, head, seed, num_frames, latent_h=None, late
                   callback=on_step, chunk_callback=on_chunk, should_stop=comfy.model_management.processing_interrupted)
     if bundle is not None:
         same_prompt = bundle.context.shape == ctx.shape and torch.equal(bundle.context.to(ctx), ctx)
-        kwargs.update(state=bundle.state, text=None if same_prompt else text, recache=_recache_value(recache, bundle))
+        kwargs.update(state=bundle.state.to(device), text=None if same_prompt else text,
+                      recache=_recache_value(recache, bundle))
     else:
         kwargs.update(text=text, latent_h=latent_h, latent_w=latent_w, chunk_frames=chunk_frames,
                       window_frames=cache_window or None, sink_frames=sink_frames, device=device, dtype=dtype,
@@ -181,8 +182,11 @@ def run(*, node_id, model, positive, head, seed, num_frames, latent_h=None, late
         raise
     report = record.to_dict()
     report["summary"] = record.summary()
-    new_bundle = StateBundle(state, ctx if bundle is None or not same_prompt else bundle.context, config,
-                             model.model.latent_format)
+    # The state rests where ComfyUI keeps node outputs (CPU unless --gpu-only): a cached state must not pin
+    # gigabytes of KV cache in VRAM that the host's model management cannot free.
+    resting = comfy.model_management.intermediate_device()
+    new_bundle = StateBundle(state.to(resting), (ctx if bundle is None or not same_prompt else bundle.context).to(resting),
+                             config, model.model.latent_format)
     if server is not None:
         server.send_sync(STEP_EVENT, {"node": node_id, "done": True, "report": report}, server.client_id)
     return frames, new_bundle, report

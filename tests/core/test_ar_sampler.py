@@ -257,3 +257,16 @@ def test_batch_moves_together(tiny_cw, texts):
 
     lat, _, rec = run(tiny_cw, text, num_frames=3, head=PerSample(), policy=ConfidencePolicy(0.5, 1, 4))
     assert lat.shape[0] == 2 and rec.chunks[0].steps == 4  # the batch-min decides
+
+
+def test_state_to_device_is_an_independent_copy(tiny_cw, texts):
+    """Hosts park a finished state off the GPU between nodes and bring it back to continue."""
+    _, state, _ = run(tiny_cw, texts[0], num_frames=3)
+    parked = state.to("meta")
+    assert parked.cache.device.type == "meta" and parked.latents.device.type == "meta"
+    assert parked.text.kv[0][0].device.type == "meta"
+    assert state.cache.device.type == "cpu" and state.latents.device.type == "cpu"
+    back = state.to("cpu")
+    a, _, _ = sample_video(tiny_cw, None, num_frames=3, state=back, seed=11)
+    b, _, _ = sample_video(tiny_cw, None, num_frames=3, state=state, seed=11)
+    assert torch.equal(a, b)

@@ -118,6 +118,9 @@ def test_same_graph_twice_is_identical_and_inputs_are_not_mutated(inprocess_host
     # the extender ran on the sampler's state; that state (a cached output) must be as the sampler left it
     state = r1.outputs["3"][1][0].state
     assert state.frames == 3 and state.cache.frames_written == 3 and state.next_chunk_index == 1
+    import comfy.model_management
+
+    assert state.cache.device == comfy.model_management.intermediate_device()  # parked where outputs live
     assert torch.equal(state.latents, r1.outputs["3"][1][0].state.latents)
 
 
