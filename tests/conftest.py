@@ -37,8 +37,10 @@ def pack_parent(session_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def models_dir(session_dir) -> Path:
+    import host_env
+
     d = session_dir / "models"
-    for sub in ("diffusion_models", "vae", "loras", "text_encoders", "dsa", "dsa_prompts"):
+    for sub in host_env.host_script.MODEL_FOLDERS:
         (d / sub).mkdir(parents=True, exist_ok=True)
     return d
 

@@ -74,7 +74,7 @@ class InProcessHost:
         import folder_paths
 
         folder_paths.add_model_folder_path("custom_nodes", str(self.custom_nodes_dir))
-        for sub in ("diffusion_models", "vae", "loras", "text_encoders", "dsa", "dsa_prompts"):
+        for sub in host_env.host_script.MODEL_FOLDERS:
             (self.models_dir / sub).mkdir(parents=True, exist_ok=True)
             folder_paths.add_model_folder_path(sub, str(self.models_dir / sub), is_default=True)
         import sys
