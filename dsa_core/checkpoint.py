@@ -225,12 +225,19 @@ def load_generator(path, dtype=None, device="cpu", config: WanConfig | None = No
     return build_generator(sd, config or _config_from_meta(meta), dtype, device, what=os.fspath(path))
 
 
-def save_generator(dit, path, dtype=None, metadata: dict | None = None) -> None:
-    """Bare Wan keys, optional dtype conversion (fp8: matrices only), the config in metadata."""
+def save_generator(dit, path, dtype=None, metadata: dict | None = None, extra_tensors: dict | None = None) -> None:
+    """Bare Wan keys, optional dtype conversion (fp8: matrices only), the config in metadata.
+
+    ``extra_tensors`` (e.g. a confidence head under 'confidence_head.') are stored as given, next to the
+    generator; they must not collide with Wan keys (the loaders split them off by prefix)."""
     from safetensors.torch import save_file
 
     dtype = parse_dtype(dtype)
-    sd = {k: v.detach().to(storage_dtype(k, v, dtype)).contiguous() for k, v in dit.state_dict().items()}
+    sd = {k: v.detach().cpu().to(storage_dtype(k, v, dtype)).contiguous() for k, v in dit.state_dict().items()}
+    for k, v in (extra_tensors or {}).items():
+        if k in sd:
+            raise ValueError(f"extra tensor {k!r} collides with a generator key; give it its own prefix")
+        sd[k] = v.detach().cpu().contiguous()
     meta = {"format": "wan2.1-t2v", "dsa_config": dit.config.to_json()}
     meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
     save_file(sd, os.fspath(path), metadata=meta)

@@ -15,11 +15,12 @@ One iteration (all choices below are this project's reconstruction; the paper pu
 3. Critic: flow-matching loss on the detached generated video (every iteration).
 4. Head: at each chunk's exit step the head reads the generator's pooled hidden states and timestep
    embedding, DETACHED (no gradient from the head into the generator); its target is switchable
-   (targets.py): 'dmd_grad' (default) c* = 2^(-||pred_fake - pred_real||_frame / tau) from the same DMD
-   forward, read on the generated video re-noised to a fixed level ``head_sigma`` (default 0.5, two extra
-   no-grad forwards; None reuses the DMD's random s, whose spread otherwise dominates the label), or
-   'x0_agreement' (the rollout then continues each chunk to the last level without gradient).
-   Loss: BCE between the head's logits and c*.
+   (targets.py): 'teacher_residual' (default): d = ||x - pred_real||_frame, the real-score half of the DMD
+   gradient, read on the generated video re-noised to a fixed low level ``head_sigma`` (default 0.15, one
+   extra no-grad teacher forward); 'dmd_grad': d = ||pred_fake - pred_real||_frame at the same level (two
+   extra forwards; None reuses the DMD's random s); or 'x0_agreement' (the rollout then continues each
+   chunk to the last level without gradient). d becomes a label in [0, 1] by its rank among recent frames
+   (``target_label='rank'``, default) or 2^(-d/tau). Loss: BCE between the head's logits and the label.
 
 Distributed: the three objectives are nn.Modules wrapped in DistributedDataParallel under torchrun
 (distributed.py); ranks draw different prompts and noise (seed + rank); rank 0 saves.
@@ -45,7 +46,7 @@ from .checkpointing import load_training_state, save_training_state
 from .flow import FlowMatchObjective, expand_sigma, sample_sigmas, x0_prediction
 from .progress import progress
 from .rollout import randn_fn, rollout
-from .targets import HeadTarget, dmd_grad_distance, x0_agreement_distance
+from .targets import HeadTarget, dmd_grad_distance, teacher_residual_distance, x0_agreement_distance
 
 
 @dataclass
@@ -68,10 +69,12 @@ class DMDConfig:
     dmd_u_range: tuple = (0.02, 0.98)
     critic_shift: float = 5.0
     real_guidance: float = 1.0           # teacher CFG scale in the real score (1 = no CFG)
-    target: str = "dmd_grad"
+    target: str = "teacher_residual"
+    target_label: str = "rank"           # 'rank' (1 - empirical CDF) or 'exp2' (2^(-d/tau)), targets.py
     target_window: int = 2048
-    target_tau: float | None = None      # fixed tau instead of the running median
-    head_sigma: float | None = 0.5       # 'dmd_grad' target read at this fixed re-noising level (None: the DMD's s)
+    target_tau: float | None = None      # fixed tau for the 'exp2' label instead of the running median
+    head_sigma: float | None = 0.15      # teacher_residual / dmd_grad read at this fixed re-noising level
+                                         # (None: the DMD's random s, whose spread then dominates the label)
     seed: int = 0
     amp: bool = False                    # bf16 autocast (CUDA)
 
@@ -105,14 +108,17 @@ class GeneratorObjective(nn.Module):
         self.cfg = cfg
 
     @torch.no_grad()
-    def dmd_direction(self, x: Tensor, context: Tensor, s: Tensor, eps: Tensor):
-        """(pred_fake, pred_real) x0 predictions on x re-noised to s with eps (no gradient)."""
+    def dmd_direction(self, x: Tensor, context: Tensor, s: Tensor, eps: Tensor, real_only: bool = False):
+        """(pred_fake, pred_real) x0 predictions on x re-noised to s with eps (no gradient); pred_fake is
+        None with ``real_only`` (the teacher_residual head target needs only the teacher)."""
         teacher, critic = self._others
         x_s = (1.0 - expand_sigma(s)) * x + expand_sigma(s) * eps
         pred_real = x0_prediction(teacher, x_s, s, teacher.encode_text(context))
         if self.cfg.real_guidance != 1.0:
             unc = x0_prediction(teacher, x_s, s, teacher.encode_text(torch.zeros_like(context)))
             pred_real = unc + self.cfg.real_guidance * (pred_real - unc)
+        if real_only:
+            return None, pred_real
         pred_fake = x0_prediction(critic, x_s, s, critic.encode_text(context))
         return pred_fake, pred_real
 
@@ -169,10 +175,10 @@ class DMDTrainer:
         self.opt_gen = _adam(self.student.parameters(), cfg.gen_lr, cfg.betas, cfg.weight_decay)
         self.opt_critic = _adam(self.critic.parameters(), cfg.critic_lr, cfg.betas, cfg.weight_decay)
         self.opt_head = _adam(self.head.parameters(), cfg.head_lr, (0.9, 0.999), 0.0)
-        self.target = HeadTarget(cfg.target, cfg.target_window, cfg.target_tau)
+        self.target = HeadTarget(cfg.target, cfg.target_window, cfg.target_tau, cfg.target_label)
         self.g = torch.Generator().manual_seed(cfg.seed * 1000003 + self.env.rank)
         self.step = 0
-        self.history: dict[str, list] = {"gen_loss": [], "critic_loss": [], "head_loss": [], "dmd_grad_rms": [],
+        self.history: dict[str, list] = {"gen_loss": [], "critic_loss": [], "head_loss": [], "head_excess": [], "dmd_grad_rms": [],
                                          "tau": [], "gen_step": []}
         self.ladder = cfg.ladder()
 
@@ -224,12 +230,13 @@ class DMDTrainer:
         self.opt_critic.step()
         out["critic_loss"] = float(c_loss.detach())
         # 4: head on the exit step (detached features)
-        if cfg.target == "dmd_grad":
+        if cfg.target in ("dmd_grad", "teacher_residual"):
             if cfg.head_sigma is not None:  # a fixed level: the label does not inherit the DMD's random s
                 hs = torch.full((cfg.batch,), float(cfg.head_sigma), device=dev)
                 with self._autocast():
-                    pf, pr = D.unwrap(self.gen_obj).dmd_direction(video, ctx, hs, noise(tuple(video.shape)))
-            dist = dmd_grad_distance(pf, pr)
+                    pf, pr = D.unwrap(self.gen_obj).dmd_direction(video, ctx, hs, noise(tuple(video.shape)),
+                                                                   real_only=cfg.target == "teacher_residual")
+            dist = dmd_grad_distance(pf, pr) if cfg.target == "dmd_grad" else teacher_residual_distance(video, pr)
         else:
             dist = x0_agreement_distance(video, ro.final_x0)
         all_d = torch.tensor(D.gather_floats(dist.flatten().tolist(), self.env))
@@ -240,6 +247,10 @@ class DMDTrainer:
         h_loss.backward()
         self.opt_head.step()
         out["head_loss"] = float(h_loss.detach())
+        # BCE minus the labels' own entropy: the part the head can still remove (>= 0; its floor is 0
+        # whatever the label spread, unlike the BCE itself under soft labels)
+        lab = label.float().clamp(1e-6, 1 - 1e-6)
+        out["head_excess"] = float(h_loss.detach()) - float(-(lab * lab.log() + (1 - lab) * (1 - lab).log()).mean())
         out["dmd_grad_rms"] = float(dist.mean())
         out["tau"] = self.target.scale.tau
         self.step += 1

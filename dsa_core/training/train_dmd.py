@@ -23,7 +23,7 @@ from .checkpointing import latest_checkpoint
 from .common_cli import add_common, apply_threads, prompt_source
 from .dmd import DMDConfig, DMDTrainer
 from .export import save_generator_with_head
-from .targets import TARGET_NAMES
+from .targets import LABEL_NAMES, TARGET_NAMES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--steps", type=int, default=1000, help="total iterations (a resumed run continues to it)")
     ap.add_argument("--resume", default=None, help="a training checkpoint, or 'auto' for OUT/latest.safetensors")
     ap.add_argument("--ckpt-every", type=int, default=100)
-    ap.add_argument("--target", choices=TARGET_NAMES, default="dmd_grad")
+    ap.add_argument("--target", choices=TARGET_NAMES, default="teacher_residual",
+                    help="the head's per-frame distance (dsa_core/training/targets.py)")
+    ap.add_argument("--target-label", choices=LABEL_NAMES, default="rank",
+                    help="distance -> label in [0, 1]: rank among recent frames, or 2^(-d/median)")
+    ap.add_argument("--head-sigma", type=float, default=0.15,
+                    help="re-noising level at which the teacher_residual / dmd_grad distance is read")
     ap.add_argument("--gen-every", type=int, default=5)
     ap.add_argument("--gen-lr", type=float, default=2e-5)
     ap.add_argument("--critic-lr", type=float, default=4e-5)
@@ -64,7 +69,8 @@ def main(argv=None) -> int:
         cfg = DMDConfig(num_frames=args.frames, chunk_frames=args.chunk_frames, latent_h=args.latent_h,
                         latent_w=args.latent_w, batch=args.batch, max_steps=args.max_steps, same_exit=args.same_exit,
                         gen_lr=args.gen_lr, critic_lr=args.critic_lr, head_lr=args.head_lr, gen_every=args.gen_every,
-                        real_guidance=args.real_guidance, target=args.target, seed=args.seed, amp=args.amp)
+                        real_guidance=args.real_guidance, target=args.target, target_label=args.target_label,
+                        head_sigma=args.head_sigma, seed=args.seed, amp=args.amp)
         trainer = DMDTrainer(teacher, student, head, cfg, prompt_source(args), critic=critic, env=env)
         out = Path(args.out)
         resume = args.resume

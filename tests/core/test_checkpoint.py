@@ -192,3 +192,21 @@ def test_meta_1_3b_from_shapes_only():
     sd["blocks.3.self_attn.o.weight"] = torch.empty(1536, 1024, device="meta")
     with pytest.raises(CheckpointError, match=r"blocks\.3\.self_attn\.o\.weight"):
         check_shapes(sd, WAN21_T2V_1_3B)
+
+
+def test_save_generator_extra_tensors_and_head_export(tmp_path, tiny_dit):
+    """One writer for generator files: extra tensors ride along (a head under its own prefix), a collision
+    with a Wan key is refused, and the exported generator+head file loads as both."""
+    from dsa_core.confidence_head import ConfidenceHead, HeadConfig, load_head
+    from dsa_core.training.export import save_generator_with_head
+    with pytest.raises(ValueError, match="collides"):
+        save_generator(tiny_dit, tmp_path / "x.safetensors", extra_tensors={"head.head.weight": torch.zeros(1)})
+    head = ConfidenceHead(HeadConfig(dim=TINY.dim, hidden_dim=8))
+    p = tmp_path / "both.safetensors"
+    save_generator_with_head(tiny_dit, head, p, dtype="bf16", metadata={"note": "x"})
+    back = load_generator(p)
+    for k, v in tiny_dit.state_dict().items():
+        torch.testing.assert_close(back.state_dict()[k].float(), v.to(torch.bfloat16).float())
+    h2 = load_head(p, expected_dim=TINY.dim)
+    for k, v in head.state_dict().items():
+        assert torch.equal(h2.state_dict()[k], v)

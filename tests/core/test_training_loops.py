@@ -83,14 +83,57 @@ def test_rollout_without_grad_matches_sampler_fixed_steps(tiny_cw):
 
 def test_targets_are_switchable_and_bounded():
     d = torch.tensor([[0.0, 1.0, 2.0, 4.0]])
-    for name in ("dmd_grad", "x0_agreement"):
-        t = HeadTarget(name)
+    for name in ("teacher_residual", "dmd_grad", "x0_agreement"):
+        t = HeadTarget(name, label="exp2")
         lab = t.label(d)
         assert t.scale.tau == pytest.approx(2.0)  # median of the positive distances
         assert torch.allclose(lab, torch.tensor([[1.0, 2 ** -0.5, 0.5, 0.25]]))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown head target"):
         HeadTarget("nope")
+    with pytest.raises(ValueError, match="unknown head label"):
+        HeadTarget("dmd_grad", label="linear")
+    with pytest.raises(ValueError, match="exp2"):
+        HeadTarget("dmd_grad", tau=1.0, label="rank")
     assert float(confidence_label(torch.tensor(3.0), 3.0)) == pytest.approx(0.5)
+
+
+def test_rank_label_spreads_over_the_unit_interval():
+    """1 - empirical CDF of the window: the smallest distance gets ~1, the largest ~0, whatever the scale
+    (a narrow spread of d around its median still gives labels from 0 to 1, unlike 2^(-d/tau))."""
+    t = HeadTarget("teacher_residual", label="rank")
+    d = 0.05 + 0.001 * torch.arange(10.0)[None]  # narrow spread
+    lab = t.label(d)
+    assert lab.shape == d.shape
+    assert float(lab.max()) == pytest.approx(0.95) and float(lab.min()) == pytest.approx(0.05)
+    assert bool((lab[0, 1:] < lab[0, :-1]).all())  # decreasing in d
+    exp2 = HeadTarget("teacher_residual", label="exp2").label(d)
+    assert float(exp2.max() - exp2.min()) < 0.15 < float(lab.max() - lab.min())
+    assert HeadTarget("dmd_grad", label="rank").label(torch.ones(1, 2), update=False).eq(0.5).all()  # empty window
+
+
+def test_teacher_residual_is_larger_for_an_off_manifold_video(small_teacher):
+    """The default joint target: the frozen teacher moves a noise-like 'video' further than its own sample."""
+    from dsa_core.training.flow import x0_prediction
+    from dsa_core.training.targets import teacher_residual_distance
+    cw = CausalWan(small_teacher, small_teacher.config)
+    ctx = RandomPrompts(4)(2, torch.Generator().manual_seed(2))
+    text = cw.encode_text(ctx)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        x = torch.randn(2, 16, 6, 4, 4, generator=g)
+        for s in (1.0, 0.75, 0.5, 0.25):  # a crude teacher sample (re-noising x0 predictions)
+            x0 = x0_prediction(cw, x, torch.full((2,), s), text)
+            x = (1 - s / 2) * x0 + (s / 2) * torch.randn(x0.shape, generator=g)
+        x0 = x0_prediction(cw, x, torch.full((2,), 0.1), text)
+        rough = x0 + 0.5 * torch.randn(x0.shape, generator=g)
+        eps = torch.randn(x0.shape, generator=g)
+        d = {}
+        for name, v in (("sample", x0), ("rough", rough)):
+            s = torch.full((2,), 0.15)
+            pr = x0_prediction(cw, 0.85 * v + 0.15 * eps, s, text)
+            d[name] = teacher_residual_distance(v, pr)
+    assert d["sample"].shape == (2, 6)
+    assert float(d["rough"].mean()) > float(d["sample"].mean())
 
 
 def test_teacher_flow_matching_loss_falls():
@@ -108,8 +151,9 @@ def test_dmd_joint_training_losses_fall(small_teacher):
     h = tr.history
     c0, c1 = _first_last(h["critic_loss"], 6)
     assert c1 < c0, ("critic (fake score) loss did not fall", c0, c1)
-    h0, h1 = _first_last(h["head_loss"], 6)
-    assert h1 < h0, ("head BCE did not fall", h0, h1)
+    h0, h1 = _first_last(h["head_excess"], 6)
+    assert h1 < h0, ("head BCE (minus the labels' entropy) did not fall", h0, h1)
+    assert min(h["head_excess"]) > -1e-4
     assert len(h["gen_loss"]) == 12 and all(v == v for v in h["gen_loss"])
     changed = sum(not torch.equal(before[k], v) for k, v in tr.student.state_dict().items())
     assert changed == len(before)  # every generator tensor moved
@@ -157,10 +201,11 @@ def test_dmd_resume_is_exact(small_teacher, tmp_path):
     assert a.history["critic_loss"] == c.history["critic_loss"]
 
 
-def test_x0_agreement_target_in_joint_training(small_teacher):
-    tr = _dmd_trainer(small_teacher, target="x0_agreement")
+@pytest.mark.parametrize("target,label", [("x0_agreement", "exp2"), ("dmd_grad", "rank"), ("teacher_residual", "exp2")])
+def test_other_targets_in_joint_training(small_teacher, target, label):
+    tr = _dmd_trainer(small_teacher, target=target, target_label=label)
     out = tr.train_step()
-    assert 0 < out["tau"] and out["head_loss"] > 0
+    assert 0 < out["tau"] and out["head_loss"] > 0 and out["dmd_grad_rms"] > 0
 
 
 def test_checkpoint_roundtrip_plain_tensors(tmp_path):
