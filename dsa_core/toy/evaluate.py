@@ -1,9 +1,16 @@
 """Evaluation of the toy model: quality against NFE for fixed step counts and a sweep of thresholds.
 
-Metric (documented choice, see world.SceneFitter): for each generated video, the mean squared RGB error
-to the nearest clean video its prompt allows (every start position / bounce direction / appearing frame
-the world can produce is enumerated). 0 = a perfect, prompt-consistent video; reported as the mean over
-videos and as PSNR of that mean. The teacher's multi-step sample from the same noise is NOT the reference:
+Metrics (documented choices, see world.SceneFitter), both against the prompt's real videos (every start
+position / bounce direction / appearing frame the world can produce is enumerated):
+
+- main: energy distance between the videos generated for a prompt (one per seed) and the prompt's real
+  videos, averaged over prompts (``energy``, lower is better, 0 = the same distribution). It penalises
+  blur, mode collapse and off-prompt videos alike;
+- fidelity: the mean squared RGB error of each video to its nearest real video (``mse`` / ``psnr``). It
+  rewards blur (a blurred hedge over positions sits close to every real video), so it is reported, never
+  used alone: in the toy run the 1-step output is a blur that scores the best PSNR and the worst energy.
+
+The teacher's multi-step sample from the same noise is NOT the reference:
 a stochastic AR sampler and an ODE sampler started from the same noise produce different, equally valid
 videos, so distances between them would measure disagreement, not quality.
 
@@ -18,10 +25,34 @@ import torch
 
 from ..ar_sampler import sample_video
 from ..causal_wan import CausalWan
-from ..policies import ConfidencePolicy, FixedSteps
+from ..policies import ConfidencePolicy, FixedSteps, StepPolicy
 from ..schedules import extended_ladder, self_forcing_ladder
 from ..training.progress import progress
 from . import world as W
+
+
+class MatchedRandomSteps(StepPolicy):
+    """Control for a confidence run: the run's per-chunk step counts (its histogram), shuffled (seeded) and
+    handed out to the chunks in order, ignoring the content. Same NFE, same spread, no information: if
+    the head allocates steps well, the confidence run beats this control at equal cost."""
+
+    name = "matched_random"
+    confidence_source = None
+
+    def __init__(self, hist: dict, seed: int = 0):
+        counts = [int(k) for k, n in sorted(hist.items(), key=lambda kv: int(kv[0])) for _ in range(int(n))]
+        order = torch.randperm(len(counts), generator=torch.Generator().manual_seed(seed))
+        self._queue = [counts[int(i)] for i in order]
+        self._max = max(counts)
+        self._target = None
+
+    def max_steps(self, ladder) -> int:
+        return self._max
+
+    def decide(self, steps_done, confidence):
+        if steps_done == 1:  # a new chunk
+            self._target = self._queue.pop(0) if self._queue else self._max
+        return "random" if steps_done >= self._target else None
 
 
 def eval_scenes(per_motion: int = 2, seed: int = 999) -> list:
@@ -42,6 +73,7 @@ class PolicyResult:
     value: float                 # steps or threshold
     mse: float = 0.0
     psnr: float = 0.0
+    energy: float = 0.0          # mean over prompts of the energy distance to the prompt's real videos
     nfe_per_chunk: float = 0.0
     steps_per_chunk: float = 0.0
     steps_hist: dict = field(default_factory=dict)       # steps -> chunk count
@@ -58,14 +90,16 @@ def evaluate_policy(dit, head, policy, scenes, seeds, fitter: W.SceneFitter, lad
                     value=0.0, frames: int = W.NUM_FRAMES) -> PolicyResult:
     cw = CausalWan(dit, dit.config)
     ladder = ladder or extended_ladder(self_forcing_ladder(), 6)
-    mses, nfes, steps = [], [], []
+    mses, nfes, steps, energies = [], [], [], []
     hist, by_motion, by_chunk, mse_chunk = {}, {}, {}, {}
     for scene in scenes:
         text = cw.encode_text(W.prompt_embedding(scene)[None])
+        videos = []
         for seed in seeds:
             lat, _, rec = sample_video(cw, text, num_frames=frames, latent_h=W.LATENT_H, latent_w=W.LATENT_W,
                                        chunk_frames=W.CHUNK_FRAMES, ladder=ladder, policy=policy, seed=seed,
                                        head=head, record_confidence=False)
+            videos.append(lat[0])
             mses.append(fitter.fit_error(scene, lat[0]))
             fe = fitter.frame_errors(scene, lat[0])
             for i, c in enumerate(rec.chunks):
@@ -75,8 +109,11 @@ def evaluate_policy(dit, head, policy, scenes, seeds, fitter: W.SceneFitter, lad
                 by_motion.setdefault(scene.motion, []).append(c.steps)
                 by_chunk.setdefault(i, []).append(c.steps)
                 mse_chunk.setdefault(i, []).append(float(fe[c.frame_start:c.frame_start + c.num_frames].mean()))
+        if len(videos) > 1:
+            energies.append(fitter.energy_distance(scene, torch.stack(videos)))
     mse = sum(mses) / len(mses)
     return PolicyResult(name=name, kind=kind, value=value, mse=mse, psnr=10 * math.log10(1 / max(mse, 1e-10)),
+                        energy=sum(energies) / len(energies) if energies else float("nan"),
                         nfe_per_chunk=sum(nfes) / len(nfes), steps_per_chunk=sum(steps) / len(steps),
                         steps_hist=dict(sorted(hist.items())),
                         steps_by_motion={k: sum(v) / len(v) for k, v in by_motion.items()},
@@ -85,7 +122,10 @@ def evaluate_policy(dit, head, policy, scenes, seeds, fitter: W.SceneFitter, lad
 
 
 def sweep(dit, head, scenes, seeds, fixed_steps=(1, 2, 3, 4, 5, 6), thresholds=(0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9),
-          max_steps: int = 6, show_progress=True, kind_name: str = "confidence") -> list[PolicyResult]:
+          max_steps: int = 6, show_progress=True, kind_name: str = "confidence",
+          matched_random: bool = False) -> list[PolicyResult]:
+    """Fixed step counts, then the head's thresholds; with ``matched_random`` each threshold run whose
+    chunks did not all take the same number of steps is followed by its MatchedRandomSteps control."""
     fitter = W.SceneFitter()
     ladder = extended_ladder(self_forcing_ladder(), max_steps)
     jobs = [("fixed", k) for k in fixed_steps] + [("confidence", t) for t in thresholds]
@@ -98,8 +138,11 @@ def sweep(dit, head, scenes, seeds, fixed_steps=(1, 2, 3, 4, 5, 6), thresholds=(
             pol, name = ConfidencePolicy(float(v), 1, max_steps), f"{ {'confidence': 'DSA', 'calibrated': 'DSA-cal'}.get(kind_name, 'DSA-ship')} thr {v:g}"
         out.append(evaluate_policy(dit, head if kind == "confidence" else None, pol, scenes, seeds, fitter, ladder,
                                    name, kind if kind == "fixed" else kind_name, float(v)))
+        if matched_random and kind != "fixed" and len(out[-1].steps_hist) > 1:
+            out.append(evaluate_policy(dit, None, MatchedRandomSteps(out[-1].steps_hist, seed=int(1000 * v)), scenes,
+                                       seeds, fitter, ladder, f"{name} random control", kind_name + "_random", float(v)))
         bar.update(1)
-        bar.set_postfix_str(f"{name}: NFE/chunk {out[-1].nfe_per_chunk:.2f} mse {out[-1].mse:.5f}")
+        bar.set_postfix_str(f"{name}: NFE/chunk {out[-1].nfe_per_chunk:.2f} energy {out[-1].energy:.4f}")
     bar.close()
     return out
 
@@ -154,25 +197,32 @@ def confidence_calibration(dit, head, scenes, seeds, max_steps: int = 6) -> dict
     return {"pooled_spearman": spearman(confs, neg), "per_step": per}
 
 
-def trivial_baselines(scenes, mean_videos: int = 256, seed: int = 0) -> dict:
-    """What "learned nothing (useful)" scores on the same metric, for the reproduction table.
+def trivial_baselines(scenes, mean_videos: int = 256, seed: int = 0, n_per_prompt: int = 4) -> dict:
+    """Reference scores on the same metrics, for the reproduction table.
 
     'background only': every frame is the prompt's background colour (no shape at all).
     'prompt mean video': the pixel-wise mean of ``mean_videos`` clean videos the prompt allows (a perfectly
-    blurred hedge over positions; MSE rewards such blur, so this is the score to beat, not a sample).
-    Returns {name: {"mse", "psnr"}} (mean over ``scenes``, as in evaluate_policy).
+    blurred hedge over positions: the best possible MSE without knowing the position, a poor energy).
+    'real videos': ``n_per_prompt`` random clean videos of the prompt, the sampling-noise floor of the
+    energy distance at that many videos per prompt (its expectation is 0; MSE 0).
+    Returns {name: {"mse", "psnr", "energy"}} (mean over ``scenes``, as in evaluate_policy).
     """
     import numpy as np
     fitter = W.SceneFitter()
     g = torch.Generator().manual_seed(seed)
-    errs = {"background only": [], "prompt mean video": []}
+    errs = {"background only": [], "prompt mean video": [], "real videos": []}
+    energy = {k: [] for k in errs}
     for s in scenes:
         bg = np.broadcast_to(np.array(W.BACKGROUNDS[s.background]), (W.NUM_FRAMES, W.LATENT_H, W.LATENT_W, 3))
-        errs["background only"].append(fitter.fit_error(s, W.encode_rgb(bg.copy())[0]))
+        real = W.encode_rgb(np.stack([W.sample_video(s, g) for _ in range(n_per_prompt)]))
         mean = np.stack([W.sample_video(s, g) for _ in range(mean_videos)]).mean(0)
-        errs["prompt mean video"].append(fitter.fit_error(s, W.encode_rgb(mean)[0]))
+        for name, lat in (("background only", W.encode_rgb(bg.copy())), ("prompt mean video", W.encode_rgb(mean))):
+            errs[name].append(fitter.fit_error(s, lat[0]))
+            energy[name].append(fitter.energy_distance(s, lat.expand(n_per_prompt, -1, -1, -1, -1)))
+        errs["real videos"].append(sum(fitter.fit_error(s, v) for v in real) / n_per_prompt)
+        energy["real videos"].append(fitter.energy_distance(s, real))
     out = {}
     for k, v in errs.items():
         mse = sum(v) / len(v)
-        out[k] = {"mse": mse, "psnr": 10 * math.log10(1 / max(mse, 1e-10))}
+        out[k] = {"mse": mse, "psnr": 10 * math.log10(1 / max(mse, 1e-10)), "energy": sum(energy[k]) / len(energy[k])}
     return out

@@ -1,48 +1,62 @@
 """The reproduction's quality-vs-NFE chart, drawn with Pillow only (no plotting library is a dependency)."""
 from __future__ import annotations
 
+import math
+
 from PIL import Image, ImageDraw, ImageFont
 
 BG, FG, GRID = (255, 255, 255), (30, 30, 30), (220, 220, 220)
 FIXED, DSA, TEACHER, CAL, SHIP = (50, 90, 200), (20, 150, 70), (200, 70, 50), (230, 130, 0), (150, 60, 180)
 
 
-def quality_vs_nfe(results: list[dict], teacher_psnr: float | None = None, teacher_nfe: int | None = None,
-                   title: str = "", width: int = 900, height: int = 560) -> Image.Image:
+def quality_vs_nfe(results: list[dict], teacher_value: float | None = None, teacher_nfe: int | None = None,
+                   title: str = "", width: int = 900, height: int = 560, target: str = "teacher_residual",
+                   teacher_label: str = "", metric: str = "energy", reference: dict | None = None) -> Image.Image:
+    """Energy distance (lower is better, drawn upwards) or PSNR (``metric='psnr'``) against NFE per chunk;
+    ``reference``: {label: value} horizontal lines (e.g. the blurred prompt-mean video, real videos)."""
+    lower_better = metric != "psnr"
+    reference = reference or {}
     img = Image.new("RGB", (width, height), BG)
     d = ImageDraw.Draw(img)
     font = ImageFont.load_default()
     l, r, t, b = 70, 30, 40, 60
     xs = [p["nfe_per_chunk"] for p in results]
-    ys = [p["psnr"] for p in results] + ([teacher_psnr] if teacher_psnr is not None else [])
+    ys = [p[metric] for p in results] + ([teacher_value] if teacher_value is not None else []) + list(reference.values())
     x0, x1 = 1.0, max(xs) + 0.5
-    y0, y1 = min(ys) - 0.5, max(ys) + 0.5
+    pad = 0.06 * (max(ys) - min(ys) or 1.0)
+    y0, y1 = min(ys) - pad, max(ys) + pad
 
     def px(x, y):
-        return l + (x - x0) / (x1 - x0) * (width - l - r), height - b - (y - y0) / (y1 - y0) * (height - t - b)
+        f = (y - y0) / (y1 - y0)
+        return (l + (x - x0) / (x1 - x0) * (width - l - r),
+                (t + f * (height - t - b)) if lower_better else (height - b - f * (height - t - b)))
 
     for xi in range(int(x0), int(x1) + 1):
         X, _ = px(xi, y0)
         d.line([(X, t), (X, height - b)], fill=GRID)
         d.text((X - 3, height - b + 6), str(xi), fill=FG, font=font)
-    step = 0.5 if y1 - y0 < 6 else 1.0 if y1 - y0 < 12 else 2.0
-    y = step * int(y0 / step)
+    raw = (y1 - y0) / 8
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    digits = max(0, -math.floor(math.log10(step)))
+    y = step * math.floor(y0 / step)
     while y <= y1:
         if y >= y0:
             _, Y = px(x0, y)
             d.line([(l, Y), (width - r, Y)], fill=GRID)
-            d.text((8, Y - 5), f"{y:.1f}", fill=FG, font=font)
+            d.text((8, Y - 5), f"{y:.{digits}f}", fill=FG, font=font)
         y += step
     d.rectangle([l, t, width - r, height - b], outline=FG)
     d.text((l + (width - l - r) // 2 - 150, height - 22),
            "NFE per chunk (denoising steps + 1 cache-commit pass)", fill=FG, font=font)
-    d.text((8, t - 14), "PSNR (dB) to the nearest prompt-consistent clean video (higher is better)", fill=FG, font=font)
+    d.text((8, t - 14), "energy distance to the prompt's real videos (lower is better, drawn upwards)" if lower_better
+           else "PSNR (dB) to the nearest prompt-consistent clean video (higher is better)", fill=FG, font=font)
     if title:
         d.text((l, 2), title, fill=FG, font=font)
 
     def series(kind, colour, label_fn):
         pts = sorted([p for p in results if p["kind"] == kind], key=lambda p: p["nfe_per_chunk"])
-        P = [px(p["nfe_per_chunk"], p["psnr"]) for p in pts]
+        P = [px(p["nfe_per_chunk"], p[metric]) for p in pts]
         if len(P) > 1:
             d.line(P, fill=colour, width=2)
         for p, (X, Y) in zip(pts, P):
@@ -52,21 +66,34 @@ def quality_vs_nfe(results: list[dict], teacher_psnr: float | None = None, teach
     series("fixed", FIXED, lambda p: f"{int(p['value'])} steps")
     series("confidence", DSA, lambda p: f"thr {p['value']:g}")
     series("calibrated", CAL, lambda p: f"{p['value']:g}")
+    for kind, colour in (("confidence_random", DSA), ("calibrated_random", CAL)):  # controls: hollow markers
+        for p in results:
+            if p["kind"] == kind:
+                X, Y = px(p["nfe_per_chunk"], p[metric])
+                d.ellipse([X - 4, Y - 4, X + 4, Y + 4], outline=colour, width=1)
     series("shipped", SHIP, lambda p: f"{p['value']:g}")
-    if teacher_psnr is not None:
-        _, Y = px(x0, teacher_psnr)
+    if teacher_value is not None:
+        _, Y = px(x0, teacher_value)
         for X in range(l, width - r, 12):
             d.line([(X, Y), (X + 6, Y)], fill=TEACHER, width=2)
-        d.text((l + 6, Y - 14), f"teacher, {teacher_nfe}-step ODE (bidirectional, whole video)", fill=TEACHER, font=font)
+        d.text((l + 6, Y - 14), f"teacher, {teacher_label or f'{teacher_nfe} steps'} (bidirectional, whole video)", fill=TEACHER, font=font)
+    for name, v in reference.items():
+        _, Y = px(x0, v)
+        for X in range(l, width - r, 8):
+            d.line([(X, Y), (X + 3, Y)], fill=(120, 120, 120), width=1)
+        d.text(((l + width - r) // 2, Y - 14), name, fill=(90, 90, 90), font=font)
     # legend
-    lx, ly = width - r - 330, height - b - 86
-    d.rectangle([lx - 8, ly - 8, width - r - 8, ly + 70], fill=BG, outline=GRID)
-    d.line([(lx, ly + 58), (lx + 24, ly + 58)], fill=SHIP, width=3)
-    d.text((lx + 30, ly + 52), "shipped head (x0_agreement, median -> 0.75)", fill=FG, font=font)
+    has_ship = any(p["kind"] == "shipped" for p in results)
+    lx, ly = width - r - 330, height - b - (86 if has_ship else 68)
+    d.rectangle([lx - 8, ly - 8, width - r - 8, ly + (84 if has_ship else 66)], fill=BG, outline=GRID)
+    if has_ship:
+        d.line([(lx, ly + 58), (lx + 24, ly + 58)], fill=SHIP, width=3)
+        d.text((lx + 30, ly + 52), "shipped head (x0_agreement, median -> 0.75)", fill=FG, font=font)
     d.line([(lx, ly + 40), (lx + 24, ly + 40)], fill=CAL, width=3)
     d.text((lx + 30, ly + 34), "DSA, head-only calibrated head (x0_agreement)", fill=FG, font=font)
     d.line([(lx, ly + 4), (lx + 24, ly + 4)], fill=FIXED, width=3)
     d.text((lx + 30, ly - 2), "fixed steps (Self-Forcing sampler)", fill=FG, font=font)
     d.line([(lx, ly + 22), (lx + 24, ly + 22)], fill=DSA, width=3)
-    d.text((lx + 30, ly + 16), "DSA, jointly trained head (dmd_grad)", fill=FG, font=font)
+    d.text((lx + 30, ly + 16), f"DSA, jointly trained head ({target})", fill=FG, font=font)
+    d.text((lx, ly + (70 if has_ship else 52) - 2), "hollow: matched-random control of a run", fill=FG, font=font)
     return img

@@ -1,5 +1,5 @@
 """Toy-scale reproduction of DSA's claim (quality vs NFE, fixed steps vs confidence-allocated steps),
-on a CPU in about ten minutes. Everything is this project's reconstruction at toy scale.
+on a CPU in about 25 minutes (2 threads). Everything is this project's reconstruction at toy scale.
 
   python -m dsa_core.toy.reproduce --out results/toy_repro --save-model models/toy
 
@@ -8,11 +8,13 @@ with ``--reuse``):
  1. teacher: a bidirectional Wan DiT (toy size, config TOY_CONFIG) trained with flow matching on the toy
     world's code-made videos (teacher.py);
  2. ODE warm start of the causal student from the teacher's Euler ODE samples (ode_init.py);
- 3. joint Self-Forcing DMD + confidence head (training/dmd.py; target 'dmd_grad'), data-free: the
-    student only sees prompts;
+ 3. joint Self-Forcing DMD + confidence head (training/dmd.py; target 'teacher_residual' with rank
+    labels, ``--target dmd_grad`` for the literal DMD-gradient target), data-free: the student only sees
+    prompts;
  4. evaluation on a fixed stratified prompt set (2 prompts per motion) x seeds, for fixed 1..6 steps and a
-    sweep of confidence thresholds (evaluate.py; quality = error to the nearest prompt-consistent clean
-    video, see world.SceneFitter), plus the teacher's 24-step ODE samples for scale;
+    sweep of confidence thresholds, each threshold with a matched-random control (the same step counts
+    shuffled across chunks), plus the teacher's samples for scale (evaluate.py; main metric: energy
+    distance to the prompt's real videos, lower is better; nearest-real-video MSE/PSNR reported beside it);
  5. outputs: ``quality_vs_nfe.png``, ``results.json`` and ``README.md`` (table, command, automatic
     observations) in --out; with --save-model, the student + head as ``dsa_toy_wan.safetensors`` (bf16
     generator, float32 head) and the demo prompt embeddings under ``prompts/``.
@@ -37,15 +39,16 @@ from ..policies import THRESHOLD_PRESETS
 from ..training.calibrate import CalibConfig, HeadCalibrator
 from ..training.dmd import DMDConfig, DMDTrainer
 from ..training.export import save_generator_with_head
+from ..training.targets import TARGET_NAMES
 from . import world as W
 from .evaluate import eval_scenes, sweep, trivial_baselines
 from .ode_init import ode_regression, teacher_trajectories
 from .plot import quality_vs_nfe
 from .prompts import ToyPrompts, write_demo_prompts
-from .teacher import TOY_CONFIG, TeacherConfig, teacher_sample, train_teacher
+from .teacher import TOY_CONFIG, TeacherConfig, teacher_sample, teacher_sample_renoise, train_teacher
 
-DEFAULTS = dict(teacher_steps=2000, ode_videos=256, ode_steps=0, dmd_steps=300, calib_rollouts=12, calib_epochs=60,
-                eval_per_motion=2, eval_seeds=2)
+DEFAULTS = dict(teacher_steps=6000, ode_videos=256, ode_steps=0, dmd_steps=600, calib_rollouts=12, calib_epochs=60,
+                eval_per_motion=2, eval_seeds=4)
 
 
 def build_parser():
@@ -62,11 +65,13 @@ def build_parser():
     ap.add_argument("--dmd-steps", type=int, default=DEFAULTS["dmd_steps"])
     ap.add_argument("--calib-rollouts", type=int, default=DEFAULTS["calib_rollouts"])
     ap.add_argument("--calib-epochs", type=int, default=DEFAULTS["calib_epochs"])
-    ap.add_argument("--model-head", choices=("calibrated", "joint"), default="calibrated",
+    ap.add_argument("--target", choices=TARGET_NAMES, default="teacher_residual",
+                    help="the jointly trained head's target (dsa_core/training/targets.py)")
+    ap.add_argument("--model-head", choices=("calibrated", "joint"), default="joint",
                     help="which head goes into the saved toy model")
     ap.add_argument("--ship-median-label", type=float, default=0.75,
-                    help="the shipped (calibrated) head labels a median x0 disagreement this high, so the "
-                         "'balanced' preset (0.75) falls inside its range; evaluated as 'DSA-ship'")
+                    help="with --model-head calibrated: the shipped head labels a median x0 disagreement this "
+                         "high, so the 'balanced' preset (0.75) falls inside its range; evaluated as 'DSA-ship'")
     ap.add_argument("--gen-every", type=int, default=3)
     ap.add_argument("--gen-lr", type=float, default=3e-5)
     ap.add_argument("--critic-lr", type=float, default=6e-5)
@@ -80,8 +85,18 @@ def build_parser():
 
 
 def command_line(argv) -> str:
-    """The command that reproduces this run from scratch (--reuse only skips identical, deterministic stages)."""
-    return "python -m dsa_core.toy.reproduce " + " ".join(v for v in argv if v != "--reuse")
+    """The command that reproduces this run from scratch (--reuse and --work only skip identical stages)."""
+    out, skip = [], False
+    for v in argv:
+        if skip:
+            skip = False
+        elif v == "--reuse" or v.startswith("--work="):
+            continue
+        elif v == "--work":
+            skip = True
+        else:
+            out.append(v)
+    return "python -m dsa_core.toy.reproduce " + " ".join(out)
 
 
 def main(argv=None) -> int:
@@ -100,12 +115,14 @@ def main(argv=None) -> int:
     # 1. teacher
     t0 = time.time()
     tpath = work / "teacher.safetensors"
+    lpath = work / "teacher_losses.json"
     if a.reuse and tpath.is_file():
         teacher = load_generator(tpath)
-        teacher_losses = []
+        teacher_losses = json.loads(lpath.read_text()) if lpath.is_file() else []
     else:
         teacher, teacher_losses = train_teacher(TeacherConfig(steps=a.teacher_steps, lr=a.teacher_lr, seed=a.seed), show_progress=show)
         save_generator(teacher, tpath)
+        lpath.write_text(json.dumps(teacher_losses))
     teacher.eval().requires_grad_(False)
     timings["teacher_s"] = time.time() - t0
 
@@ -113,7 +130,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     cfg = DMDConfig(num_frames=W.NUM_FRAMES, chunk_frames=W.CHUNK_FRAMES, latent_h=W.LATENT_H, latent_w=W.LATENT_W,
                     batch=4, max_steps=6, gen_every=a.gen_every, gen_lr=a.gen_lr, critic_lr=a.critic_lr,
-                    target="dmd_grad", seed=a.seed)
+                    target=a.target, seed=a.seed)
     ladder = cfg.ladder()
     spath = work / "student_ode.safetensors"
     ode_losses = []
@@ -149,11 +166,14 @@ def main(argv=None) -> int:
                                               hidden_dim=128, seed=a.seed), ToyPrompts())
     cal.train(show_progress=show)
     cal_head = cal.head.eval().requires_grad_(False)
-    ship = HeadCalibrator(student, CalibConfig(**{**cal.cfg.to_dict(), "median_label": a.ship_median_label}),
-                          ToyPrompts())
-    ship.data, ship.scale = cal.data, cal.scale  # same rollouts, labels with a different temperature
-    ship.train(show_progress=show)
-    ship_head = ship.head.eval().requires_grad_(False)
+    use_cal = a.model_head == "calibrated"
+    ship = ship_head = None
+    if use_cal:
+        ship = HeadCalibrator(student, CalibConfig(**{**cal.cfg.to_dict(), "median_label": a.ship_median_label}),
+                              ToyPrompts())
+        ship.data, ship.scale = cal.data, cal.scale  # same rollouts, labels with a different temperature
+        ship.train(show_progress=show)
+        ship_head = ship.head.eval().requires_grad_(False)
     student.eval().requires_grad_(False)
     timings["calibration_s"] = time.time() - t0
 
@@ -162,53 +182,64 @@ def main(argv=None) -> int:
     scenes = eval_scenes(a.eval_per_motion)
     seeds = list(range(1000, 1000 + a.eval_seeds))
     thresholds = tuple(float(v) for v in a.thresholds.split(","))
-    results = sweep(student, head, scenes, seeds, thresholds=thresholds, show_progress=show)
+    results = sweep(student, head, scenes, seeds, thresholds=thresholds, show_progress=show, matched_random=True)
     results += sweep(student, cal_head, scenes, seeds, fixed_steps=(), thresholds=thresholds, show_progress=show,
-                     kind_name="calibrated")
-    results += sweep(student, ship_head, scenes, seeds, fixed_steps=(), thresholds=thresholds, show_progress=show,
-                     kind_name="shipped")
+                     kind_name="calibrated", matched_random=True)
+    if ship_head is not None:
+        results += sweep(student, ship_head, scenes, seeds, fixed_steps=(), thresholds=thresholds,
+                         show_progress=show, kind_name="shipped")
     ctx = torch.stack([W.prompt_embedding(s) for s in scenes])
     fitter = W.SceneFitter()
-    t_err = []
-    for sd in seeds:
-        xs = teacher_sample(teacher, ctx, steps=24, seed=sd)
-        t_err += [fitter.fit_error(s, xs[i]) for i, s in enumerate(scenes)]
-    teacher_mse = sum(t_err) / len(t_err)
+    teacher_rows = {}
+    for label, fn, nfe in (("re-noising 8 steps", teacher_sample_renoise, 8), ("Euler ODE 24 steps", teacher_sample, 24)):
+        t_err, per_seed = [], []
+        for sd in seeds:
+            xs = fn(teacher, ctx, steps=nfe, seed=sd)
+            per_seed.append(xs)
+            t_err += [fitter.fit_error(s, xs[i]) for i, s in enumerate(scenes)]
+        mse = sum(t_err) / len(t_err)
+        energy = sum(fitter.energy_distance(s, torch.stack([xs[i] for xs in per_seed])) for i, s in enumerate(scenes))
+        teacher_rows[label] = {"mse": mse, "psnr": 10 * math.log10(1 / mse), "nfe": nfe, "energy": energy / len(scenes)}
+    best_name = min(teacher_rows, key=lambda k: teacher_rows[k]["energy"])
+    best_teacher = teacher_rows[best_name]
     baselines = trivial_baselines(scenes)
     timings["eval_s"] = time.time() - t0
     timings["total_s"] = time.time() - t_start
 
     # 5. outputs
     res = [r.to_dict() for r in results]
-    report = {"command": command_line(argv), "timings": timings, "teacher": {"mse": teacher_mse,
-              "psnr": 10 * math.log10(1 / teacher_mse), "nfe": 24}, "baselines": baselines,
+    report = {"command": command_line(argv), "timings": timings, "teacher": best_teacher, "teachers": teacher_rows,
+              "baselines": baselines, "config": json.loads(TOY_CONFIG.to_json()),
               "results": res, "dmd_config": cfg.to_dict(), "target": trainer.target.to_dict(),
-              "calibration": {"config": cal.cfg.to_dict(), "tau": cal.tau, "shipped_tau": ship.tau,
-                              "shipped_median_label": a.ship_median_label},
+              "calibration": {"config": cal.cfg.to_dict(), "tau": cal.tau, "shipped_tau": ship.tau if ship else None,
+                              "shipped_median_label": a.ship_median_label if ship else None},
+              "shipped_head": a.model_head,
               "losses": {"teacher_first_last": _first_last(teacher_losses), "ode_first_last": _first_last(ode_losses),
                          "critic_first_last": _first_last(trainer.history["critic_loss"]),
                          "head_first_last": _first_last(trainer.history["head_loss"]),
                          "gen_first_last": _first_last(trainer.history["gen_loss"]),
                          "calibration_first_last": _first_last(cal.history["head_loss"]),
-                         "shipped_calibration_first_last": _first_last(ship.history["head_loss"])},
+                         "head_excess_first_last": _first_last(trainer.history["head_excess"]),
+                         "shipped_calibration_first_last": _first_last(ship.history["head_loss"]) if ship else None},
               "eval": {"prompts": [s.prompt for s in scenes], "seeds": seeds},
               "platform": {"torch": torch.__version__, "python": platform.python_version(), "threads": a.threads}}
     (out / "results.json").write_text(json.dumps(report, indent=1))
-    img = quality_vs_nfe(res, report["teacher"]["psnr"], 24,
+    img = quality_vs_nfe(res, best_teacher["energy"], best_teacher["nfe"], target=trainer.target.name,
+                         reference={k: v["energy"] for k, v in baselines.items() if k != "background only"},
+                         teacher_label=best_name,
                          title=f"toy DSA reproduction: {len(scenes)} prompts x {len(seeds)} seeds, 3 chunks of 3 latent frames")
     img.save(out / "quality_vs_nfe.png")
     write_readme(out / "README.md", render_readme(report))
     if a.save_model:
         md = Path(a.save_model)
         md.mkdir(parents=True, exist_ok=True)
-        use_cal = a.model_head == "calibrated"
-        meta = {"dsa.training": "toy reproduction: flow-matching teacher -> joint DMD + head (dmd_grad) -> "
+        meta = {"dsa.training": f"toy reproduction: flow-matching teacher -> joint DMD + head ({trainer.target.name}) -> "
                                 + ("head-only calibration (x0_agreement) of the shipped head" if use_cal else
                                    "shipped head = the jointly trained one") + " (reconstruction)",
                 "dsa.command": report["command"], "dsa.head": a.model_head,
-                "dsa.target": "x0_agreement" if use_cal else "dmd_grad",
+                "dsa.target": "x0_agreement" if use_cal else trainer.target.name,
+                "dsa.target_label": "exp2" if use_cal else trainer.target.label_name,
                 "dsa.target_tau": f"{(ship.tau if use_cal else trainer.target.scale.tau):.6g}",
-                "dsa.median_label": str(a.ship_median_label if use_cal else 0.5),
                 "dsa.toy.latent_hw": f"{W.LATENT_H}x{W.LATENT_W}", "dsa.toy.num_frames": str(W.NUM_FRAMES),
                 "dsa.toy.chunk_frames": str(W.CHUNK_FRAMES), "dsa.toy.max_steps": "6"}
         save_generator_with_head(student, ship_head if use_cal else head, md / "dsa_toy_wan.safetensors", "bf16", meta)
@@ -253,12 +284,15 @@ def render_readme(rep: dict) -> str:
              "![quality vs NFE](quality_vs_nfe.png)", "",
              "**Setup.** Synthetic world (`dsa_core/toy/world.py`): one square or disc, 7 colours, 2 backgrounds, 11 "
              "motions (still, drifting x4, fast x4, bouncing, appearing), 8x8 latent pixels x 9 latent frames = 3 "
-             "chunks of 3, a fixed linear 3->16 channel toy codec. Teacher: bidirectional Wan DiT (dim 128, 2 "
-             "layers) trained with flow matching on the code-made videos. Student: the same architecture run "
+             "chunks of 3, a fixed linear 3->16 channel toy codec. Teacher: bidirectional Wan DiT (dim "
+             f"{rep['config']['dim']}, {rep['config']['num_heads']} heads of 128, {rep['config']['num_layers']} layers) "
+             "trained with flow matching on the code-made videos. Student: the same architecture run "
              "causally through the KV cache, initialised from the teacher (the optional ODE warm start is off by "
-             "default, see below), then Self-Forcing DMD with the confidence head trained jointly (target "
-             "`dmd_grad`, label read at a fixed re-noising level 0.5). A second head is calibrated head-only on the "
-             "final student (target `x0_agreement`); both heads are evaluated on the same generator. Ladder: Self-Forcing's 4 levels + 2 extended "
+             "default), then Self-Forcing DMD with the confidence head trained jointly (target "
+             f"`{rep['target']['name']}`, label `{rep['target'].get('label_kind', 'exp2')}`: {rep['target']['label']}; "
+             f"read at the fixed re-noising level {rep['dmd_config'].get('head_sigma')}). A second head is calibrated "
+             "head-only on the final student (target `x0_agreement`, the recipe for public checkpoints); both are "
+             "evaluated on the same generator. Ladder: Self-Forcing's 4 levels + 2 extended "
              "(s = 1, 0.9375, 0.833, 0.625, 0.417, 0.25); fixed 5 and 6 use the extended levels.", "",
              "**Metric.** For every generated video, the mean squared RGB error to the *nearest clean video the "
              "prompt allows* (all start positions, bounce directions and appearing frames enumerated exactly; real "
@@ -266,19 +300,25 @@ def render_readme(rep: dict) -> str:
              "steps + the t = 0 cache-commit pass. Not a distance to the teacher's sample from the same noise "
              "(a stochastic AR sampler and an ODE sampler give different valid videos).", "",
              f"Evaluation: {len(rep['eval']['prompts'])} prompts (2 per motion) x seeds {rep['eval']['seeds']}.", "",
-             "| sampler | NFE / chunk | steps / chunk | MSE | PSNR (dB) | chunks stopping after 1/2/3/4/5/6 steps | mean steps chunk 0 / 1 / 2 |",
-             "|---|---|---|---|---|---|---|"]
+             "| sampler | NFE / chunk | steps / chunk | energy distance (lower is better) | nearest-video MSE | PSNR (dB) | chunks stopping after 1/2/3/4/5/6 steps | mean steps chunk 0 / 1 / 2 |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in res:
         hist = "/".join(str(r["steps_hist"].get(str(k), r["steps_hist"].get(k, 0))) for k in range(1, 7))
         bc = " / ".join(f"{v:.2f}" for v in r["steps_by_chunk"])
-        lines.append(f"| {r['name']} | {r['nfe_per_chunk']:.2f} | {r['steps_per_chunk']:.2f} | {r['mse']:.5f} | "
-                     f"{r['psnr']:.2f} | {hist} | {bc} |")
-    t = rep["teacher"]
-    lines.append(f"| teacher, 24-step ODE, bidirectional | 24 (whole video) | - | {t['mse']:.5f} | {t['psnr']:.2f} | - | - |")
+        lines.append(f"| {r['name']} | {r['nfe_per_chunk']:.2f} | {r['steps_per_chunk']:.2f} | {r['energy']:.4f} | "
+                     f"{r['mse']:.5f} | {r['psnr']:.2f} | {hist} | {bc} |")
+    for name, t in rep["teachers"].items():
+        lines.append(f"| teacher, bidirectional, {name} | {t['nfe']} (whole video) | - | {t['energy']:.4f} | {t['mse']:.5f} | "
+                     f"{t['psnr']:.2f} | - | - |")
     for k, b in rep.get("baselines", {}).items():
-        lines.append(f"| baseline (no model): {k} | 0 | - | {b['mse']:.5f} | {b['psnr']:.2f} | - | - |")
+        kind = "data" if k == "real videos" else "no model"
+        lines.append(f"| reference ({kind}): {k} | 0 | - | {b['energy']:.4f} | {b['mse']:.5f} | "
+                     f"{min(b['psnr'], 99):.2f} | - | - |")
     lines += ["", "## Automatic observations", ""]
-    lines += observations(fixed, conf)
+    real = rep.get("baselines", {}).get("real videos")
+    floor = max(abs(real["energy"]), 0.002) if real else None
+    lines += observations(fixed, conf, floor)
+    lines += control_observations(res, floor)
     lines += ["", "Steps per chunk by motion at each threshold (where the confidence policy spends its steps):", "",
               "| threshold | " + " | ".join(W.MOTIONS) + " |", "|---|" + "---|" * len(W.MOTIONS)]
     for r in conf:
@@ -290,18 +330,44 @@ def render_readme(rep: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def observations(fixed: dict, conf: list) -> list[str]:
+def control_observations(res: list, noise_floor: float | None) -> list[str]:
+    """Each confidence run against its matched-random control (same step histogram, content ignored)."""
+    by_name = {r["name"]: r for r in res}
+    out, wins, losses, ties = [], 0, 0, 0
+    for r in res:
+        c = by_name.get(r["name"] + " random control")
+        if c is None:
+            continue
+        tol = noise_floor if noise_floor is not None else 0.02 * abs(c["energy"])
+        if r["energy"] < c["energy"] - tol:
+            wins += 1
+        elif r["energy"] > c["energy"] + tol:
+            losses += 1
+        else:
+            ties += 1
+        out.append(f"- {r['name']} vs its random control (NFE {r['nfe_per_chunk']:.2f} / {c['nfe_per_chunk']:.2f}): "
+                   f"energy {r['energy']:.4f} vs {c['energy']:.4f}.")
+    if out:
+        out.insert(0, f"- Against matched-random controls (the run's own per-chunk step counts shuffled across "
+                      f"chunks, content ignored): {wins} better, {ties} within noise ({noise_floor:.4f}), "
+                      f"{losses} worse.")
+    return out
+
+
+def observations(fixed: dict, conf: list, noise_floor: float | None = None) -> list[str]:
+    """Plain statements from the numbers; differences within ``noise_floor`` (|energy of real videos|, the
+    sampling noise at this many videos per prompt) are called noise."""
     out = []
     if 4 in fixed:
         f4 = fixed[4]
-        better = [r for r in conf if r["mse"] <= f4["mse"]]
+        better = [r for r in conf if r["energy"] <= f4["energy"]]
         if better:
             best = min(better, key=lambda r: r["nfe_per_chunk"])
-            out.append(f"- The cheapest confidence run at least as good as fixed 4 steps (MSE {f4['mse']:.5f}, NFE "
-                       f"{f4['nfe_per_chunk']:.2f}) is {best['name']}: MSE {best['mse']:.5f} at NFE "
+            out.append(f"- The cheapest confidence run at least as good as fixed 4 steps (energy {f4['energy']:.4f}, NFE "
+                       f"{f4['nfe_per_chunk']:.2f}) is {best['name']}: energy {best['energy']:.4f} at NFE "
                        f"{best['nfe_per_chunk']:.2f} ({f4['nfe_per_chunk'] / best['nfe_per_chunk']:.2f}x fewer forwards).")
         else:
-            out.append(f"- No threshold reached the quality of fixed 4 steps (MSE {f4['mse']:.5f}).")
+            out.append(f"- No threshold reached the quality of fixed 4 steps (energy {f4['energy']:.4f}).")
     for r in conf:
         # compare with the fixed curve interpolated at the same NFE
         ks = sorted(fixed)
@@ -311,14 +377,16 @@ def observations(fixed: dict, conf: list) -> list[str]:
         if lo is None or hi is None:
             continue
         if lo == hi:
-            ref = fixed[lo]["mse"]
+            ref = fixed[lo]["energy"]
         else:
             a, b = fixed[lo], fixed[hi]
             w = (x - a["nfe_per_chunk"]) / (b["nfe_per_chunk"] - a["nfe_per_chunk"])
-            ref = a["mse"] + w * (b["mse"] - a["mse"])
-        verdict = "better than" if r["mse"] < ref * 0.98 else "worse than" if r["mse"] > ref * 1.02 else "about equal to"
-        out.append(f"- {r['name']}: NFE {x:.2f}, MSE {r['mse']:.5f}, {verdict} the fixed-step curve at "
-                   f"the same NFE (interpolated MSE {ref:.5f}).")
+            ref = a["energy"] + w * (b["energy"] - a["energy"])
+        tol = noise_floor if noise_floor is not None else 0.02 * abs(ref)
+        verdict = ("better than" if r["energy"] < ref - tol else "worse than" if r["energy"] > ref + tol
+                   else "within noise of")
+        out.append(f"- {r['name']}: NFE {x:.2f}, energy {r['energy']:.4f}, {verdict} the fixed-step curve at "
+                   f"the same NFE (interpolated {ref:.4f}).")
     return out
 
 

@@ -22,13 +22,17 @@ from ..training.progress import progress
 from ..wan_model import WanDiT, init_random_weights
 from . import world as W
 
-# The toy generator: head_dim 128 and text_dim 4096 (so ComfyUI builds it from the file), 2 layers (= config.TINY).
-TOY_CONFIG = WanConfig(dim=128, ffn_dim=256, num_heads=1, num_layers=2)
+# The toy generator: head_dim 128 and text_dim 4096 (so ComfyUI builds it from the file). dim 256 (2 heads),
+# 4 layers: measured on this world (1500 teacher steps), dim 128 / 2 layers gave re-noising samples of
+# 17.6 dB and no recognisable shapes, dim 256 / 4 layers 18.9 dB (19.9 dB after 4000 steps) with shapes:
+# with one head and two layers only one self-attention can depend on the prompt (Wan blocks run
+# self-attention before cross-attention), too little to move a shape by the prompt's motion.
+TOY_CONFIG = WanConfig(dim=256, ffn_dim=512, num_heads=2, num_layers=4)
 
 
 @dataclass
 class TeacherConfig:
-    steps: int = 1500
+    steps: int = 6000
     batch: int = 8
     lr: float = 3e-4
     warmup: int = 50
@@ -52,7 +56,17 @@ def sample_training_sigmas(batch: int, frames: int, chunk: int, g: torch.Generat
 
 
 def new_toy_model(seed: int = 0, config: WanConfig = TOY_CONFIG) -> WanDiT:
-    return init_random_weights(WanDiT(config), seed=seed, scale=1.0)
+    """Random weights with the residual branches' output projections and the output head at zero (the
+    usual DiT start: every block begins as the identity, so early training is stable at lr 1e-3)."""
+    model = init_random_weights(WanDiT(config), seed=seed, scale=1.0)
+    with torch.no_grad():
+        for b in model.blocks:
+            for lin in (b.self_attn.o, b.cross_attn.o, b.ffn[2]):
+                lin.weight.zero_()
+                lin.bias.zero_()
+        model.head.head.weight.zero_()
+        model.head.head.bias.zero_()
+    return model
 
 
 def train_teacher(tc: TeacherConfig, model: WanDiT | None = None, show_progress: bool = True,
@@ -84,6 +98,26 @@ def train_teacher(tc: TeacherConfig, model: WanDiT | None = None, show_progress:
             bar.set_postfix_str(f"loss {sum(losses[-20:]) / len(losses[-20:]):.4f}")
     bar.close()
     return model.eval().requires_grad_(False), losses
+
+
+@torch.no_grad()
+def teacher_sample_renoise(model: WanDiT, context: torch.Tensor, steps: int = 8, seed: int = 0, shift: float = 3.0,
+                           frames: int = W.NUM_FRAMES) -> torch.Tensor:
+    """The teacher sampled the way the few-step student is (x0_hat, then re-noise with fresh noise to the
+    next level; Self-Forcing's sampler), bidirectionally over the whole video: [B, 16, T, H, W]. On the toy
+    world it scores ~1-1.5 dB above the Euler ODE (teacher_sample) at a third of the forwards."""
+    cw = CausalWan(model, model.config)
+    b = context.shape[0]
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, W.LATENT_CHANNELS, frames, W.LATENT_H, W.LATENT_W, generator=g)
+    text = cw.encode_text(context)
+    sig = [warp(torch.tensor(1.0 - i / steps), shift).item() for i in range(steps)] + [0.0]
+    x0 = x
+    for i in range(steps):
+        v = cw.forward_full(x, torch.full((b,), 1000.0 * sig[i]), text).flow
+        x0 = x - sig[i] * v
+        x = (1.0 - sig[i + 1]) * x0 + sig[i + 1] * torch.randn(x.shape, generator=g)
+    return x0
 
 
 @torch.no_grad()

@@ -302,3 +302,27 @@ def test_cli_train_dmd_and_calibrate_head(small_teacher, tmp_path):
     assert calibrate_head.main(["--generator", str(combined), "--out", str(head_out), "--rollouts", "1",
                                 "--epochs", "2", "--head-hidden", "16"] + common) == 0
     assert load_head(head_out, expected_dim=TINY.dim).config.hidden_dim == 16
+
+
+def test_torchrun_two_ranks_gloo(small_teacher, tmp_path):
+    """The real multi-process path: torchrun starts 2 CPU ranks (gloo), DDP syncs the gradients, the head
+    target's window gathers both ranks' distances, rank 0 alone writes the checkpoint."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    teacher = tmp_path / "teacher.safetensors"
+    save_generator(small_teacher, teacher)
+    out = tmp_path / "run"
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "dsa_core.training.train_dmd", "--teacher", str(teacher), "--out", str(out), "--steps", "2",
+           "--ckpt-every", "1", "--head-hidden", "16", "--frames", "6", "--latent-h", "4", "--latent-w", "4",
+           "--batch", "1", "--max-steps", "4", "--gen-every", "1", "--no-progress", "--threads", "1",
+           "--device", "cpu"]
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    st = load_training_state(out / "latest.safetensors")
+    assert st.step == 2
+    window = st.extra("target_window")
+    assert window.numel() == 2 * 2 * 1 * 6  # steps x ranks x batch x frames: both ranks' frames were gathered
