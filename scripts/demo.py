@@ -23,11 +23,16 @@ PACK = "ComfyUI-DSA"
 TEMPLATE = REPO / "workflows" / "dsa_toy_demo.json"
 
 
-def build_prompt(object_info: dict, prompt_file: str | None, threshold: str, seed: int) -> tuple[dict, str, str]:
+def build_prompt(object_info: dict, prompt_file: str | None, threshold: str | None, seed: int) -> tuple[dict, str, str]:
     api = ui_to_api(json.loads(TEMPLATE.read_text()), object_info)
     sampler = next(k for k, v in api.items() if v["class_type"] == "DSASampler")
     report = next(k for k, v in api.items() if v["class_type"] == "DSAStepReport")
-    api[sampler]["inputs"].update(seed=seed, threshold_preset=threshold)
+    api[sampler]["inputs"].update(seed=seed)
+    if threshold is not None:  # a preset name, or a number on the [0, 1] scale
+        try:
+            api[sampler]["inputs"].update(threshold_preset="custom", threshold=float(threshold))
+        except ValueError:
+            api[sampler]["inputs"].update(threshold_preset=threshold)
     if prompt_file:
         next(v for v in api.values() if v["class_type"] == "DSAPromptEmbedding")["inputs"]["embedding"] = prompt_file
     for v in api.values():
@@ -40,7 +45,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=REPO / "demo-output", help="where the video and chart go")
     ap.add_argument("--prompt", default=None, help="a toy prompt file from models/toy/prompts (default: the template's)")
-    ap.add_argument("--threshold", default="balanced", help="threshold preset: quality, balanced or fast")
+    ap.add_argument("--threshold", default=None,
+                    help="quality, balanced, fast or a number in [0, 1] (default: the template's, 0.3)")
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)

@@ -116,7 +116,8 @@ def main(argv=None) -> int:
     t0 = time.time()
     tpath = work / "teacher.safetensors"
     lpath = work / "teacher_losses.json"
-    if a.reuse and tpath.is_file():
+    teacher_reused = a.reuse and tpath.is_file()
+    if teacher_reused:
         teacher = load_generator(tpath)
         teacher_losses = json.loads(lpath.read_text()) if lpath.is_file() else []
     else:
@@ -124,7 +125,20 @@ def main(argv=None) -> int:
         save_generator(teacher, tpath)
         lpath.write_text(json.dumps(teacher_losses))
     teacher.eval().requires_grad_(False)
-    timings["teacher_s"] = time.time() - t0
+    stage_file = work / "stage_times.json"
+    stored = json.loads(stage_file.read_text()) if stage_file.is_file() else {}
+    reused = []
+
+    def stage_time(key, t_begin, was_reused):
+        """Seconds a stage took; for a stage reused from --work, the time stored when it really ran."""
+        if was_reused:
+            reused.append(key)
+            timings[key] = stored.get(key, time.time() - t_begin)
+        else:
+            timings[key] = stored[key] = time.time() - t_begin
+            stage_file.write_text(json.dumps(stored))
+
+    stage_time("teacher_s", t0, teacher_reused)
 
     # 2. ODE warm start of the causal student
     t0 = time.time()
@@ -150,13 +164,15 @@ def main(argv=None) -> int:
     head = ConfidenceHead(HeadConfig(dim=student.config.dim, hidden_dim=128))
     trainer = DMDTrainer(teacher, student, head, cfg, ToyPrompts())
     dpath = work / "dmd_state.safetensors"
+    dmd_reused = False
     if a.reuse and dpath.is_file():
         trainer.load(dpath)
+        dmd_reused = trainer.step >= a.dmd_steps
     trainer.train(a.dmd_steps, show_progress=show)
     trainer.save(dpath)
     student.eval().requires_grad_(False)
     head.eval().requires_grad_(False)
-    timings["dmd_s"] = time.time() - t0
+    stage_time("dmd_s", t0, dmd_reused)
 
     # 3b. head-only calibration of a second head on the final student (x0_agreement)
     t0 = time.time()
@@ -204,7 +220,8 @@ def main(argv=None) -> int:
     best_teacher = teacher_rows[best_name]
     baselines = trivial_baselines(scenes)
     timings["eval_s"] = time.time() - t0
-    timings["total_s"] = time.time() - t_start
+    timings["total_s"] = sum(v for k, v in timings.items() if k.endswith("_s"))
+    timings["reused_from_work"] = reused
 
     # 5. outputs
     res = [r.to_dict() for r in results]
@@ -279,7 +296,10 @@ def render_readme(rep: dict) -> str:
              f"{rep['timings']['total_s'] / 60:.1f} min (teacher {rep['timings']['teacher_s']:.0f} s, ODE warm start "
              f"{rep['timings']['ode_init_s']:.0f} s, DMD + head {rep['timings']['dmd_s']:.0f} s, head calibration "
              f"{rep['timings']['calibration_s']:.0f} s, evaluation "
-             f"{rep['timings']['eval_s']:.0f} s). Everything here is this project's reconstruction at toy scale "
+             f"{rep['timings']['eval_s']:.0f} s"
+             + (f"; stages {', '.join(k[:-2] for k in rep['timings'].get('reused_from_work', []))} were reused from "
+                "--work, their times are those of the run that made them" if rep["timings"].get("reused_from_work") else "")
+             + "). Everything here is this project's reconstruction at toy scale "
              "(the paper publishes only its abstract); see `dsa_core/toy/` and `dsa_core/training/`.", "",
              "![quality vs NFE](quality_vs_nfe.png)", "",
              "**Setup.** Synthetic world (`dsa_core/toy/world.py`): one square or disc, 7 colours, 2 backgrounds, 11 "
