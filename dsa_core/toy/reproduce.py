@@ -103,6 +103,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     a = build_parser().parse_args(argv)
     torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)  # module constructors draw from the global RNG; explicit generators do the rest
     show = not a.no_progress
     out = Path(a.out)
     work = Path(a.work) if a.work else Path(tempfile.gettempdir()) / "dsa_toy_work"

@@ -106,7 +106,11 @@ class HeadCalibrator:
         dev = self.env.device
         self.generator = generator.to(dev).eval().requires_grad_(False)
         self.cw = CausalWan(self.generator, self.generator.config)
-        self.head = (head or ConfidenceHead(HeadConfig(dim=generator.config.dim, hidden_dim=cfg.hidden_dim))).to(dev)
+        if head is None:  # initialised from the run's seed, not from whatever the global RNG holds
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.seed)
+                head = ConfidenceHead(HeadConfig(dim=generator.config.dim, hidden_dim=cfg.hidden_dim))
+        self.head = head.to(dev)
         self.head.train().requires_grad_(True)
         self.head_obj = D.wrap(HeadObjective(self.head), self.env)
         self.opt = torch.optim.AdamW(self.head.parameters(), lr=cfg.lr, weight_decay=1e-4)
