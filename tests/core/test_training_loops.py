@@ -257,6 +257,19 @@ def test_head_calibration_loss_falls_and_writes_a_loadable_head(tiny_dit, tmp_pa
     assert all(torch.equal(a, b) for a, b in zip(cal.head.state_dict().values(), cal2.head.state_dict().values()))
 
 
+def test_head_calibration_start_does_not_depend_on_the_global_rng(tiny_dit):
+    """The calibrated head starts from its config's seed: consuming the global RNG in between (as a
+    pipeline's earlier stages do) must not change it, so a reproduction run is repeatable."""
+    cfg = CalibConfig(batch=1, rollouts=1, max_steps=4, hidden_dim=16, seed=5, **SMALL)
+    a = HeadCalibrator(copy.deepcopy(tiny_dit), cfg, RandomPrompts(4)).head.state_dict()
+    torch.randn(1000)
+    b = HeadCalibrator(copy.deepcopy(tiny_dit), cfg, RandomPrompts(4)).head.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    c = HeadCalibrator(copy.deepcopy(tiny_dit), CalibConfig(batch=1, rollouts=1, max_steps=4, hidden_dim=16, seed=6,
+                                                            **SMALL), RandomPrompts(4)).head.state_dict()
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
 def test_distributed_world_size_one_gloo(small_teacher, tmp_path):
     """The torchrun path (process group + DDP) in one process: init via a FileStore, gloo on CPU."""
     import torch.distributed as dist
