@@ -11,25 +11,22 @@ FIXED, DSA, TEACHER, CAL, SHIP = (50, 90, 200), (20, 150, 70), (200, 70, 50), (2
 
 def quality_vs_nfe(results: list[dict], teacher_value: float | None = None, teacher_nfe: int | None = None,
                    title: str = "", width: int = 900, height: int = 560, target: str = "teacher_residual",
-                   teacher_label: str = "", metric: str = "energy", reference: dict | None = None) -> Image.Image:
-    """Energy distance (lower is better, drawn upwards) or PSNR (``metric='psnr'``) against NFE per chunk;
-    ``reference``: {label: value} horizontal lines (e.g. the blurred prompt-mean video, real videos)."""
-    lower_better = metric != "psnr"
+                   teacher_label: str = "", reference: dict | None = None) -> Image.Image:
+    """Energy distance (lower is better, so drawn with the axis pointing down: better is up) against NFE
+    per chunk; ``reference``: {label: value} horizontal lines (e.g. the blurred prompt-mean video)."""
     reference = reference or {}
     img = Image.new("RGB", (width, height), BG)
     d = ImageDraw.Draw(img)
     font = ImageFont.load_default()
     l, r, t, b = 70, 30, 40, 60
     xs = [p["nfe_per_chunk"] for p in results]
-    ys = [p[metric] for p in results] + ([teacher_value] if teacher_value is not None else []) + list(reference.values())
+    ys = [p["energy"] for p in results] + ([teacher_value] if teacher_value is not None else []) + list(reference.values())
     x0, x1 = 1.0, max(xs) + 0.5
     pad = 0.06 * (max(ys) - min(ys) or 1.0)
     y0, y1 = min(ys) - pad, max(ys) + pad
 
     def px(x, y):
-        f = (y - y0) / (y1 - y0)
-        return (l + (x - x0) / (x1 - x0) * (width - l - r),
-                (t + f * (height - t - b)) if lower_better else (height - b - f * (height - t - b)))
+        return l + (x - x0) / (x1 - x0) * (width - l - r), t + (y - y0) / (y1 - y0) * (height - t - b)
 
     for xi in range(int(x0), int(x1) + 1):
         X, _ = px(xi, y0)
@@ -49,14 +46,13 @@ def quality_vs_nfe(results: list[dict], teacher_value: float | None = None, teac
     d.rectangle([l, t, width - r, height - b], outline=FG)
     d.text((l + (width - l - r) // 2 - 150, height - 22),
            "NFE per chunk (denoising steps + 1 cache-commit pass)", fill=FG, font=font)
-    d.text((8, t - 14), "energy distance to the prompt's real videos (lower is better, drawn upwards)" if lower_better
-           else "PSNR (dB) to the nearest prompt-consistent clean video (higher is better)", fill=FG, font=font)
+    d.text((8, t - 14), "energy distance to the prompt's real videos (lower is better, drawn upwards)", fill=FG, font=font)
     if title:
         d.text((l, 2), title, fill=FG, font=font)
 
     def series(kind, colour, label_fn):
         pts = sorted([p for p in results if p["kind"] == kind], key=lambda p: p["nfe_per_chunk"])
-        P = [px(p["nfe_per_chunk"], p[metric]) for p in pts]
+        P = [px(p["nfe_per_chunk"], p["energy"]) for p in pts]
         if len(P) > 1:
             d.line(P, fill=colour, width=2)
         for p, (X, Y) in zip(pts, P):
@@ -69,7 +65,7 @@ def quality_vs_nfe(results: list[dict], teacher_value: float | None = None, teac
     for kind, colour in (("confidence_random", DSA), ("calibrated_random", CAL)):  # controls: hollow markers
         for p in results:
             if p["kind"] == kind:
-                X, Y = px(p["nfe_per_chunk"], p[metric])
+                X, Y = px(p["nfe_per_chunk"], p["energy"])
                 d.ellipse([X - 4, Y - 4, X + 4, Y + 4], outline=colour, width=1)
     series("shipped", SHIP, lambda p: f"{p['value']:g}")
     if teacher_value is not None:

@@ -315,11 +315,16 @@ def render_readme(rep: dict) -> str:
              "head-only on the final student (target `x0_agreement`, the recipe for public checkpoints); both are "
              "evaluated on the same generator. Ladder: Self-Forcing's 4 levels + 2 extended "
              "(s = 1, 0.9375, 0.833, 0.625, 0.417, 0.25); fixed 5 and 6 use the extended levels.", "",
-             "**Metric.** For every generated video, the mean squared RGB error to the *nearest clean video the "
-             "prompt allows* (all start positions, bounce directions and appearing frames enumerated exactly; real "
-             "videos score 0), averaged over videos; PSNR = 10 log10(1 / mean MSE). NFE per chunk = denoising "
+             "**Metrics.** Main: the *energy distance* between the videos generated for a prompt (one per seed) and "
+             "every clean video the prompt allows (all start positions, bounce directions and appearing frames "
+             "enumerated exactly), averaged over prompts; lower is better, 0 = the same distribution; it penalises "
+             "blur, mode collapse and off-prompt videos (`world.SceneFitter.energy_distance`). Beside it: the mean "
+             "squared RGB error of each video to its *nearest* allowed video, and its PSNR; this one rewards blur "
+             "(a blurred hedge sits close to every real video), so it is never read alone. NFE per chunk = denoising "
              "steps + the t = 0 cache-commit pass. Not a distance to the teacher's sample from the same noise "
-             "(a stochastic AR sampler and an ODE sampler give different valid videos).", "",
+             "(a stochastic AR sampler and an ODE sampler give different valid videos). Each threshold run whose "
+             "chunks did not all stop at the same step is followed by its *random control*: the same per-chunk "
+             "step counts shuffled across chunks, content ignored.", "",
              f"Evaluation: {len(rep['eval']['prompts'])} prompts (2 per motion) x seeds {rep['eval']['seeds']}.", "",
              "| sampler | NFE / chunk | steps / chunk | energy distance (lower is better) | nearest-video MSE | PSNR (dB) | chunks stopping after 1/2/3/4/5/6 steps | mean steps chunk 0 / 1 / 2 |",
              "|---|---|---|---|---|---|---|---|"]

@@ -100,18 +100,25 @@ def train_teacher(tc: TeacherConfig, model: WanDiT | None = None, show_progress:
     return model.eval().requires_grad_(False), losses
 
 
+def _sampling_start(model: WanDiT, context: torch.Tensor, steps: int, seed: int, shift: float, frames: int):
+    """What both teacher samplers start from: the model wrapper, the prompt's cross-attention cache, the
+    seeded noise generator, pure noise [B, 16, T, H, W] and the descending noise levels (ending at 0)."""
+    cw = CausalWan(model, model.config)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(context.shape[0], W.LATENT_CHANNELS, frames, W.LATENT_H, W.LATENT_W, generator=g)
+    sig = [warp(torch.tensor(1.0 - i / steps), shift).item() for i in range(steps)] + [0.0]
+    return cw, cw.encode_text(context), g, x, sig
+
+
 @torch.no_grad()
 def teacher_sample_renoise(model: WanDiT, context: torch.Tensor, steps: int = 8, seed: int = 0, shift: float = 3.0,
                            frames: int = W.NUM_FRAMES) -> torch.Tensor:
     """The teacher sampled the way the few-step student is (x0_hat, then re-noise with fresh noise to the
-    next level; Self-Forcing's sampler), bidirectionally over the whole video: [B, 16, T, H, W]. On the toy
-    world it scores ~1-1.5 dB above the Euler ODE (teacher_sample) at a third of the forwards."""
-    cw = CausalWan(model, model.config)
+    next level; Self-Forcing's sampler), bidirectionally over the whole video: [B, 16, T, H, W]. In the
+    committed toy run it beats the 24-step Euler ODE on nearest-video PSNR (19.33 vs 18.94 dB) but is far
+    worse on energy distance (0.0194 vs 0.0047): its samples are less varied."""
+    cw, text, g, x, sig = _sampling_start(model, context, steps, seed, shift, frames)
     b = context.shape[0]
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(b, W.LATENT_CHANNELS, frames, W.LATENT_H, W.LATENT_W, generator=g)
-    text = cw.encode_text(context)
-    sig = [warp(torch.tensor(1.0 - i / steps), shift).item() for i in range(steps)] + [0.0]
     x0 = x
     for i in range(steps):
         v = cw.forward_full(x, torch.full((b,), 1000.0 * sig[i]), text).flow
@@ -124,13 +131,9 @@ def teacher_sample_renoise(model: WanDiT, context: torch.Tensor, steps: int = 8,
 def teacher_sample(model: WanDiT, context: torch.Tensor, steps: int = 24, seed: int = 0, shift: float = 3.0,
                    guidance: float = 1.0, frames: int = W.NUM_FRAMES) -> torch.Tensor:
     """Euler ODE sample of the bidirectional teacher: [B, 16, T, H, W]."""
-    cw = CausalWan(model, model.config)
+    cw, text, _g, x, sig = _sampling_start(model, context, steps, seed, shift, frames)
     b = context.shape[0]
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(b, W.LATENT_CHANNELS, frames, W.LATENT_H, W.LATENT_W, generator=g)
-    text = cw.encode_text(context)
     unc = cw.encode_text(torch.zeros_like(context)) if guidance != 1.0 else None
-    sig = [warp(torch.tensor(1.0 - i / steps), shift).item() for i in range(steps)] + [0.0]
     for i in range(steps):
         s, s2 = sig[i], sig[i + 1]
         t = torch.full((b,), 1000.0 * s)
