@@ -17,7 +17,8 @@ import torch
 
 from ..causal_wan import CausalWan
 from ..config import WanConfig
-from ..training.flow import FlowMatchObjective, expand_sigma, warp
+from ..flow_step import denoise, euler_step, renoise
+from ..training.flow import FlowMatchObjective, warp
 from ..training.progress import progress
 from ..wan_model import WanDiT, init_random_weights
 from . import world as W
@@ -122,8 +123,8 @@ def teacher_sample_renoise(model: WanDiT, context: torch.Tensor, steps: int = 8,
     x0 = x
     for i in range(steps):
         v = cw.forward_full(x, torch.full((b,), 1000.0 * sig[i]), text).flow
-        x0 = x - sig[i] * v
-        x = (1.0 - sig[i + 1]) * x0 + sig[i + 1] * torch.randn(x.shape, generator=g)
+        x0 = denoise(x, v, sig[i])
+        x = renoise(x0, torch.randn(x.shape, generator=g), sig[i + 1])
     return x0
 
 
@@ -141,5 +142,5 @@ def teacher_sample(model: WanDiT, context: torch.Tensor, steps: int = 24, seed: 
         if unc is not None:
             vu = cw.forward_full(x, t, unc).flow
             v = vu + guidance * (v - vu)
-        x = x + (s2 - s) * v
+        x = euler_step(x, v, s, s2)
     return x
