@@ -13,7 +13,8 @@ import sys
 
 import torch
 
-from .checkpoint import CheckpointError, build_generator, normalize_key, parse_dtype, save_generator
+from .checkpoint import CheckpointError, build_generator, parse_dtype, save_generator
+from .checkpoint_keys import normalize_key
 
 GENERATOR_KEYS = ("generator_ema", "generator")
 

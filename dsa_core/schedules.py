@@ -195,6 +195,34 @@ LADDER_PRESETS = {
 }
 
 
+def build_ladder(schedule: str = "self_forcing", *, max_steps: int | None = None, extra_steps: int = 0,
+                 custom_timesteps: str = "", shift: float | None = None, sigmas: Sequence[float] | None = None) -> Ladder:
+    """The ladder a set of widgets describes (the sampler's and the Noise Ladder node's): one builder.
+
+    sigmas: explicit noise levels (a host SIGMAS; a trailing 0 is dropped) override ``schedule``; the first
+    min(4, n) are the fixed schedule. schedule: a preset name, or 'custom' for ``custom_timesteps`` (timesteps,
+    warped by ``shift``). max_steps: the ladder's length (shorter truncates, longer appends extended_ladder's
+    lower levels); else extra_steps: lower levels appended after the base ones. Raises LadderError.
+    """
+    if sigmas is not None:
+        sig = [float(s) for s in sigmas]
+        if sig and sig[-1] == 0.0:
+            sig = sig[:-1]
+        base = custom_ladder(sig, unit="sigma", base_steps=min(4, len(sig)))
+        return base if max_steps is None else base.truncated(min(max_steps, len(base)))
+    custom = schedule == "custom"
+    if custom:
+        base = parse_ladder(custom_timesteps, unit="timestep", shift=1.0 if shift is None else shift)
+    else:
+        base = ladder_preset(schedule)
+    extend_shift = shift if custom else None
+    if max_steps is not None:
+        return extended_ladder(base, max_steps, shift=extend_shift)
+    if extra_steps:
+        return extended_ladder(base, len(base) + extra_steps, shift=extend_shift)
+    return base
+
+
 def ladder_preset(name: str) -> Ladder:
     try:
         return LADDER_PRESETS[name]()

@@ -8,7 +8,7 @@ from comfy_api.latest import io, ui
 
 from ..dsa_core.report_chart import chart_array
 from .dsa_types import DSAReport
-from .sampling import STEP_EVENT, _server
+from .sampling import prompt_server
 
 REPORT_EVENT = "dsa.report"
 
@@ -48,7 +48,7 @@ class DSAStepReport(io.ComfyNode):
     def execute(cls, report, width, height) -> io.NodeOutput:
         image = torch.from_numpy(chart_array(report, width, height)).unsqueeze(0)
         text = summary_text(report)
-        server = _server()
+        server = prompt_server()
         if server is not None:
             server.send_sync(REPORT_EVENT, {"node": cls.hidden.unique_id, "report": json.loads(json.dumps(report))},
                              server.client_id)

@@ -19,7 +19,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from dsa_core.ar_sampler import sample_video
+from dsa_core.ar_sampler import ChunkInterrupted, commit_chunk, denoise_chunk, prepare_state, sample_video
 from dsa_core.causal_wan import CausalWan
 from dsa_core.confidence_head import ConfidenceHead, HeadConfig
 from dsa_core.config import TINY
@@ -119,3 +119,48 @@ def test_sampler_output_is_pinned(pinned, current, name):
         else:
             torch.testing.assert_close(got[key], want[key], atol=1e-5, rtol=1e-5, equal_nan=True,
                                        msg=lambda m: f"{key} (pinned on {env}, running on {_environment()}): {m}")
+
+
+def test_the_pieces_compose_to_the_pinned_run(pinned):
+    """prepare_state, denoise_chunk and commit_chunk called by hand give the pinned confidence run bit for bit."""
+    want, want_meta, env = pinned
+    cw = CausalWan(init_random_weights(WanDiT(TINY), seed=1).eval(), TINY)
+    g = torch.Generator().manual_seed(5)
+    text = cw.encode_text(torch.randn(2, 6, 4096, generator=g))
+    head = init_random_weights(ConfidenceHead(HeadConfig(dim=TINY.dim, hidden_dim=16)), seed=3).eval()
+    ladder, policy = extended_ladder(self_forcing_ladder(), 6), ConfidencePolicy(CONFIDENCE_THRESHOLD, 1, 6)
+    steps_seen = []
+    with torch.no_grad():
+        work, extra = prepare_state(cw, text, num_frames=12, latent_h=H, latent_w=W, chunk_frames=CF, seed=12,
+                                    batch=2)
+        chunks = []
+        for n in range(4):
+            x0, rec = denoise_chunk(cw, work, ladder, policy, head=head, chunk_number=n, num_chunks=4,
+                                    callback=lambda info: steps_seen.append(info.step))
+            commit_chunk(cw, work, x0, rec)
+            chunks.append((x0, rec))
+    assert extra == 0 and work.next_chunk_index == 4 and work.frames == 12
+    assert [r.steps for _, r in chunks] == want_meta["confidence"]["steps"]
+    assert len(steps_seen) == sum(want_meta["confidence"]["steps"])
+    got = torch.cat([x for x, _ in chunks], 2)
+    if env == _environment():
+        assert torch.equal(got, want["confidence.latent"])
+    else:
+        torch.testing.assert_close(got, want["confidence.latent"], atol=1e-5, rtol=1e-5)
+
+
+def test_denoise_chunk_stops_when_asked_and_leaves_the_frames_alone():
+    cw = CausalWan(init_random_weights(WanDiT(TINY), seed=1).eval(), TINY)
+    text = cw.encode_text(torch.randn(1, 6, 4096, generator=torch.Generator().manual_seed(5)))
+    calls = []
+
+    def stop_after_two():
+        calls.append(1)
+        return len(calls) > 2
+
+    with torch.no_grad():
+        work, _ = prepare_state(cw, text, num_frames=3, latent_h=H, latent_w=W, chunk_frames=CF, seed=1)
+        with pytest.raises(ChunkInterrupted) as e:
+            denoise_chunk(cw, work, self_forcing_ladder(), FixedSteps(), should_stop=stop_after_two)
+    assert e.value.record.steps == 2 and e.value.record.nfe == 2
+    assert work.frames == 0 and work.next_chunk_index == 0
