@@ -1,6 +1,6 @@
 """DSA's confidence head: one confidence in [0, 1] per latent frame, read after every denoising step.
 
-Input (reconstruction, DSA-METHOD.md): the generator's last hidden states of the chunk (after the last
+Input (reconstruction, docs/method.md): the generator's last hidden states of the chunk (after the last
 block, before the output head) mean-pooled per latent frame, plus the step's timestep embedding (Wan's
 ``time_embedding`` output for that frame), both LayerNorm'd without affine parameters (the hidden
 state's and the embedding's scales differ by orders of magnitude and drift during training), concatenated,

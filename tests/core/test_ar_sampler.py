@@ -1,4 +1,5 @@
-"""DSA's AR sampler on the real tiny generator: the acceptance criteria of issue 4.
+"""DSA's AR sampler on the real tiny generator: equivalence with the fixed sampler, early exit and extra refinement,
+noise independence, continuation, prompt switches, callbacks and interruption.
 
 NFE is counted by a wrapper around CausalWan.forward_chunk (never read from the sampler's record), and
 the head is test-controlled (scripted confidences), so early exit / extra refinement are forced per chunk.
