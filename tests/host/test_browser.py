@@ -121,3 +121,18 @@ def test_running_toy_graph_updates_chart(page):
     canvas = page.driver.find_element("css selector", "canvas.dsa-step-chart")
     canvas.screenshot(str(ARTIFACTS / "toy_run_chart_widget.png"))
     assert new_errors(page) == []
+
+
+def test_event_log_is_bounded(page):
+    """The test hook keeps only the most recent events, however long the session runs."""
+    got = page.driver.execute_script("""
+        window.__dsa.events = [];
+        const api = window.comfyAPI.api.api, size = window.__dsa.eventLogSize;
+        for (let i = 0; i < size + 50; i++)
+            api.dispatchEvent(new CustomEvent('dsa.steps', {detail: {node: 'no-such-node', chunk: i, seq: i}}));
+        const ev = window.__dsa.events;
+        return {size, length: ev.length, first: ev[0].seq, last: ev[ev.length - 1].seq};
+    """)
+    assert got["length"] == got["size"] == 200
+    assert (got["first"], got["last"]) == (50, 249)
+    assert new_errors(page) == []
