@@ -40,7 +40,8 @@ def run(name, cfg, lh, lw, chunks, chunk_frames, window, sink):
     rows = []
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        cw.forward_chunk(torch.randn(1, cfg.in_dim, chunk_frames, lh, lw), torch.tensor([500.0]), text, None, 0)  # warm-up
+        warm_up = torch.randn(1, cfg.in_dim, chunk_frames, lh, lw)
+        cw.forward_chunk(warm_up, torch.tensor([500.0]), text, None, 0)
         for c in range(chunks):
             s = c * chunk_frames
             x = torch.randn(1, cfg.in_dim, chunk_frames, lh, lw, generator=g)

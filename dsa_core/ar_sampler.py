@@ -28,8 +28,15 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor
 
-from .ar_state import (ARState, append_committed, check_latents_match, commit_clean, ensure_capacity, new_state,
-                       switch_prompt)
+from .ar_state import (
+    ARState,
+    append_committed,
+    check_latents_match,
+    commit_clean,
+    ensure_capacity,
+    new_state,
+    switch_prompt,
+)
 from .flow_step import denoise, renoise
 from .noise import SeededNoise
 from .policies import CONFIDENCE_HEAD, CONFIDENCE_HEURISTIC, FixedSteps, StepPolicy, heuristic_confidence

@@ -1,8 +1,8 @@
 """Loading and saving Wan 2.1 T2V generator weights (safetensors), with errors that say what to do.
 
 Accepted key layouts: see checkpoint_keys.py (bare Wan keys, the usual prefixes and training wrappers);
-keys under 'confidence_head.' belong to the DSA head and are split off. Pickled .pt files are never read here: `python -m dsa_core.convert` turns them into
-safetensors with torch.load(weights_only=True).
+keys under 'confidence_head.' belong to the DSA head and are split off. Pickled .pt files are never read here:
+`python -m dsa_core.convert` turns them into safetensors with torch.load(weights_only=True).
 
 The config comes from tensor shapes; num_heads is dim // 128 (Wan's head_dim, as ComfyUI detects it)
 unless the file's metadata carries a 'dsa_config' JSON.
@@ -17,8 +17,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .checkpoint_keys import (HEAD_PREFIX, CheckpointError, normalize_wan_keys, refuse_pickle, require_file,
-                              split_state_dict)
+from .checkpoint_keys import (
+    HEAD_PREFIX,
+    CheckpointError,
+    normalize_wan_keys,
+    refuse_pickle,
+    require_file,
+    split_state_dict,
+)
 from .config import WanConfig
 from .wan_model import WanDiT
 
@@ -79,7 +85,8 @@ def _check_wan(sd: dict, what: str) -> None:
     i2v = sorted(k for k in sd if any(k.startswith(m) or m in k for m in I2V_MARKERS))
     pe = sd.get("patch_embedding.weight")
     if i2v or (pe is not None and pe.ndim == 5 and pe.shape[1] != 16 and pe.shape[1] in (20, 36, 48)):
-        raise CheckpointError(f"{what} is a Wan image-to-video (I2V) checkpoint (e.g. {i2v[:3] or 'patch_embedding in_dim ' + str(pe.shape[1])}); "
+        example = i2v[:3] or f"patch_embedding in_dim {pe.shape[1]}"
+        raise CheckpointError(f"{what} is a Wan image-to-video (I2V) checkpoint (e.g. {example}); "
                               "DSA needs a text-to-video (T2V) generator such as Wan2.1-T2V-1.3B / Self-Forcing")
     missing = [k for k in CORE_KEYS if k not in sd]
     if missing:
@@ -109,11 +116,12 @@ def infer_config(sd: dict) -> WanConfig:
 def check_shapes(sd: dict, config: WanConfig, what: str = "the checkpoint") -> None:
     """Every expected key present with its shape, no unexpected keys."""
     exp = expected_shapes(config)
-    bad = [f"{k}: file {tuple(sd[k].shape)} vs expected {s}" for k, s in exp.items() if k in sd and tuple(sd[k].shape) != s]
+    bad = [f"{k}: file {tuple(sd[k].shape)} vs expected {s}"
+           for k, s in exp.items() if k in sd and tuple(sd[k].shape) != s]
     if bad:
         raise CheckpointError(f"shape mismatch in {what} for config dim={config.dim} layers={config.num_layers} "
-                              f"heads={config.num_heads}: {bad[:5]}{' ...' if len(bad) > 5 else ''}; the file is from a "
-                              "different model size or mixes models")
+                              f"heads={config.num_heads}: {bad[:5]}{' ...' if len(bad) > 5 else ''}; "
+                              "the file is from a different model size or mixes models")
     missing = [k for k in exp if k not in sd]
     if missing:
         raise CheckpointError(f"{what} is missing {len(missing)} Wan keys, e.g. {missing[:5]}; the file is incomplete")

@@ -11,8 +11,8 @@ The numbers are never rescaled; THRESHOLD_PRESETS names a few of them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 
 import torch
 

@@ -13,8 +13,8 @@ A policy decides how many of its levels a chunk uses; the ladder only says which
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 SELF_FORCING_TIMESTEPS = (1000.0, 750.0, 500.0, 250.0)
@@ -196,7 +196,8 @@ LADDER_PRESETS = {
 
 
 def build_ladder(schedule: str = "self_forcing", *, max_steps: int | None = None, extra_steps: int = 0,
-                 custom_timesteps: str = "", shift: float | None = None, sigmas: Sequence[float] | None = None) -> Ladder:
+                 custom_timesteps: str = "", shift: float | None = None,
+                 sigmas: Sequence[float] | None = None) -> Ladder:
     """The ladder a set of widgets describes (the sampler's and the Noise Ladder node's): one builder.
 
     sigmas: explicit noise levels (a host SIGMAS; a trailing 0 is dropped) override ``schedule``; the first

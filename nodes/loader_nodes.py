@@ -95,7 +95,8 @@ class DSAModelLoader(io.ComfyNode):
         if head == HEAD_AUTO and head_sd:
             conf_head = head_from_state_dict(head_sd, meta, expected_dim=config.dim, source=generator)
         elif head not in (HEAD_AUTO, HEAD_NONE):
-            conf_head = load_head(folder_paths.get_full_path_or_raise(model_folders.HEADS, head), expected_dim=config.dim)
+            head_path = folder_paths.get_full_path_or_raise(model_folders.HEADS, head)
+            conf_head = load_head(head_path, expected_dim=config.dim)
         return io.NodeOutput(model, conf_head)
 
 

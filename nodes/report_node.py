@@ -16,10 +16,12 @@ REPORT_EVENT = "dsa.report"
 def summary_text(report: dict) -> str:
     chunks = report.get("chunks", [])
     pol = report.get("policy", {})
+    threshold = f", threshold {pol['threshold']:.2f}" if pol.get("threshold") is not None else ""
     lines = [report.get("summary", ""),
-             f"policy {pol.get('name')}" + (f", threshold {pol['threshold']:.2f}" if pol.get("threshold") is not None else ""),
+             f"policy {pol.get('name')}{threshold}",
              "steps per chunk: " + " ".join(str(c["steps"]) for c in chunks),
-             f"average {report.get('mean_steps_per_frame', 0):.2f} steps per latent frame; NFE {report.get('total_nfe', 0)} "
+             f"average {report.get('mean_steps_per_frame', 0):.2f} steps per latent frame; "
+             f"NFE {report.get('total_nfe', 0)} "
              f"vs {report.get('fixed_nfe', 0)} for the fixed {report.get('base_steps', 4)}-step schedule "
              f"(speed-up x{report.get('speedup', 0):.2f}); {report.get('wall_time_s', 0):.2f} s"]
     return "\n".join(line for line in lines if line)

@@ -21,7 +21,8 @@ def check_video_shape(width, height, length, frames_per_chunk) -> str | None:
                 f"got {width}x{height}, try {round(width / 16) * 16}x{round(height / 16) * 16}")
     if (length - 1) % 4:
         lo = (length - 1) // 4 * 4 + 1
-        return f"length must be 4k+1 frames (Wan's VAE packs 4 frames per latent frame): got {length}, try {lo} or {lo + 4}"
+        return (f"length must be 4k+1 frames (Wan's VAE packs 4 frames per latent frame): got {length}, "
+                f"try {lo} or {lo + 4}")
     t = latent_frames(length)
     if t % frames_per_chunk:
         k = max(1, t // frames_per_chunk)
@@ -49,8 +50,10 @@ class DSASampler(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Noise seed. Each chunk and step draws its own noise from it, so a chunk's noise "
                                      "does not depend on how many steps earlier chunks took."),
-                io.Int.Input("width", default=832, min=16, max=MAX_RES, step=16, tooltip="Video width in pixels (multiple of 16)."),
-                io.Int.Input("height", default=480, min=16, max=MAX_RES, step=16, tooltip="Video height in pixels (multiple of 16)."),
+                io.Int.Input("width", default=832, min=16, max=MAX_RES, step=16,
+                             tooltip="Video width in pixels (multiple of 16)."),
+                io.Int.Input("height", default=480, min=16, max=MAX_RES, step=16,
+                             tooltip="Video height in pixels (multiple of 16)."),
                 io.Int.Input("length", default=81, min=1, max=4097, step=4,
                              tooltip="Frames, 4k+1 (Wan's rule): 81 frames = 21 latent frames = 7 chunks of 3."),
                 io.Int.Input("frames_per_chunk", default=3, min=1, max=21,
@@ -116,7 +119,8 @@ class DSAExtend(io.ComfyNode):
                 *sampling.optional_inputs(),
                 DSAState.Input("state", optional=True, tooltip="A DSA state from a sampler or extender."),
                 io.Latent.Input("latent", optional=True,
-                                tooltip="Or an existing Wan video latent to continue (used when no state is connected)."),
+                                tooltip="Or an existing Wan video latent to continue (used when no state is "
+                                        "connected)."),
             ],
             outputs=sampling.outputs(),
             hidden=[io.Hidden.unique_id],

@@ -188,10 +188,10 @@ def run(*, node_id, model, positive, head, settings: SamplingSettings, num_frame
         kwargs.update(state=bundle.state.to(device), text=None if same_prompt else text,
                       recache=_recache_value(settings.recache, bundle))
     else:
-        context_latents = start.context_latents
+        given = start.context_latents
         kwargs.update(text=text, latent_h=start.latent_h, latent_w=start.latent_w, chunk_frames=start.chunk_frames,
                       window_frames=settings.cache_window or None, sink_frames=settings.sink_frames, device=device,
-                      dtype=dtype, context_latents=None if context_latents is None else context_latents.to(device, dtype))
+                      dtype=dtype, context_latents=None if given is None else given.to(device, dtype))
     try:
         frames, state, record = sample_video(cw, **kwargs)
     except SamplingInterrupted:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -143,7 +142,9 @@ def install(mode: str) -> Path:
 
 
 def _check_imports(py: Path) -> None:
-    code = "import torch, torchvision, safetensors, aiohttp; assert torch.__version__.startswith('2.13.0'), torch.__version__; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+    code = ("import torch, torchvision, safetensors, aiohttp; "
+            "assert torch.__version__.startswith('2.13.0'), torch.__version__; "
+            "print('torch', torch.__version__, 'cuda', torch.version.cuda)")
     _run([py, "-c", code])
 
 
@@ -151,8 +152,9 @@ def freeze() -> None:
     """Record the resolved versions; later installs use them as constraints (reproducible hosts)."""
     out = subprocess.run([venv_python(), "-m", "pip", "freeze", "--disable-pip-version-check"],
                          check=True, capture_output=True, text=True).stdout
-    lines = [l for l in out.splitlines() if l and not l.startswith(("-e ", "torchvision", "torchaudio"))]
-    header = ("# Resolved versions of the test host's packages (scripts/host.py freeze). torch is the local CPU wheel;\n"
+    lines = [ln for ln in out.splitlines() if ln and not ln.startswith(("-e ", "torchvision", "torchaudio"))]
+    header = ("# Resolved versions of the test host's packages (scripts/host.py freeze). "
+              "torch is the local CPU wheel;\n"
               "# torchvision is installed separately with --no-deps (see scripts/host.py).\n")
     (HOST_SPEC / "constraints.txt").write_text(header + "\n".join(sorted(lines, key=str.lower)) + "\n")
     _log(f"wrote {HOST_SPEC / 'constraints.txt'} ({len(lines)} pins)")

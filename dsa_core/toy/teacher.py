@@ -10,8 +10,7 @@ context) so classifier-free guidance is available.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-import time
+from dataclasses import dataclass
 
 import torch
 
@@ -77,8 +76,11 @@ def train_teacher(tc: TeacherConfig, model: WanDiT | None = None, show_progress:
     model.train().requires_grad_(True)
     obj = FlowMatchObjective(model)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=(0.9, 0.99), weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: min(1.0, (i + 1) / tc.warmup) * (0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(i / tc.steps * 3.14159)).item())))
+    def lr_factor(i):  # linear warm-up, then cosine down to 0.1
+        cosine = 0.5 * (1 + torch.cos(torch.tensor(i / tc.steps * 3.14159)).item())
+        return min(1.0, (i + 1) / tc.warmup) * (0.1 + 0.9 * cosine)
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     losses = []
     bar = progress(total=tc.steps, desc="teacher", disable=not show_progress)
     for i in range(tc.steps):

@@ -28,15 +28,14 @@ Checkpoints: checkpointing.py (safetensors + JSON; exact resume).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 import copy
-import math
-from pathlib import Path
 import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
-from torch import Tensor, nn
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from ..causal_wan import CausalWan
 from ..confidence_head import ConfidenceHead
@@ -179,8 +178,8 @@ class DMDTrainer:
         self.target = HeadTarget(cfg.target, cfg.target_window, cfg.target_tau, cfg.target_label)
         self.g = torch.Generator().manual_seed(cfg.seed * 1000003 + self.env.rank)
         self.step = 0
-        self.history: dict[str, list] = {"gen_loss": [], "critic_loss": [], "head_loss": [], "head_excess": [], "dmd_grad_rms": [],
-                                         "tau": [], "gen_step": []}
+        self.history: dict[str, list] = {"gen_loss": [], "critic_loss": [], "head_loss": [], "head_excess": [],
+                                         "dmd_grad_rms": [], "tau": [], "gen_step": []}
         self.ladder = cfg.ladder()
 
     # ---- one iteration ----------------------------------------------------------------------------

@@ -1,14 +1,15 @@
 """Flow-matching pieces shared by the teacher, the critic ("fake score") and the DMD loss.
 
 Wan / Self-Forcing convention: x_s = (1 - s) x0 + s eps, the model predicts v = eps - x0 at timestep
-t = 1000 s, so x0_hat = x_s - s v (the maths itself is in flow_step.py, shared with the sampler). Training noise levels are drawn uniformly in u and warped through the
-usual shift, s = shift u / (1 + (shift - 1) u) (Self-Forcing's DMD uses shift 5 on u in [0.02, 0.98]).
+t = 1000 s, so x0_hat = x_s - s v (the maths itself is in flow_step.py, shared with the sampler). Training
+noise levels are drawn uniformly in u and warped through the usual shift, s = shift u / (1 + (shift - 1) u)
+(Self-Forcing's DMD uses shift 5 on u in [0.02, 0.98]).
 """
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from ..causal_wan import CausalWan
 from ..flow_step import denoise, renoise

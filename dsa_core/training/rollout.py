@@ -2,10 +2,10 @@
 
 Reconstruction of Self-Forcing's training-time simulation (its public code), as DSA builds on it:
 each chunk starts from noise at s_0 = 1 and walks down the ladder; x0_hat = x - s v; between steps
-x = (1 - s_next) x0_hat + s_next * fresh noise (flow_step's functions, the sampler's own); the chunk *exits* at a chosen step (random in training)
-and its output is that step's x0_hat; then one t = 0 pass on the clean output writes the chunk's K/V
-for later chunks. Only the exit step's forward carries gradients (the earlier steps and the cache
-writes run under no_grad, as in Self-Forcing), so memory is one forward graph per chunk.
+x = (1 - s_next) x0_hat + s_next * fresh noise (flow_step's functions, the sampler's own); the chunk *exits*
+at a chosen step (random in training) and its output is that step's x0_hat; then one t = 0 pass on the clean
+output writes the chunk's K/V for later chunks. Only the exit step's forward carries gradients (the earlier
+steps and the cache writes run under no_grad, as in Self-Forcing), so memory is one forward graph per chunk.
 
 Autograd and the KV cache: ``KVCache.write`` copies into preallocated storage in place, and the next
 chunk's write would modify tensors the exit step's attention saved for backward. The exit step therefore

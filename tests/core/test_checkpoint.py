@@ -2,12 +2,20 @@
 import pytest
 import torch
 from safetensors.torch import save_file
-
 from wan_testutil import make_inputs
-from dsa_core.checkpoint import (CheckpointError, infer_config, load_generator, load_state_dict_file,
-                                 normalize_wan_keys, parse_dtype, save_generator, split_state_dict)
+
+from dsa_core.checkpoint import (
+    CheckpointError,
+    infer_config,
+    load_generator,
+    load_state_dict_file,
+    normalize_wan_keys,
+    parse_dtype,
+    save_generator,
+    split_state_dict,
+)
 from dsa_core.config import TINY, TINY2
-from dsa_core.wan_model import WanDiT, init_random_weights
+from dsa_core.wan_model import WanDiT
 
 
 def _sd(model):
@@ -132,7 +140,8 @@ def test_error_shape_mismatch(tmp_path, tiny_dit):
     sd["blocks.1.ffn.0.weight"] = torch.zeros(300, 128)
     path = tmp_path / "bad.safetensors"
     save_file(sd, str(path))
-    with pytest.raises(CheckpointError, match=r"shape mismatch.*blocks\.1\.ffn\.0\.weight: file \(300, 128\) vs expected \(256, 128\)"):
+    wrong = r"shape mismatch.*blocks\.1\.ffn\.0\.weight: file \(300, 128\) vs expected \(256, 128\)"
+    with pytest.raises(CheckpointError, match=wrong):
         load_generator(path)
     good = tmp_path / "good.safetensors"
     save_file(_sd(tiny_dit), str(good))
@@ -184,8 +193,8 @@ def test_error_head_file_as_generator(tmp_path):
 
 
 def test_meta_1_3b_from_shapes_only():
-    from dsa_core.config import WAN21_T2V_1_3B
     from dsa_core.checkpoint import check_shapes
+    from dsa_core.config import WAN21_T2V_1_3B
 
     sd = WanDiT(WAN21_T2V_1_3B, device="meta").state_dict()
     check_shapes(sd, WAN21_T2V_1_3B)  # no error, nothing allocated

@@ -4,8 +4,16 @@ import pytest
 import torch
 
 from dsa_core.noise import SeededNoise, derive_seed
-from dsa_core.policies import (THRESHOLD_PRESETS, ConfidencePolicy, FixedSteps, HeuristicPolicy,
-                               heuristic_confidence, make_policy, threshold_from_preset, validate_threshold)
+from dsa_core.policies import (
+    THRESHOLD_PRESETS,
+    ConfidencePolicy,
+    FixedSteps,
+    HeuristicPolicy,
+    heuristic_confidence,
+    make_policy,
+    threshold_from_preset,
+    validate_threshold,
+)
 from dsa_core.records import ChunkRecord, RunRecord
 from dsa_core.schedules import extended_ladder, self_forcing_ladder
 

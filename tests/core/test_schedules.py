@@ -1,7 +1,17 @@
 import pytest
 
-from dsa_core.schedules import (LadderError, build_ladder, causvid_ladder, custom_ladder, extended_ladder,
-                                ladder_preset, parse_ladder, self_forcing_ladder, uniform_ladder, warp)
+from dsa_core.schedules import (
+    LadderError,
+    build_ladder,
+    causvid_ladder,
+    custom_ladder,
+    extended_ladder,
+    ladder_preset,
+    parse_ladder,
+    self_forcing_ladder,
+    uniform_ladder,
+    warp,
+)
 
 
 def test_self_forcing_levels_exact():

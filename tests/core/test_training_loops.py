@@ -8,8 +8,8 @@ import torch
 
 from dsa_core.causal_wan import CausalWan
 from dsa_core.checkpoint import load_generator, save_generator
+from dsa_core.confidence_head import ConfidenceHead, HeadConfig, load_head
 from dsa_core.config import TINY
-from dsa_core.confidence_head import ConfidenceHead, HeadConfig, load_head, save_head
 from dsa_core.schedules import self_forcing_ladder
 from dsa_core.training import distributed as D
 from dsa_core.training.calibrate import CalibConfig, HeadCalibrator

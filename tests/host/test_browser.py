@@ -4,10 +4,9 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
 import browser as browser_mod
-from workflow_tools import FRONTEND_ONLY, ui_to_api
+import pytest
+from workflow_tools import ui_to_api
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("DSA_TEST_ARTIFACTS", REPO / "test-artifacts")) / "browser"
