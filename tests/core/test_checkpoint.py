@@ -219,3 +219,21 @@ def test_save_generator_extra_tensors_and_head_export(tmp_path, tiny_dit):
     h2 = load_head(p, expected_dim=TINY.dim)
     for k, v in head.state_dict().items():
         assert torch.equal(h2.state_dict()[k], v)
+
+
+def test_safetensors_header_is_never_taken_for_a_pickle(tmp_path):
+    """A safetensors file whose header length starts with the byte 0x80 (a pickle's first byte) still loads, from
+    the generator loader, the header reader and the head loader alike."""
+    from dsa_core.checkpoint_header import read_header
+    from dsa_core.confidence_head import ConfidenceHead, HeadConfig, head_state_dict, load_head
+
+    path = tmp_path / "head.safetensors"
+    sd = head_state_dict(ConfidenceHead(HeadConfig(dim=8, hidden_dim=4)))
+    for pad in range(300):
+        save_file(sd, str(path), metadata={"pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80 and path.read_bytes()[8:9] == b"{"
+    assert set(load_state_dict_file(path)[0]) == set(sd)
+    assert set(read_header(path)[0]) == set(sd)
+    assert load_head(path).config.dim == 8
