@@ -179,16 +179,8 @@ def denoise_chunk(model, work: ARState, ladder: Ladder, policy: StepPolicy, *, h
         rec.nfe += 1
         x0 = denoise(x, out.flow, s)
         t_head = time.perf_counter()
-        conf = None
-        if want_heur:
-            conf = heuristic_confidence(x0_prev, x0)
-        elif want_head:
-            conf = head(out.hidden, out.time_emb)
-        c_min = None
-        if conf is not None:
-            frame_conf = conf.float().amin(dim=0)          # batch-min per frame
-            c_min = float(frame_conf.min())
-            rec.frame_confidence.append([float(v) for v in frame_conf])
+        conf = heuristic_confidence(x0_prev, x0) if want_heur else head(out.hidden, out.time_emb) if want_head else None
+        c_min = _chunk_confidence(conf, rec)
         rec.head_time_s += time.perf_counter() - t_head
         steps = k + 1
         rec.steps = steps
@@ -208,6 +200,15 @@ def denoise_chunk(model, work: ARState, ladder: Ladder, policy: StepPolicy, *, h
         x = renoise(x0, eps, ladder.sigmas[k + 1])
         x0_prev = x0
     raise ValueError(f"the {policy.name} policy allows no denoising step (max_steps {max_steps}); use at least 1")
+
+
+def _chunk_confidence(conf: Tensor | None, rec: ChunkRecord) -> float | None:
+    """The chunk's confidence (min over its frames and the batch) from per-frame [B, Tc] ones; records both."""
+    if conf is None:
+        return None
+    frame_conf = conf.float().amin(dim=0)  # batch-min per frame
+    rec.frame_confidence.append([float(v) for v in frame_conf])
+    return float(frame_conf.min())
 
 
 def commit_chunk(model, work: ARState, x0: Tensor, rec: ChunkRecord) -> None:
