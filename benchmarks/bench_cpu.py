@@ -38,12 +38,20 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.bench_common import (MODES, ForwardTimer, fmt_mm, min_med, mode_policy, peak_rss_mb,  # noqa: E402
-                                     print_table, video_frames)
+from benchmarks.bench_common import (  # noqa: E402
+    MODES,
+    ForwardTimer,
+    fmt_mm,
+    min_med,
+    mode_policy,
+    peak_rss_mb,
+    print_table,
+    video_frames,
+)
 from dsa_core.ar_sampler import sample_video  # noqa: E402
 from dsa_core.causal_wan import CausalWan  # noqa: E402
-from dsa_core.config import TINY, WAN21_T2V_1_3B, WanConfig  # noqa: E402
 from dsa_core.confidence_head import ConfidenceHead  # noqa: E402
+from dsa_core.config import TINY, WAN21_T2V_1_3B, WanConfig  # noqa: E402
 from dsa_core.kv_cache import KVCache  # noqa: E402
 from dsa_core.policies import FixedSteps  # noqa: E402
 from dsa_core.wan_model import WanDiT, init_random_weights  # noqa: E402

@@ -42,10 +42,20 @@ import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from benchmarks.bench_common import (DSA_PAPER, MODES, SELF_FORCING, ForwardTimer, fmt_mm, mode_policy,  # noqa: E402
-                                     peak_rss_mb, print_table, sync, video_frames)
+from benchmarks.bench_common import (  # noqa: E402
+    DSA_PAPER,
+    MODES,
+    SELF_FORCING,
+    ForwardTimer,
+    fmt_mm,
+    mode_policy,
+    peak_rss_mb,
+    print_table,
+    sync,
+    video_frames,
+)
 from dsa_core.ar_sampler import sample_video  # noqa: E402
-from dsa_core.attention import sdpa_attention, xformers_available, xformers_attention  # noqa: E402
+from dsa_core.attention import sdpa_attention, xformers_attention, xformers_available  # noqa: E402
 from dsa_core.causal_wan import CausalWan  # noqa: E402
 from dsa_core.config import WAN21_T2V_1_3B, WanConfig  # noqa: E402
 from dsa_core.wan_model import WanDiT, init_random_weights  # noqa: E402
@@ -67,8 +77,8 @@ def import_host(device) -> tuple[object | None, str]:
             if d not in sys.path:
                 sys.path.insert(0, d)
             import comfy
-        import comfy.ldm.wan.vae  # noqa: F401
         import comfy.ldm.modules.attention  # noqa: F401
+        import comfy.ldm.wan.vae  # noqa: F401
         return comfy, "host ComfyUI imported"
     except Exception as e:  # no host on this machine, or it fails to import
         return None, f"host ComfyUI not importable ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
@@ -327,7 +337,8 @@ def run(args):
     else:
         notes.append("CUDA graphs: not run (pass --cuda-graphs)")
     if not args.compile:
-        notes.append("torch.compile: not run (pass --compile)" + ("; n/a for GPU figures on this CPU run" if smoke else ""))
+        notes.append("torch.compile: not run (pass --compile)"
+                     + ("; n/a for GPU figures on this CPU run" if smoke else ""))
 
     setup = (f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}, "
              f"torch {torch.__version__}, dtype {str(dtype).replace('torch.', '')}, config dim {cfg.dim} x "

@@ -7,8 +7,8 @@ CausalWan.forward_chunk of a `--frames`-frame chunk appended to a KV cache alrea
 (pooled hidden + time embedding, [B, Tc, 1536]); the per-frame mean pooling already happens inside the
 generator's forward and is part of the step. Medians over `--repeats` runs after warm-up. Also printed:
 parameter ratio and the analytic FLOP ratio at the full 480x832 size (1560 tokens per frame), where the
-head's cost stays the same and the generator's grows with the token count. Medians and minimums are both printed: on a shared CPU the
-minimum is the less contended figure.
+head's cost stays the same and the generator's grows with the token count. Medians and minimums are both
+printed: on a shared CPU the minimum is the less contended figure.
 
 Run: python benchmarks/bench_head.py [--latent-h 8 --latent-w 8 --frames 3 --context 3 --device cpu]
 """
@@ -24,8 +24,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dsa_core.causal_wan import CausalWan  # noqa: E402
-from dsa_core.config import WAN21_T2V_1_3B  # noqa: E402
 from dsa_core.confidence_head import ConfidenceHead  # noqa: E402
+from dsa_core.config import WAN21_T2V_1_3B  # noqa: E402
 from dsa_core.wan_model import WanDiT  # noqa: E402
 
 

@@ -59,7 +59,8 @@ class ARState:
         return replace(self, cache=self.cache.snapshot(), meta=dict(self.meta))
 
 
-def _commit(model, x0: Tensor, text, cache: KVCache, frame_start: int) -> None:
+def commit_clean(model, x0: Tensor, text, cache: KVCache, frame_start: int) -> None:
+    """The t = 0 pass on clean frames ``x0`` [B, C, T, H, W] at ``frame_start``: writes their K/V to ``cache``."""
     b = x0.shape[0]
     model.forward_chunk(x0, torch.zeros(b, device=x0.device, dtype=x0.dtype), text, cache, frame_start)
 
@@ -90,7 +91,7 @@ def ensure_capacity(state: ARState, frames_needed: int) -> None:
     state.cache = cache.grown(frames_needed)
 
 
-def _append_committed(model, state: ARState, latents: Tensor, group: int) -> int:
+def append_committed(model, state: ARState, latents: Tensor, group: int) -> int:
     """Commit ``latents`` [B, C, P, H, W] to a branched state in groups of ``group`` frames (t = 0)."""
     p = latents.shape[2]
     ensure_capacity(state, state.frames + p)
@@ -98,7 +99,7 @@ def _append_committed(model, state: ARState, latents: Tensor, group: int) -> int
     lat = latents.to(device=state.device, dtype=state.latents.dtype)
     for s in range(0, p, group):
         x0 = lat[:, :, s:s + group]
-        _commit(model, x0, state.text, state.cache, state.cache.frames_written)
+        commit_clean(model, x0, state.text, state.cache, state.cache.frames_written)
         sizes.append(x0.shape[2])
         passes += 1
     state.latents = torch.cat([state.latents, lat], dim=2)
@@ -129,7 +130,7 @@ def prime_with_latents(model, text, latents: Tensor, *, chunk_frames: int, state
         state = state.snapshot()
         if text is not None:
             state.text = text
-    _append_committed(model, state, latents, chunk_frames)
+    append_committed(model, state, latents, chunk_frames)
     return state
 
 
@@ -181,7 +182,7 @@ def switch_prompt(model, state: ARState, text, recache="none") -> tuple[ARState,
         new.cache.rewind(start_frame)
     passes, f = 0, start_frame
     for size in sizes[start_group:]:
-        _commit(model, state.latents[:, :, f:f + size], text, new.cache, f)
+        commit_clean(model, state.latents[:, :, f:f + size], text, new.cache, f)
         f += size
         passes += 1
     new.nfe += passes

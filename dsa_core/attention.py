@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -16,8 +15,8 @@ AttentionFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
 def _merge_heads(out: Tensor) -> Tensor:
-    b, h, l, d = out.shape
-    return out.transpose(1, 2).reshape(b, l, h * d)
+    b, h, n, d = out.shape
+    return out.transpose(1, 2).reshape(b, n, h * d)
 
 
 def sdpa_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -46,9 +45,9 @@ def _xformers_ops():
 def xformers_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """xformers memory-efficient attention (optional; never required)."""
     xops = _xformers_ops()
-    b, h, l, d = q.shape
+    b, h, n, d = q.shape
     out = xops.memory_efficient_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-    return out.reshape(b, l, h * d)
+    return out.reshape(b, n, h * d)
 
 
 def xformers_available() -> bool:

@@ -78,12 +78,12 @@ class CausalWan:
     def encode_text(self, context: Tensor) -> TextContext:
         """Cross-attention K/V of every layer for a text context [B, L, text_dim]."""
         ctx = self.dit.text_embedding(context)
-        b, l, _ = ctx.shape
+        b, n, _ = ctx.shape
         kv = []
         for block in self.dit.blocks:
             ca = block.cross_attn
-            k = ca.norm_k(ca.k(ctx)).view(b, l, self.num_heads, self.head_dim).transpose(1, 2)
-            v = ca.v(ctx).view(b, l, self.num_heads, self.head_dim).transpose(1, 2)
+            k = ca.norm_k(ca.k(ctx)).view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
+            v = ca.v(ctx).view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
             kv.append((k, v))
         return TextContext(kv)
 

@@ -1,38 +1,38 @@
 """Loading and saving Wan 2.1 T2V generator weights (safetensors), with errors that say what to do.
 
-Accepted key layouts: bare Wan keys, 'model.', 'diffusion_model.', 'model.diffusion_model.' prefixes,
-and the wrapper segments of Self-Forcing / CausVid training checkpoints ('_fsdp_wrapped_module.',
-'_checkpoint_wrapped_module.', '_orig_mod.'). Keys under 'confidence_head.' belong to the DSA head and
-are split off. Pickled .pt files are never read here: `python -m dsa_core.convert` turns them into
-safetensors with torch.load(weights_only=True).
+Accepted key layouts: see checkpoint_keys.py (bare Wan keys, the usual prefixes and training wrappers);
+keys under 'confidence_head.' belong to the DSA head and are split off. Pickled .pt files are never read here:
+`python -m dsa_core.convert` turns them into safetensors with torch.load(weights_only=True).
 
 The config comes from tensor shapes; num_heads is dim // 128 (Wan's head_dim, as ComfyUI detects it)
 unless the file's metadata carries a 'dsa_config' JSON.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
+from .checkpoint_keys import (
+    HEAD_PREFIX,
+    CheckpointError,
+    normalize_wan_keys,
+    refuse_pickle,
+    require_file,
+    split_state_dict,
+)
 from .config import WanConfig
+from .wan_model import WanDiT
 
-HEAD_PREFIX = "confidence_head."
-WRAPPER_SEGMENTS = {"_fsdp_wrapped_module", "_checkpoint_wrapped_module", "_orig_mod"}
-LEADING_SEGMENTS = ("model", "diffusion_model")
-CONVERT_HINT = "python -m dsa_core.convert IN.pt OUT.safetensors"
 # The keys every Wan 2.1 checkpoint has (block 0 stands for all blocks).
 CORE_KEYS = ("patch_embedding.weight", "text_embedding.0.weight", "time_embedding.0.weight",
              "time_projection.1.weight", "blocks.0.self_attn.q.weight", "blocks.0.cross_attn.q.weight",
              "blocks.0.ffn.0.weight", "blocks.0.modulation", "head.head.weight", "head.modulation")
 I2V_MARKERS = ("img_emb.", ".cross_attn.k_img.", ".cross_attn.v_img.", ".cross_attn.norm_k_img.")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used, with the problem and the fix in the message."""
 
 
 # ---- dtypes ---------------------------------------------------------------------------------------
@@ -72,37 +72,9 @@ def storage_dtype(key: str, tensor: torch.Tensor, dtype: torch.dtype | None) -> 
     return dtype
 
 
-# ---- keys -----------------------------------------------------------------------------------------
-def normalize_key(key: str) -> str:
-    parts = [p for p in key.split(".") if p not in WRAPPER_SEGMENTS]
-    while parts and parts[0] in LEADING_SEGMENTS:
-        parts = parts[1:]
-    return ".".join(parts)
-
-
-def normalize_wan_keys(sd: dict) -> dict:
-    """Strip the known prefixes and wrapper segments; raises if two keys collapse onto one."""
-    out = {}
-    for k, v in sd.items():
-        nk = normalize_key(k)
-        if nk in out:
-            raise CheckpointError(f"keys collide after stripping prefixes: {k!r} -> {nk!r}; "
-                                  "the file mixes several models (e.g. generator and critic)")
-        out[nk] = v
-    return out
-
-
-def split_state_dict(sd: dict) -> tuple[dict, dict]:
-    """(generator_sd, head_sd): head keys are the 'confidence_head.' ones, kept with their prefix."""
-    gen = {k: v for k, v in sd.items() if not k.startswith(HEAD_PREFIX)}
-    head = {k: v for k, v in sd.items() if k.startswith(HEAD_PREFIX)}
-    return gen, head
-
-
+# ---- shapes ---------------------------------------------------------------------------------------
 def expected_shapes(config: WanConfig) -> dict[str, tuple]:
     """Key -> shape of a Wan 2.1 T2V checkpoint for a config (no allocation: a meta-device model)."""
-    from .wan_model import WanDiT
-
     return {k: tuple(v.shape) for k, v in WanDiT(config, device="meta").state_dict().items()}
 
 
@@ -113,7 +85,8 @@ def _check_wan(sd: dict, what: str) -> None:
     i2v = sorted(k for k in sd if any(k.startswith(m) or m in k for m in I2V_MARKERS))
     pe = sd.get("patch_embedding.weight")
     if i2v or (pe is not None and pe.ndim == 5 and pe.shape[1] != 16 and pe.shape[1] in (20, 36, 48)):
-        raise CheckpointError(f"{what} is a Wan image-to-video (I2V) checkpoint (e.g. {i2v[:3] or 'patch_embedding in_dim ' + str(pe.shape[1])}); "
+        example = i2v[:3] or f"patch_embedding in_dim {pe.shape[1]}"
+        raise CheckpointError(f"{what} is a Wan image-to-video (I2V) checkpoint (e.g. {example}); "
                               "DSA needs a text-to-video (T2V) generator such as Wan2.1-T2V-1.3B / Self-Forcing")
     missing = [k for k in CORE_KEYS if k not in sd]
     if missing:
@@ -143,11 +116,12 @@ def infer_config(sd: dict) -> WanConfig:
 def check_shapes(sd: dict, config: WanConfig, what: str = "the checkpoint") -> None:
     """Every expected key present with its shape, no unexpected keys."""
     exp = expected_shapes(config)
-    bad = [f"{k}: file {tuple(sd[k].shape)} vs expected {s}" for k, s in exp.items() if k in sd and tuple(sd[k].shape) != s]
+    bad = [f"{k}: file {tuple(sd[k].shape)} vs expected {s}"
+           for k, s in exp.items() if k in sd and tuple(sd[k].shape) != s]
     if bad:
         raise CheckpointError(f"shape mismatch in {what} for config dim={config.dim} layers={config.num_layers} "
-                              f"heads={config.num_heads}: {bad[:5]}{' ...' if len(bad) > 5 else ''}; the file is from a "
-                              "different model size or mixes models")
+                              f"heads={config.num_heads}: {bad[:5]}{' ...' if len(bad) > 5 else ''}; "
+                              "the file is from a different model size or mixes models")
     missing = [k for k in exp if k not in sd]
     if missing:
         raise CheckpointError(f"{what} is missing {len(missing)} Wan keys, e.g. {missing[:5]}; the file is incomplete")
@@ -157,22 +131,10 @@ def check_shapes(sd: dict, config: WanConfig, what: str = "the checkpoint") -> N
 
 
 # ---- files ----------------------------------------------------------------------------------------
-def _looks_pickled(path: str) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(4)
-    return head[:2] == b"PK" or head[:1] == b"\x80"
-
-
 def load_state_dict_file(path, device: str = "cpu") -> tuple[dict, dict]:
     """(state dict, metadata) of a .safetensors file; .pt files get a pointer to the converter."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"no such file: {path}")
-    if path.lower().endswith((".pt", ".pth", ".ckpt", ".bin")) or _looks_pickled(path):
-        raise CheckpointError(f"{path} is a pickled PyTorch checkpoint; convert it to safetensors first with "
-                              f"`{CONVERT_HINT}` (pickles are never loaded here)")
-    from safetensors import safe_open
-
+    path = require_file(path)
+    refuse_pickle(path)
     try:
         with safe_open(path, framework="pt", device=device) as f:
             meta = dict(f.metadata() or {})
@@ -209,8 +171,6 @@ def check_generator_state(sd: dict, metadata: dict | None = None, config: WanCon
 
 def build_generator(sd: dict, config: WanConfig | None = None, dtype=None, device="cpu", what="the checkpoint"):
     """WanDiT from a (normalized or prefixed) state dict, without a second copy of the weights."""
-    from .wan_model import WanDiT
-
     gen, _head, cfg = check_generator_state(sd, config=config, what=what)
     dtype = parse_dtype(dtype)
     model = WanDiT(cfg, device="meta")
@@ -230,8 +190,6 @@ def save_generator(dit, path, dtype=None, metadata: dict | None = None, extra_te
 
     ``extra_tensors`` (e.g. a confidence head under 'confidence_head.') are stored as given, next to the
     generator; they must not collide with Wan keys (the loaders split them off by prefix)."""
-    from safetensors.torch import save_file
-
     dtype = parse_dtype(dtype)
     sd = {k: v.detach().cpu().to(storage_dtype(k, v, dtype)).contiguous() for k, v in dit.state_dict().items()}
     for k, v in (extra_tensors or {}).items():

@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 
 import torch
+from safetensors import safe_open
 
-from .checkpoint import CheckpointError, load_state_dict_file  # noqa: F401  (same errors as a full load)
+from .checkpoint_keys import CheckpointError, refuse_pickle, require_file
 
 _ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
               "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
@@ -19,13 +20,8 @@ _ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, 
 
 def read_header(path) -> tuple[dict, dict]:
     """(key -> meta tensor with the stored shape and dtype, metadata) of a .safetensors file."""
-    from safetensors import safe_open
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"no such file: {path}")
-    if path.lower().endswith((".pt", ".pth", ".ckpt", ".bin")):
-        load_state_dict_file(path)  # raises the converter hint
+    path = require_file(path)
+    refuse_pickle(path)
     try:
         with safe_open(path, framework="pt") as f:
             meta = dict(f.metadata() or {})

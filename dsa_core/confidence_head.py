@@ -1,6 +1,6 @@
 """DSA's confidence head: one confidence in [0, 1] per latent frame, read after every denoising step.
 
-Input (reconstruction, DSA-METHOD.md): the generator's last hidden states of the chunk (after the last
+Input (reconstruction, docs/method.md): the generator's last hidden states of the chunk (after the last
 block, before the output head) mean-pooled per latent frame, plus the step's timestep embedding (Wan's
 ``time_embedding`` output for that frame), both LayerNorm'd without affine parameters (the hidden
 state's and the embedding's scales differ by orders of magnitude and drift during training), concatenated,
@@ -12,23 +12,21 @@ separately or merged), the HeadConfig as JSON in the metadata under ``dsa.head_c
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 import json
 import os
+from dataclasses import asdict, dataclass
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
 
-HEAD_PREFIX = "confidence_head."
+from .checkpoint_keys import HEAD_PREFIX, CheckpointError, head_keys, looks_like_generator, refuse_pickle, require_file
+
 META_CONFIG = "dsa.head_config"
 META_FORMAT = "dsa.format"
 FORMAT_NAME = "dsa-confidence-head"
-
-
-def _checkpoint_error(msg: str) -> Exception:
-    from .checkpoint import CheckpointError
-    return CheckpointError(msg)
 
 
 @dataclass(frozen=True)
@@ -93,7 +91,7 @@ class ConfidenceHead(nn.Module):
     def check_generator(self, generator_config) -> None:
         """Raise a clear error if this head does not match a generator's WanConfig."""
         if generator_config.dim != self.config.dim:
-            raise _checkpoint_error(
+            raise CheckpointError(
                 f"this confidence head was trained for a generator with dim {self.config.dim}, "
                 f"but the model has dim {generator_config.dim}; load the head made for this model")
 
@@ -104,26 +102,9 @@ def head_state_dict(head: ConfidenceHead) -> dict:
 
 
 def save_head(head: ConfidenceHead, path: str | os.PathLike, extra_metadata: dict | None = None) -> None:
-    from safetensors.torch import save_file
     meta = {META_FORMAT: FORMAT_NAME, META_CONFIG: head.config.to_json()}
     meta.update({str(k): str(v) for k, v in (extra_metadata or {}).items()})
     save_file(head_state_dict(head), str(path), metadata=meta)
-
-
-def _looks_like_generator(keys) -> bool:
-    return any(("blocks." in k and ".self_attn." in k) or "patch_embedding" in k for k in keys)
-
-
-def _head_keys(keys) -> dict:
-    """{original key: key inside the head} for every confidence-head key, also under wrapper prefixes
-    such as 'model.diffusion_model.' (stripped as checkpoint.normalize_key strips them)."""
-    from .checkpoint import normalize_key
-    out = {}
-    for k in keys:
-        nk = normalize_key(k)
-        if nk.startswith(HEAD_PREFIX):
-            out[k] = nk[len(HEAD_PREFIX):]
-    return out
 
 
 def head_from_state_dict(sd: dict, metadata: dict | None = None, *, expected_dim: int | None = None,
@@ -132,37 +113,37 @@ def head_from_state_dict(sd: dict, metadata: dict | None = None, *, expected_dim
 
     The config comes from the metadata when present, otherwise from the weight shapes (time_dim = dim).
     """
-    head_sd = {hk: sd[k] for k, hk in _head_keys(sd.keys()).items()}
+    head_sd = {hk: sd[k] for k, hk in head_keys(sd.keys()).items()}
     if not head_sd:
-        if _looks_like_generator(sd.keys()):
-            raise _checkpoint_error(
+        if looks_like_generator(sd.keys()):
+            raise CheckpointError(
                 f"{source} is a generator checkpoint (Wan DiT weights) without a confidence head: load it as "
                 "the model, and load the confidence head from its own file (keys 'confidence_head.*')")
-        raise _checkpoint_error(f"{source} has no confidence head weights (no keys starting with "
+        raise CheckpointError(f"{source} has no confidence head weights (no keys starting with "
                                 f"'{HEAD_PREFIX}')")
     metadata = metadata or {}
     if META_CONFIG in metadata:
         try:
             config = HeadConfig.from_json(metadata[META_CONFIG])
         except (ValueError, TypeError) as e:
-            raise _checkpoint_error(f"{source}: invalid '{META_CONFIG}' metadata ({e})") from None
+            raise CheckpointError(f"{source}: invalid '{META_CONFIG}' metadata ({e})") from None
     else:
         try:
             w1 = head_sd["fc1.weight"]
         except KeyError:
-            raise _checkpoint_error(f"{source}: confidence head weights lack 'fc1.weight'; keys: "
+            raise CheckpointError(f"{source}: confidence head weights lack 'fc1.weight'; keys: "
                                     f"{sorted(head_sd)[:8]}") from None
         dim = w1.shape[1] // 2
         config = HeadConfig(dim=dim, hidden_dim=w1.shape[0], time_dim=w1.shape[1] - dim)
     if expected_dim is not None and config.dim != expected_dim:
-        raise _checkpoint_error(
+        raise CheckpointError(
             f"{source}: this confidence head was trained for a generator with dim {config.dim}, but the model "
             f"has dim {expected_dim}; load the head made for this model")
     head = ConfidenceHead(config, device=device, dtype=dtype)
     try:
         head.load_state_dict(head_sd, strict=True)
     except RuntimeError as e:
-        raise _checkpoint_error(f"{source}: confidence head weights do not match its config {config}: {e}") from None
+        raise CheckpointError(f"{source}: confidence head weights do not match its config {config}: {e}") from None
     return head.eval().requires_grad_(False)
 
 
@@ -170,21 +151,16 @@ def load_head(path: str | os.PathLike, *, expected_dim: int | None = None, devic
               dtype=torch.float32) -> ConfidenceHead:
     """Load a head file, or the head inside a combined generator+head safetensors file (only the head's
     tensors are read). ``expected_dim`` (the generator's dim) turns a mismatch into a clear error."""
-    path = os.fspath(path)
+    path = require_file(path)
     name = os.path.basename(path)
-    if not os.path.isfile(path):
-        raise _checkpoint_error(f"no such file: {path}")
-    if not path.lower().endswith(".safetensors"):
-        from .checkpoint import load_state_dict_file
-        load_state_dict_file(path)  # raises the converter hint for pickles
-    from safetensors import safe_open
+    refuse_pickle(path)
     try:
         with safe_open(path, framework="pt", device="cpu") as f:
             metadata = dict(f.metadata() or {})
             keys = list(f.keys())
-            wanted = _head_keys(keys)
+            wanted = head_keys(keys)
             sd = {k: f.get_tensor(k) for k in wanted} if wanted else dict.fromkeys(keys)
     except Exception as e:
-        raise _checkpoint_error(f"could not read {path}: the file is truncated or corrupted ({e})") from e
+        raise CheckpointError(f"could not read {path}: the file is truncated or corrupted ({e})") from e
     return head_from_state_dict(sd, metadata, expected_dim=expected_dim, device=device, dtype=dtype,
                                 source=name)

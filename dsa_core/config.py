@@ -5,8 +5,8 @@ describes our own modules, the host's modules and every checkpoint format we rea
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 import json
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ import sys
 
 import torch
 
-from .checkpoint import CheckpointError, build_generator, normalize_key, parse_dtype, save_generator
+from .checkpoint import CheckpointError, build_generator, parse_dtype, save_generator
+from .checkpoint_keys import normalize_key
 
 GENERATOR_KEYS = ("generator_ema", "generator")
 
@@ -43,12 +44,14 @@ def pick_generator(ckpt, which: str | None = None, what: str = "the checkpoint")
         if which not in ckpt:
             raise CheckpointError(f"{what} has no '{which}' entry; its top-level keys are {sorted(ckpt)[:10]}")
         if not _is_tensor_dict(ckpt[which]):
-            raise CheckpointError(f"{what}: the '{which}' entry is a {type(ckpt[which]).__name__}, not a dict of tensors")
+            raise CheckpointError(f"{what}: the '{which}' entry is a {type(ckpt[which]).__name__}, "
+                                  "not a dict of tensors")
         return ckpt[which], which
     for key in GENERATOR_KEYS:
         if key in ckpt:
             if not _is_tensor_dict(ckpt[key]):
-                raise CheckpointError(f"{what}: the '{key}' entry is a {type(ckpt[key]).__name__}, not a dict of tensors")
+                raise CheckpointError(f"{what}: the '{key}' entry is a {type(ckpt[key]).__name__}, "
+                                      "not a dict of tensors")
             return ckpt[key], key
     # A bare state dict of a Wan model (e.g. already extracted) is accepted too.
     if _is_tensor_dict(ckpt) and any(normalize_key(k).startswith("blocks.") for k in ckpt):

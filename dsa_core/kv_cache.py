@@ -75,7 +75,8 @@ class KVCache:
         """Bytes of K+V storage for a config and latent size, before allocating anything."""
         cap = _capacity(window_frames, chunk_frames, 0 if window_frames is None else sink_frames, total_frames)
         itemsize = torch.empty((), dtype=dtype).element_size()
-        return 2 * config.num_layers * batch * cap * tokens_per_frame(config, latent_h, latent_w) * config.dim * itemsize
+        tokens = tokens_per_frame(config, latent_h, latent_w)
+        return 2 * config.num_layers * batch * cap * tokens * config.dim * itemsize
 
     @property
     def nbytes(self) -> int:

@@ -3,8 +3,8 @@
 Each draw gets its own generator seeded from (seed, chunk key, step_index). The sampler's chunk key is
 the chunk's first absolute latent frame, so the noise a chunk sees does not depend on how many steps
 earlier chunks took (a confidence policy changes step counts), on whether the video is made in one call
-or continued from a saved state, nor on whether earlier frames were generated or primed as context. Noise is drawn on the CPU in
-float32 and then moved, so a seed gives the same video on every device (reconstruction: Self-Forcing
+or continued from a saved state, nor on whether earlier frames were generated or primed as context. Noise is
+drawn on the CPU in float32 and then moved, so a seed gives the same video on every device (reconstruction: Self-Forcing
 draws from one global stream, which an adaptive step count would desynchronise).
 
 step_index 0 is the chunk's starting noise; step_index k >= 1 is the fresh noise that re-noises x0_hat

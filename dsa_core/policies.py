@@ -5,14 +5,14 @@ confidence of its least confident frame is >= threshold. Higher threshold = more
 The numbers are never rescaled; THRESHOLD_PRESETS names a few of them.
 
 - FixedSteps: exactly Self-Forcing's sampler (the first n levels, no early exit).
-- ConfidencePolicy: DSA's rule with the learned head (reconstruction of the rule, see DSA-METHOD.md).
+- ConfidencePolicy: DSA's rule with the learned head (reconstruction of the rule, see docs/method.md).
 - HeuristicPolicy: a training-free stand-in that reads how much x0_hat changed between the last two
   steps. It is a HEURISTIC, not DSA's learned confidence; use it only when no head is available.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -26,6 +26,9 @@ THRESHOLD_PRESETS = {
     "fast": 0.5,
 }
 
+# The widget value that means "use the threshold number as given".
+CUSTOM_PRESET = "custom"
+
 CONFIDENCE_HEAD = "head"
 CONFIDENCE_HEURISTIC = "heuristic"
 
@@ -38,10 +41,15 @@ def validate_threshold(threshold: float) -> float:
     return t
 
 
-def threshold_from_preset(name_or_value) -> float:
-    """A preset name ('quality', 'balanced', 'fast') or a number in [0, 1]."""
+def threshold_from_preset(name_or_value, custom: float | None = None) -> float:
+    """A preset name ('quality', 'balanced', 'fast') or a number in [0, 1]; 'custom' means ``custom``.
+    The one place a preset is resolved (nodes, demo and CLIs call this)."""
     if isinstance(name_or_value, str):
         key = name_or_value.strip().lower()
+        if key == CUSTOM_PRESET:
+            if custom is None:
+                raise ValueError("threshold preset 'custom' needs a threshold value")
+            return validate_threshold(custom)
         if key in THRESHOLD_PRESETS:
             return THRESHOLD_PRESETS[key]
         try:
@@ -179,12 +187,13 @@ def heuristic_confidence(x0_prev: torch.Tensor | None, x0: torch.Tensor) -> torc
 
 
 def make_policy(kind: str, *, threshold=THRESHOLD_PRESETS["balanced"], min_steps: int = 1,
-                max_steps: int | None = None, steps: int | None = None) -> StepPolicy:
+                max_steps: int | None = None, steps: int | None = None,
+                custom_threshold: float | None = None) -> StepPolicy:
     """One entry point for nodes: kind in {'fixed', 'confidence', 'heuristic'}; threshold may be a
-    preset name or a number in [0, 1]."""
+    preset name, 'custom' (then ``custom_threshold`` is used) or a number in [0, 1]."""
     if kind == "fixed":
         return FixedSteps(steps)
-    thr = threshold_from_preset(threshold)
+    thr = threshold_from_preset(threshold, custom_threshold)
     if kind == "confidence":
         return ConfidencePolicy(thr, min_steps, max_steps)
     if kind == "heuristic":

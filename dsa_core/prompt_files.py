@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
-from safetensors import safe_open
 
 
 class PromptFileError(ValueError):
@@ -29,7 +28,8 @@ def save_prompt_embedding(path, context: torch.Tensor, prompt: str = "") -> None
         context = context[0]
     if context.dim() != 2:
         raise PromptFileError(f"a prompt embedding is [tokens, channels], got shape {tuple(context.shape)}")
-    save_file({"context": context.detach().contiguous().cpu()}, str(path), metadata={"prompt": prompt, "format": "dsa-prompt"})
+    save_file({"context": context.detach().contiguous().cpu()}, str(path),
+              metadata={"prompt": prompt, "format": "dsa-prompt"})
 
 
 def load_prompt_embedding(path) -> PromptEmbedding:

@@ -8,8 +8,8 @@ chunks * (base_steps + 1) / sum(steps + 1) (reconstruction: the paper reports FP
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 import json
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass

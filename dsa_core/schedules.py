@@ -13,8 +13,8 @@ A policy decides how many of its levels a chunk uses; the ladder only says which
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 SELF_FORCING_TIMESTEPS = (1000.0, 750.0, 500.0, 250.0)
@@ -193,6 +193,35 @@ LADDER_PRESETS = {
     "causvid": causvid_ladder,
     "causvid_extended": lambda: extended_ladder(causvid_ladder(), 5),
 }
+
+
+def build_ladder(schedule: str = "self_forcing", *, max_steps: int | None = None, extra_steps: int = 0,
+                 custom_timesteps: str = "", shift: float | None = None,
+                 sigmas: Sequence[float] | None = None) -> Ladder:
+    """The ladder a set of widgets describes (the sampler's and the Noise Ladder node's): one builder.
+
+    sigmas: explicit noise levels (a host SIGMAS; a trailing 0 is dropped) override ``schedule``; the first
+    min(4, n) are the fixed schedule. schedule: a preset name, or 'custom' for ``custom_timesteps`` (timesteps,
+    warped by ``shift``). max_steps: the ladder's length (shorter truncates, longer appends extended_ladder's
+    lower levels); else extra_steps: lower levels appended after the base ones. Raises LadderError.
+    """
+    if sigmas is not None:
+        sig = [float(s) for s in sigmas]
+        if sig and sig[-1] == 0.0:
+            sig = sig[:-1]
+        base = custom_ladder(sig, unit="sigma", base_steps=min(4, len(sig)))
+        return base if max_steps is None else base.truncated(min(max_steps, len(base)))
+    custom = schedule == "custom"
+    if custom:
+        base = parse_ladder(custom_timesteps, unit="timestep", shift=1.0 if shift is None else shift)
+    else:
+        base = ladder_preset(schedule)
+    extend_shift = shift if custom else None
+    if max_steps is not None:
+        return extended_ladder(base, max_steps, shift=extend_shift)
+    if extra_steps:
+        return extended_ladder(base, len(base) + extra_steps, shift=extend_shift)
+    return base
 
 
 def ladder_preset(name: str) -> Ladder:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from . import ops
+from .causal_wan import CausalWan
 from .config import WanConfig
 
 
@@ -76,8 +77,6 @@ class WanDiT(nn.Module):
 
     def forward(self, x, t, context):
         """Full bidirectional forward (one chunk, no cache); returns the flow prediction."""
-        from .causal_wan import CausalWan
-
         cw = CausalWan(self, self.config)
         return cw.forward_full(x, t, cw.encode_text(context)).flow
 

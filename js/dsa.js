@@ -20,7 +20,16 @@ const presetsReady = api
   .then((p) => (PRESETS = p))
   .catch(() => {});
 
-window.__dsa = { loaded: true, events: [], charts: {} };
+// What tests read: the last EVENT_LOG_SIZE "dsa.steps" events (a ring: a long session never grows it) and each
+// chart's state.
+const EVENT_LOG_SIZE = 200;
+window.__dsa = { loaded: true, events: [], charts: {}, eventLogSize: EVENT_LOG_SIZE };
+
+function logEvent(detail) {
+  const log = window.__dsa.events;
+  log.push(detail);
+  if (log.length > EVENT_LOG_SIZE) log.splice(0, log.length - EVENT_LOG_SIZE);
+}
 
 function chartState(node) {
   if (!node.__dsa) node.__dsa = { chunks: [], threshold: null, baseSteps: 4, summary: "", policy: "" };
@@ -135,7 +144,7 @@ app.registerExtension({
   },
   async setup() {
     api.addEventListener("dsa.steps", ({ detail }) => {
-      window.__dsa.events.push(detail);
+      logEvent(detail);
       const node = nodeFor(detail);
       if (!node) return;
       const st = chartState(node);

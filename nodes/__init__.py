@@ -1,7 +1,6 @@
 """The pack's ComfyUI V3 extension: thin nodes that translate between the host's types and dsa_core."""
-from typing_extensions import override
-
 from comfy_api.latest import ComfyExtension, io
+from typing_extensions import override
 
 from . import routes
 from .ladder_node import DSANoiseLadder

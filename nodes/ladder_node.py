@@ -13,15 +13,9 @@ SCHEDULES = ["self_forcing", "causvid", "custom"]
 
 
 def build_ladder(schedule: str, extra_steps: int, custom_timesteps: str, custom_shift: float) -> schedules.Ladder:
-    """The ladder a widget set describes; raises schedules.LadderError with a message for the artist."""
-    if schedule == "custom":
-        base = schedules.parse_ladder(custom_timesteps, unit="timestep", shift=custom_shift)
-    else:
-        base = schedules.ladder_preset(schedule)
-    if extra_steps:
-        shift = custom_shift if schedule == "custom" else None
-        return schedules.extended_ladder(base, len(base) + extra_steps, shift=shift)
-    return base
+    """The ladder this node's widgets describe; raises schedules.LadderError with a message for the artist."""
+    return schedules.build_ladder(schedule, extra_steps=extra_steps, custom_timesteps=custom_timesteps,
+                                  shift=custom_shift)
 
 
 class DSANoiseLadder(io.ComfyNode):

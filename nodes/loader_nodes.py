@@ -12,7 +12,8 @@ from comfy_api.latest import io
 
 from ..dsa_core import checkpoint as ckpt
 from ..dsa_core.checkpoint_header import read_header
-from ..dsa_core.confidence_head import HEAD_PREFIX, META_CONFIG, HeadConfig, load_head
+from ..dsa_core.checkpoint_keys import head_keys
+from ..dsa_core.confidence_head import META_CONFIG, HeadConfig, head_from_state_dict, load_head
 from . import model_folders
 from .dsa_types import DSAHead
 
@@ -33,11 +34,8 @@ def check_generator_file(path: str) -> tuple[ckpt.WanConfig, bool]:
 
 
 def check_head_file(path: str, dim: int | None) -> None:
-    from ..dsa_core.confidence_head import head_from_state_dict
-
     sd, meta = read_header(path)
-    keys = [k for k in sd if ckpt.normalize_key(k).startswith(HEAD_PREFIX)]
-    if not keys:
+    if not head_keys(sd):
         head_from_state_dict({k: sd[k] for k in list(sd)[:64]}, meta, source=path)  # raises the right message
     cfg_dim = HeadConfig.from_json(meta[META_CONFIG]).dim if META_CONFIG in meta else None
     if dim is not None and cfg_dim is not None and cfg_dim != dim:
@@ -95,11 +93,10 @@ class DSAModelLoader(io.ComfyNode):
             raise ckpt.CheckpointError(f"ComfyUI could not detect a model in {generator}")
         conf_head = None
         if head == HEAD_AUTO and head_sd:
-            from ..dsa_core.confidence_head import head_from_state_dict
-
             conf_head = head_from_state_dict(head_sd, meta, expected_dim=config.dim, source=generator)
         elif head not in (HEAD_AUTO, HEAD_NONE):
-            conf_head = load_head(folder_paths.get_full_path_or_raise(model_folders.HEADS, head), expected_dim=config.dim)
+            head_path = folder_paths.get_full_path_or_raise(model_folders.HEADS, head)
+            conf_head = load_head(head_path, expected_dim=config.dim)
         return io.NodeOutput(model, conf_head)
 
 

@@ -8,7 +8,7 @@ from comfy_api.latest import io, ui
 
 from ..dsa_core.report_chart import chart_array
 from .dsa_types import DSAReport
-from .sampling import STEP_EVENT, _server
+from .sampling import prompt_server
 
 REPORT_EVENT = "dsa.report"
 
@@ -16,10 +16,12 @@ REPORT_EVENT = "dsa.report"
 def summary_text(report: dict) -> str:
     chunks = report.get("chunks", [])
     pol = report.get("policy", {})
+    threshold = f", threshold {pol['threshold']:.2f}" if pol.get("threshold") is not None else ""
     lines = [report.get("summary", ""),
-             f"policy {pol.get('name')}" + (f", threshold {pol['threshold']:.2f}" if pol.get("threshold") is not None else ""),
+             f"policy {pol.get('name')}{threshold}",
              "steps per chunk: " + " ".join(str(c["steps"]) for c in chunks),
-             f"average {report.get('mean_steps_per_frame', 0):.2f} steps per latent frame; NFE {report.get('total_nfe', 0)} "
+             f"average {report.get('mean_steps_per_frame', 0):.2f} steps per latent frame; "
+             f"NFE {report.get('total_nfe', 0)} "
              f"vs {report.get('fixed_nfe', 0)} for the fixed {report.get('base_steps', 4)}-step schedule "
              f"(speed-up x{report.get('speedup', 0):.2f}); {report.get('wall_time_s', 0):.2f} s"]
     return "\n".join(line for line in lines if line)
@@ -48,7 +50,7 @@ class DSAStepReport(io.ComfyNode):
     def execute(cls, report, width, height) -> io.NodeOutput:
         image = torch.from_numpy(chart_array(report, width, height)).unsqueeze(0)
         text = summary_text(report)
-        server = _server()
+        server = prompt_server()
         if server is not None:
             server.send_sync(REPORT_EVENT, {"node": cls.hidden.unique_id, "report": json.loads(json.dumps(report))},
                              server.client_id)

@@ -1,7 +1,6 @@
 """DSA Confidence Sampler and DSA AR Frame Extender: the nodes artists tune."""
 from __future__ import annotations
 
-import torch
 from comfy_api.latest import io
 
 from . import sampling
@@ -22,7 +21,8 @@ def check_video_shape(width, height, length, frames_per_chunk) -> str | None:
                 f"got {width}x{height}, try {round(width / 16) * 16}x{round(height / 16) * 16}")
     if (length - 1) % 4:
         lo = (length - 1) // 4 * 4 + 1
-        return f"length must be 4k+1 frames (Wan's VAE packs 4 frames per latent frame): got {length}, try {lo} or {lo + 4}"
+        return (f"length must be 4k+1 frames (Wan's VAE packs 4 frames per latent frame): got {length}, "
+                f"try {lo} or {lo + 4}")
     t = latent_frames(length)
     if t % frames_per_chunk:
         k = max(1, t // frames_per_chunk)
@@ -50,8 +50,10 @@ class DSASampler(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Noise seed. Each chunk and step draws its own noise from it, so a chunk's noise "
                                      "does not depend on how many steps earlier chunks took."),
-                io.Int.Input("width", default=832, min=16, max=MAX_RES, step=16, tooltip="Video width in pixels (multiple of 16)."),
-                io.Int.Input("height", default=480, min=16, max=MAX_RES, step=16, tooltip="Video height in pixels (multiple of 16)."),
+                io.Int.Input("width", default=832, min=16, max=MAX_RES, step=16,
+                             tooltip="Video width in pixels (multiple of 16)."),
+                io.Int.Input("height", default=480, min=16, max=MAX_RES, step=16,
+                             tooltip="Video height in pixels (multiple of 16)."),
                 io.Int.Input("length", default=81, min=1, max=4097, step=4,
                              tooltip="Frames, 4k+1 (Wan's rule): 81 frames = 21 latent frames = 7 chunks of 3."),
                 io.Int.Input("frames_per_chunk", default=3, min=1, max=21,
@@ -78,12 +80,13 @@ class DSASampler(io.ComfyNode):
         problem = check_video_shape(width, height, length, frames_per_chunk)
         if problem:
             raise DSAInputError(problem)
-        frames, bundle, report = sampling.run(
-            node_id=cls.hidden.unique_id, model=model, positive=positive, head=head, seed=seed,
-            num_frames=latent_frames(length), latent_h=height // 8, latent_w=width // 8, chunk_frames=frames_per_chunk,
-            policy=policy, threshold_preset=threshold_preset, threshold=threshold, min_steps=min_steps,
+        settings = sampling.SamplingSettings(
+            seed=seed, policy=policy, threshold_preset=threshold_preset, threshold=threshold, min_steps=min_steps,
             max_steps=max_steps, schedule=schedule, cache_window=cache_window, sink_frames=sink_frames,
             ladder_sigmas=ladder)
+        start = sampling.NewVideo(latent_h=height // 8, latent_w=width // 8, chunk_frames=frames_per_chunk)
+        frames, bundle, report = sampling.run(node_id=cls.hidden.unique_id, model=model, positive=positive, head=head,
+                                              settings=settings, num_frames=latent_frames(length), start=start)
         return io.NodeOutput(sampling.to_host_latent(model, frames), bundle, report)
 
 
@@ -116,7 +119,8 @@ class DSAExtend(io.ComfyNode):
                 *sampling.optional_inputs(),
                 DSAState.Input("state", optional=True, tooltip="A DSA state from a sampler or extender."),
                 io.Latent.Input("latent", optional=True,
-                                tooltip="Or an existing Wan video latent to continue (used when no state is connected)."),
+                                tooltip="Or an existing Wan video latent to continue (used when no state is "
+                                        "connected)."),
             ],
             outputs=sampling.outputs(),
             hidden=[io.Hidden.unique_id],
@@ -141,19 +145,21 @@ class DSAExtend(io.ComfyNode):
         if new_latent_frames % chunk:
             raise DSAInputError(f"add_frames {add_frames} is {new_latent_frames} latent frames, not a whole number of "
                                 f"{chunk}-frame chunks: use {max(1, new_latent_frames // chunk) * chunk * 4}")
-        common = dict(node_id=cls.hidden.unique_id, model=model, positive=positive, head=head, seed=seed,
-                      num_frames=new_latent_frames, policy=policy, threshold_preset=threshold_preset,
-                      threshold=threshold, min_steps=min_steps, max_steps=max_steps, schedule=schedule,
-                      cache_window=cache_window, sink_frames=sink_frames, ladder_sigmas=ladder)
+        settings = sampling.SamplingSettings(
+            seed=seed, policy=policy, threshold_preset=threshold_preset, threshold=threshold, min_steps=min_steps,
+            max_steps=max_steps, schedule=schedule, cache_window=cache_window, sink_frames=sink_frames,
+            ladder_sigmas=ladder, recache=recache)
         if state is not None:
-            _, bundle, report = sampling.run(bundle=state, recache=recache, **common)
+            start = state
         else:
             samples = latent["samples"]
             if samples.ndim != 5:
                 raise DSAInputError(f"the latent has shape {tuple(samples.shape)}; the extender needs a video latent "
                                     "[batch, 16, frames, height/8, width/8]")
-            context = model.model.latent_format.process_in(samples.float())
-            _, bundle, report = sampling.run(latent_h=samples.shape[3], latent_w=samples.shape[4],
-                                             chunk_frames=frames_per_chunk, context_latents=context, **common)
+            start = sampling.NewVideo(latent_h=samples.shape[3], latent_w=samples.shape[4],
+                                      chunk_frames=frames_per_chunk,
+                                      context_latents=model.model.latent_format.process_in(samples.float()))
+        _, bundle, report = sampling.run(node_id=cls.hidden.unique_id, model=model, positive=positive, head=head,
+                                         settings=settings, num_frames=new_latent_frames, start=start)
         whole = sampling.to_host_latent(model, bundle.state.latents)
         return io.NodeOutput(whole, bundle, report)

@@ -21,7 +21,7 @@ from .dsa_types import DSAHead, DSAReport, DSAState
 from .host_model import DSAInputError, load_causal_wan, text_context, wan_config_of
 
 POLICIES = ["confidence", "fixed", "heuristic"]
-PRESETS = list(policies.THRESHOLD_PRESETS) + ["custom"]
+PRESETS = list(policies.THRESHOLD_PRESETS) + [policies.CUSTOM_PRESET]
 SCHEDULES = ["self_forcing", "causvid"]
 RECACHE = ["none", "recent", "all"]
 STEP_EVENT = "dsa.steps"
@@ -100,26 +100,41 @@ class StateBundle:
     latent_format: object      # the host's latent format (process_out for the whole-video LATENT)
 
 
-def build_ladder(schedule: str, max_steps: int, ladder_sigmas) -> schedules.Ladder:
-    if ladder_sigmas is not None:
-        sig = [float(s) for s in ladder_sigmas.flatten().tolist()]
-        if sig and sig[-1] == 0.0:
-            sig = sig[:-1]
-        base = schedules.custom_ladder(sig, unit="sigma", base_steps=min(4, len(sig)))
-        return base.truncated(min(max_steps, len(base)))
-    base = schedules.ladder_preset(schedule)
-    return schedules.extended_ladder(base, max_steps)
+@dataclass(frozen=True, eq=False)
+class SamplingSettings:
+    """The widgets both sampling nodes share, read once in ``execute``; what the run derives from them."""
+    seed: int
+    policy: str
+    threshold_preset: str
+    threshold: float
+    min_steps: int
+    max_steps: int
+    schedule: str
+    cache_window: int
+    sink_frames: int
+    ladder_sigmas: torch.Tensor | None = None  # the optional 'ladder' input (host SIGMAS)
+    recache: str = "none"
+
+    def ladder(self) -> schedules.Ladder:
+        sig = None if self.ladder_sigmas is None else self.ladder_sigmas.flatten().tolist()
+        return schedules.build_ladder(self.schedule, max_steps=self.max_steps, sigmas=sig)
+
+    def step_policy(self, ladder: schedules.Ladder, head) -> policies.StepPolicy:
+        max_steps = min(self.max_steps, len(ladder))
+        if self.policy == "confidence" and head is None:
+            raise DSAInputError("policy 'confidence' needs a confidence head: connect DSA Model Loader's or DSA Head "
+                                "Loader's head output, or choose policy 'fixed' or 'heuristic'")
+        return policies.make_policy(self.policy, threshold=self.threshold_preset, custom_threshold=self.threshold,
+                                    min_steps=min(self.min_steps, max_steps), max_steps=max_steps, steps=max_steps)
 
 
-def build_policy(policy, threshold_preset, threshold, min_steps, max_steps, ladder, head):
-    thr = threshold if threshold_preset == "custom" else policies.THRESHOLD_PRESETS[threshold_preset]
-    max_steps = min(max_steps, len(ladder))
-    if policy == "confidence" and head is None:
-        raise DSAInputError("policy 'confidence' needs a confidence head: connect DSA Model Loader's or DSA Head "
-                            "Loader's head output, or choose policy 'fixed' or 'heuristic'")
-    if policy == "fixed":
-        return policies.FixedSteps(max_steps)
-    return policies.make_policy(policy, threshold=thr, min_steps=min(min_steps, max_steps), max_steps=max_steps)
+@dataclass(frozen=True, eq=False)
+class NewVideo:
+    """Where a run without a DSA state starts: the latent size, the chunking, optional context frames."""
+    latent_h: int
+    latent_w: int
+    chunk_frames: int
+    context_latents: torch.Tensor | None = None  # model-space frames committed first
 
 
 def prepare_head(head, config, device):
@@ -130,15 +145,16 @@ def prepare_head(head, config, device):
     return copy.deepcopy(head).to(device=device, dtype=torch.float32)
 
 
-def run(*, node_id, model, positive, head, seed, num_frames, latent_h=None, latent_w=None, chunk_frames=3,
-        policy, threshold_preset, threshold, min_steps, max_steps, schedule, cache_window, sink_frames,
-        ladder_sigmas=None, bundle: StateBundle | None = None, context_latents=None, recache="none"):
-    """One sampling call through the host; returns (new frames in model space, StateBundle, report dict)."""
+def run(*, node_id, model, positive, head, settings: SamplingSettings, num_frames: int,
+        start: NewVideo | StateBundle):
+    """One sampling call through the host: ``num_frames`` new latent frames from ``start`` (a new video or a
+    DSA state to continue); returns (new frames in model space, StateBundle, report dict)."""
+    bundle = start if isinstance(start, StateBundle) else None
     config = wan_config_of(model)
     if bundle is not None and bundle.config != config:
         raise DSAInputError("this DSA state was made with a different model; connect the model that made it")
-    ladder = build_ladder(schedule, max_steps, ladder_sigmas)
-    step_policy = build_policy(policy, threshold_preset, threshold, min_steps, max_steps, ladder, head)
+    ladder = settings.ladder()
+    step_policy = settings.step_policy(ladder, head)
     cw, device, dtype = load_causal_wan(model)
     ctx = text_context(positive, device, dtype)
     if ctx.shape[-1] != config.text_dim:
@@ -146,10 +162,10 @@ def run(*, node_id, model, positive, head, seed, num_frames, latent_h=None, late
                             "(UMT5-XXL): encode the prompt with the Wan text encoder")
     head_dev = prepare_head(head, config, device)
     cap = step_policy.max_steps(ladder) + 1
-    num_chunks = num_frames // chunk_frames
+    num_chunks = num_frames // (bundle.state.chunk_frames if bundle is not None else start.chunk_frames)
     pbar_total = max(1, num_chunks * cap)
     preview = latent_preview.prepare_callback(model, pbar_total)
-    server = _server()
+    server = prompt_server()
 
     def on_step(info):
         comfy.model_management.throw_exception_if_processing_interrupted()
@@ -165,16 +181,17 @@ def run(*, node_id, model, positive, head, seed, num_frames, latent_h=None, late
                                           "record": rec}, server.client_id)
 
     text = cw.encode_text(ctx)
-    kwargs = dict(num_frames=num_frames, ladder=ladder, policy=step_policy, seed=seed, head=head_dev,
+    kwargs = dict(num_frames=num_frames, ladder=ladder, policy=step_policy, seed=settings.seed, head=head_dev,
                   callback=on_step, chunk_callback=on_chunk, should_stop=comfy.model_management.processing_interrupted)
     if bundle is not None:
         same_prompt = bundle.context.shape == ctx.shape and torch.equal(bundle.context.to(ctx), ctx)
         kwargs.update(state=bundle.state.to(device), text=None if same_prompt else text,
-                      recache=_recache_value(recache, bundle))
+                      recache=_recache_value(settings.recache, bundle))
     else:
-        kwargs.update(text=text, latent_h=latent_h, latent_w=latent_w, chunk_frames=chunk_frames,
-                      window_frames=cache_window or None, sink_frames=sink_frames, device=device, dtype=dtype,
-                      context_latents=None if context_latents is None else context_latents.to(device, dtype))
+        given = start.context_latents
+        kwargs.update(text=text, latent_h=start.latent_h, latent_w=start.latent_w, chunk_frames=start.chunk_frames,
+                      window_frames=settings.cache_window or None, sink_frames=settings.sink_frames, device=device,
+                      dtype=dtype, context_latents=None if given is None else given.to(device, dtype))
     try:
         frames, state, record = sample_video(cw, **kwargs)
     except SamplingInterrupted:
@@ -185,8 +202,8 @@ def run(*, node_id, model, positive, head, seed, num_frames, latent_h=None, late
     # The state rests where ComfyUI keeps node outputs (CPU unless --gpu-only): a cached state must not pin
     # gigabytes of KV cache in VRAM that the host's model management cannot free.
     resting = comfy.model_management.intermediate_device()
-    new_bundle = StateBundle(state.to(resting), (ctx if bundle is None or not same_prompt else bundle.context).to(resting),
-                             config, model.model.latent_format)
+    context = ctx if bundle is None or not same_prompt else bundle.context
+    new_bundle = StateBundle(state.to(resting), context.to(resting), config, model.model.latent_format)
     if server is not None:
         server.send_sync(STEP_EVENT, {"node": node_id, "done": True, "report": report}, server.client_id)
     return frames, new_bundle, report
@@ -208,7 +225,8 @@ def to_host_latent(model_or_format, frames: torch.Tensor) -> dict:
     return {"samples": out}
 
 
-def _server():
+def prompt_server():
+    """The host's PromptServer (None when running without one, e.g. in-process tests)."""
     try:
         from server import PromptServer
 

@@ -24,7 +24,8 @@ class DSAToyDecode(io.ComfyNode):
             inputs=[
                 io.Latent.Input("samples", tooltip="A video latent from the DSA sampler running the toy model."),
                 io.Int.Input("scale", default=8, min=1, max=32,
-                             tooltip="Pixels per latent pixel (nearest-neighbour upscaling; the toy's frames are 8x8)."),
+                             tooltip="Pixels per latent pixel (nearest-neighbour upscaling; the toy's frames are "
+                                     "8x8)."),
             ],
             outputs=[io.Image.Output(display_name="images")],
         )

@@ -44,7 +44,8 @@ def build_prompt(object_info: dict, prompt_file: str | None, threshold: str | No
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=REPO / "demo-output", help="where the video and chart go")
-    ap.add_argument("--prompt", default=None, help="a toy prompt file from models/toy/prompts (default: the template's)")
+    ap.add_argument("--prompt", default=None,
+                    help="a toy prompt file from models/toy/prompts (default: the template's)")
     ap.add_argument("--threshold", default=None,
                     help="quality, balanced, fast or a number in [0, 1] (default: the template's, 0.3)")
     ap.add_argument("--seed", type=int, default=7)

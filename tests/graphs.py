@@ -28,8 +28,9 @@ POLICY_DEFAULTS = {"policy": "confidence", "threshold_preset": "balanced", "thre
                    "max_steps": 6, "schedule": "self_forcing", "cache_window": 0, "sink_frames": 0}
 
 
-def dsa_graph(wan: str, prompt_a: str, prompt_b: str | None = None, head: str = "auto (embedded in the generator file, else none)",
-              width=32, height=32, length=9, add_frames=12, seed=0, extend=True, **policy) -> dict:
+def dsa_graph(wan: str, prompt_a: str, prompt_b: str | None = None,
+              head: str = "auto (embedded in the generator file, else none)", width=32, height=32, length=9,
+              add_frames=12, seed=0, extend=True, **policy) -> dict:
     """DSA Model Loader -> Confidence Sampler -> AR Frame Extender -> Step Report (+ the host's SaveLatent)."""
     pol = {**POLICY_DEFAULTS, **policy}
     g = {

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,8 +82,10 @@ class InProcessHost:
         if stray is not None and not hasattr(stray, "__path__"):
             raise RuntimeError(f"a module named 'utils' ({getattr(stray, '__file__', stray)}) was imported before the "
                                "host; ComfyUI needs its own utils package")
+        # isort: off
         import utils.extra_config  # noqa: F401  (must precede `nodes`, else `utils` resolves to comfy/utils.py)
         import server
+        # isort: on
 
         self.server = RecordingServer()
         server.PromptServer.instance = self.server

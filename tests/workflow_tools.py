@@ -78,7 +78,7 @@ def build_ui(nodes: list[N], object_info: dict, extra: dict | None = None) -> di
                 if len(spec) > 1 and spec[1].get("control_after_generate"):
                     values.append("fixed")
                 continue
-            lid = next((l[0] for l in links if l[3] == n.id and l[4] == name), None)
+            lid = next((link[0] for link in links if link[3] == n.id and link[4] == name), None)
             inputs.append({"name": name, "type": spec[0], "link": lid, **({"shape": 7} if optional else {})})
         outputs = [{"name": oname, "type": otyp, "links": out_links.get((n.id, i), []), "slot_index": i}
                    for i, (oname, otyp) in enumerate(zip(info["output_name"], info["output"]))]
@@ -88,9 +88,9 @@ def build_ui(nodes: list[N], object_info: dict, extra: dict | None = None) -> di
         if n.title:
             node["title"] = n.title
         ui_nodes.append(node)
-    for l in links:  # the UI format stores the target slot index, not the input name
-        target = next(u for u in ui_nodes if u["id"] == l[3])
-        l[4] = next(i for i, s in enumerate(target["inputs"]) if s["name"] == l[4])
+    for link in links:  # the UI format stores the target slot index, not the input name
+        target = next(u for u in ui_nodes if u["id"] == link[3])
+        link[4] = next(i for i, s in enumerate(target["inputs"]) if s["name"] == link[4])
     return {"last_node_id": max(n.id for n in nodes), "last_link_id": link_id, "nodes": ui_nodes, "links": links,
             "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}, **(extra or {})},
             "version": 0.4}
@@ -98,7 +98,7 @@ def build_ui(nodes: list[N], object_info: dict, extra: dict | None = None) -> di
 
 def ui_to_api(ui: dict, object_info: dict) -> dict:
     """The API prompt the front end would queue for this workflow (muted and front-end-only nodes left out)."""
-    links = {l[0]: l for l in ui["links"]}
+    links = {link[0]: link for link in ui["links"]}
     prompt = {}
     for node in ui["nodes"]:
         if node["type"] in FRONTEND_ONLY or node.get("mode", 0) != 0:
@@ -116,7 +116,7 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
                     values.pop(0)
         for slot in node.get("inputs", []):
             if slot.get("link") is not None:
-                l = links[slot["link"]]
-                inputs[slot["name"]] = [str(l[1]), l[2]]
+                link = links[slot["link"]]
+                inputs[slot["name"]] = [str(link[1]), link[2]]
         prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
     return prompt

@@ -18,8 +18,8 @@ NFE per chunk counts every generator forward of the chunk: its denoising steps +
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import math
+from dataclasses import dataclass, field
 
 import torch
 
@@ -121,9 +121,9 @@ def evaluate_policy(dit, head, policy, scenes, seeds, fitter: W.SceneFitter, lad
                         mse_by_chunk=[sum(mse_chunk[i]) / len(mse_chunk[i]) for i in sorted(mse_chunk)])
 
 
-def sweep(dit, head, scenes, seeds, fixed_steps=(1, 2, 3, 4, 5, 6), thresholds=(0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9),
-          max_steps: int = 6, show_progress=True, kind_name: str = "confidence",
-          matched_random: bool = False) -> list[PolicyResult]:
+def sweep(dit, head, scenes, seeds, fixed_steps=(1, 2, 3, 4, 5, 6),
+          thresholds=(0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9), max_steps: int = 6, show_progress=True,
+          kind_name: str = "confidence", matched_random: bool = False) -> list[PolicyResult]:
     """Fixed step counts, then the head's thresholds; with ``matched_random`` each threshold run whose
     chunks did not all take the same number of steps is followed by its MatchedRandomSteps control."""
     fitter = W.SceneFitter()
@@ -135,12 +135,14 @@ def sweep(dit, head, scenes, seeds, fixed_steps=(1, 2, 3, 4, 5, 6), thresholds=(
         if kind == "fixed":
             pol, name = FixedSteps(int(v)), f"fixed {int(v)}"
         else:
-            pol, name = ConfidencePolicy(float(v), 1, max_steps), f"{ {'confidence': 'DSA', 'calibrated': 'DSA-cal'}.get(kind_name, 'DSA-ship')} thr {v:g}"
+            label = {"confidence": "DSA", "calibrated": "DSA-cal"}.get(kind_name, "DSA-ship")
+            pol, name = ConfidencePolicy(float(v), 1, max_steps), f"{label} thr {v:g}"
         out.append(evaluate_policy(dit, head if kind == "confidence" else None, pol, scenes, seeds, fitter, ladder,
                                    name, kind if kind == "fixed" else kind_name, float(v)))
         if matched_random and kind != "fixed" and len(out[-1].steps_hist) > 1:
-            out.append(evaluate_policy(dit, None, MatchedRandomSteps(out[-1].steps_hist, seed=int(1000 * v)), scenes,
-                                       seeds, fitter, ladder, f"{name} random control", kind_name + "_random", float(v)))
+            control = MatchedRandomSteps(out[-1].steps_hist, seed=int(1000 * v))
+            out.append(evaluate_policy(dit, None, control, scenes, seeds, fitter, ladder, f"{name} random control",
+                                       kind_name + "_random", float(v)))
         bar.update(1)
         bar.set_postfix_str(f"{name}: NFE/chunk {out[-1].nfe_per_chunk:.2f} energy {out[-1].energy:.4f}")
     bar.close()

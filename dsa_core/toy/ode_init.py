@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..causal_wan import CausalWan
+from ..flow_step import denoise, euler_step
 from ..schedules import Ladder
 from ..training.flow import warp
 from ..training.progress import progress
@@ -39,7 +40,7 @@ def teacher_trajectories(teacher, contexts: torch.Tensor, ladder: Ladder, g: tor
             if s in want:
                 st[want[s]] = x.clone()
             v = cw.forward_full(x, torch.full((b,), 1000.0 * s), text).flow
-            x = x + (s2 - s) * v
+            x = euler_step(x, v, s, s2)
         states.append(torch.stack(st, 1))
         finals.append(x)
         bar.update(b)
@@ -69,7 +70,7 @@ def ode_regression(student, contexts, states, finals, ladder: Ladder, steps: int
             s = ladder.sigmas[k]
             xin = st[:, k, :, fs:fs + cf]
             out = cw.forward_chunk(xin, torch.full((batch,), 1000.0 * s), text, cache.snapshot(), fs)
-            pred = xin - s * out.flow
+            pred = denoise(xin, out.flow, s)
             loss = loss + F.mse_loss(pred, x0[:, :, fs:fs + cf])
             with torch.no_grad():
                 cw.forward_chunk(x0[:, :, fs:fs + cf], torch.zeros(batch), text, cache, fs)

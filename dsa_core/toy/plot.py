@@ -18,15 +18,16 @@ def quality_vs_nfe(results: list[dict], teacher_value: float | None = None, teac
     img = Image.new("RGB", (width, height), BG)
     d = ImageDraw.Draw(img)
     font = ImageFont.load_default()
-    l, r, t, b = 70, 30, 40, 60
+    left, r, t, b = 70, 30, 40, 60
     xs = [p["nfe_per_chunk"] for p in results]
-    ys = [p["energy"] for p in results] + ([teacher_value] if teacher_value is not None else []) + list(reference.values())
+    ys = ([p["energy"] for p in results] + ([teacher_value] if teacher_value is not None else [])
+          + list(reference.values()))
     x0, x1 = 1.0, max(xs) + 0.5
     pad = 0.06 * (max(ys) - min(ys) or 1.0)
     y0, y1 = min(ys) - pad, max(ys) + pad
 
     def px(x, y):
-        return l + (x - x0) / (x1 - x0) * (width - l - r), t + (y - y0) / (y1 - y0) * (height - t - b)
+        return left + (x - x0) / (x1 - x0) * (width - left - r), t + (y - y0) / (y1 - y0) * (height - t - b)
 
     for xi in range(int(x0), int(x1) + 1):
         X, _ = px(xi, y0)
@@ -40,15 +41,16 @@ def quality_vs_nfe(results: list[dict], teacher_value: float | None = None, teac
     while y <= y1:
         if y >= y0:
             _, Y = px(x0, y)
-            d.line([(l, Y), (width - r, Y)], fill=GRID)
+            d.line([(left, Y), (width - r, Y)], fill=GRID)
             d.text((8, Y - 5), f"{y:.{digits}f}", fill=FG, font=font)
         y += step
-    d.rectangle([l, t, width - r, height - b], outline=FG)
-    d.text((l + (width - l - r) // 2 - 150, height - 22),
+    d.rectangle([left, t, width - r, height - b], outline=FG)
+    d.text((left + (width - left - r) // 2 - 150, height - 22),
            "NFE per chunk (denoising steps + 1 cache-commit pass)", fill=FG, font=font)
-    d.text((8, t - 14), "energy distance to the prompt's real videos (lower is better, drawn upwards)", fill=FG, font=font)
+    d.text((8, t - 14), "energy distance to the prompt's real videos (lower is better, drawn upwards)", fill=FG,
+           font=font)
     if title:
-        d.text((l, 2), title, fill=FG, font=font)
+        d.text((left, 2), title, fill=FG, font=font)
 
     def series(kind, colour, label_fn):
         pts = sorted([p for p in results if p["kind"] == kind], key=lambda p: p["nfe_per_chunk"])
@@ -70,14 +72,15 @@ def quality_vs_nfe(results: list[dict], teacher_value: float | None = None, teac
     series("shipped", SHIP, lambda p: f"{p['value']:g}")
     if teacher_value is not None:
         _, Y = px(x0, teacher_value)
-        for X in range(l, width - r, 12):
+        for X in range(left, width - r, 12):
             d.line([(X, Y), (X + 6, Y)], fill=TEACHER, width=2)
-        d.text((l + 6, Y - 14), f"teacher, {teacher_label or f'{teacher_nfe} steps'} (bidirectional, whole video)", fill=TEACHER, font=font)
+        d.text((left + 6, Y - 14), f"teacher, {teacher_label or f'{teacher_nfe} steps'} (bidirectional, whole video)",
+               fill=TEACHER, font=font)
     for name, v in reference.items():
         _, Y = px(x0, v)
-        for X in range(l, width - r, 8):
+        for X in range(left, width - r, 8):
             d.line([(X, Y), (X + 3, Y)], fill=(120, 120, 120), width=1)
-        d.text(((l + width - r) // 2, Y - 14), name, fill=(90, 90, 90), font=font)
+        d.text(((left + width - r) // 2, Y - 14), name, fill=(90, 90, 90), font=font)
     # legend
     has_ship = any(p["kind"] == "shipped" for p in results)
     lx, ly = width - r - 330, height - b - (86 if has_ship else 68)

@@ -25,17 +25,16 @@ import argparse
 import copy
 import json
 import math
-from pathlib import Path
 import platform
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from ..checkpoint import load_generator, save_generator
-from ..confidence_head import ConfidenceHead, HeadConfig, load_head
-from ..policies import THRESHOLD_PRESETS
+from ..confidence_head import ConfidenceHead, HeadConfig
 from ..training.calibrate import CalibConfig, HeadCalibrator
 from ..training.dmd import DMDConfig, DMDTrainer
 from ..training.export import save_generator_with_head
@@ -109,7 +108,6 @@ def main(argv=None) -> int:
     work = Path(a.work) if a.work else Path(tempfile.gettempdir()) / "dsa_toy_work"
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
-    t_start = time.time()
     timings = {}
     g = torch.Generator().manual_seed(a.seed)
 
@@ -122,7 +120,8 @@ def main(argv=None) -> int:
         teacher = load_generator(tpath)
         teacher_losses = json.loads(lpath.read_text()) if lpath.is_file() else []
     else:
-        teacher, teacher_losses = train_teacher(TeacherConfig(steps=a.teacher_steps, lr=a.teacher_lr, seed=a.seed), show_progress=show)
+        teacher_cfg = TeacherConfig(steps=a.teacher_steps, lr=a.teacher_lr, seed=a.seed)
+        teacher, teacher_losses = train_teacher(teacher_cfg, show_progress=show)
         save_generator(teacher, tpath)
         lpath.write_text(json.dumps(teacher_losses))
     teacher.eval().requires_grad_(False)
@@ -208,7 +207,8 @@ def main(argv=None) -> int:
     ctx = torch.stack([W.prompt_embedding(s) for s in scenes])
     fitter = W.SceneFitter()
     teacher_rows = {}
-    for label, fn, nfe in (("re-noising 8 steps", teacher_sample_renoise, 8), ("Euler ODE 24 steps", teacher_sample, 24)):
+    teacher_samplers = (("re-noising 8 steps", teacher_sample_renoise, 8), ("Euler ODE 24 steps", teacher_sample, 24))
+    for label, fn, nfe in teacher_samplers:
         t_err, per_seed = [], []
         for sd in seeds:
             xs = fn(teacher, ctx, steps=nfe, seed=sd)
@@ -245,13 +245,15 @@ def main(argv=None) -> int:
     img = quality_vs_nfe(res, best_teacher["energy"], best_teacher["nfe"], target=trainer.target.name,
                          reference={k: v["energy"] for k, v in baselines.items() if k != "background only"},
                          teacher_label=best_name,
-                         title=f"toy DSA reproduction: {len(scenes)} prompts x {len(seeds)} seeds, 3 chunks of 3 latent frames")
+                         title=f"toy DSA reproduction: {len(scenes)} prompts x {len(seeds)} seeds, "
+                               "3 chunks of 3 latent frames")
     img.save(out / "quality_vs_nfe.png")
     write_readme(out / "README.md", render_readme(report))
     if a.save_model:
         md = Path(a.save_model)
         md.mkdir(parents=True, exist_ok=True)
-        meta = {"dsa.training": f"toy reproduction: flow-matching teacher -> joint DMD + head ({trainer.target.name}) -> "
+        meta = {"dsa.training": "toy reproduction: flow-matching teacher -> joint DMD + head "
+                                f"({trainer.target.name}) -> "
                                 + ("head-only calibration (x0_agreement) of the shipped head" if use_cal else
                                    "shipped head = the jointly trained one") + " (reconstruction)",
                 "dsa.command": report["command"], "dsa.head": a.model_head,
@@ -299,14 +301,16 @@ def render_readme(rep: dict) -> str:
              f"{rep['timings']['calibration_s']:.0f} s, evaluation "
              f"{rep['timings']['eval_s']:.0f} s"
              + (f"; stages {', '.join(k[:-2] for k in rep['timings'].get('reused_from_work', []))} were reused from "
-                "--work, their times are those of the run that made them" if rep["timings"].get("reused_from_work") else "")
+                "--work, their times are those of the run that made them"
+                if rep["timings"].get("reused_from_work") else "")
              + "). Everything here is this project's reconstruction at toy scale "
              "(the paper publishes only its abstract); see `dsa_core/toy/` and `dsa_core/training/`.", "",
              "![quality vs NFE](quality_vs_nfe.png)", "",
              "**Setup.** Synthetic world (`dsa_core/toy/world.py`): one square or disc, 7 colours, 2 backgrounds, 11 "
              "motions (still, drifting x4, fast x4, bouncing, appearing), 8x8 latent pixels x 9 latent frames = 3 "
              "chunks of 3, a fixed linear 3->16 channel toy codec. Teacher: bidirectional Wan DiT (dim "
-             f"{rep['config']['dim']}, {rep['config']['num_heads']} heads of 128, {rep['config']['num_layers']} layers) "
+             f"{rep['config']['dim']}, {rep['config']['num_heads']} heads of 128, "
+             f"{rep['config']['num_layers']} layers) "
              "trained with flow matching on the code-made videos. Student: the same architecture run "
              "causally through the KV cache, initialised from the teacher (the optional ODE warm start is off by "
              "default), then Self-Forcing DMD with the confidence head trained jointly (target "
@@ -326,7 +330,8 @@ def render_readme(rep: dict) -> str:
              "chunks did not all stop at the same step is followed by its *random control*: the same per-chunk "
              "step counts shuffled across chunks, content ignored.", "",
              f"Evaluation: {len(rep['eval']['prompts'])} prompts (2 per motion) x seeds {rep['eval']['seeds']}.", "",
-             "| sampler | NFE / chunk | steps / chunk | energy distance (lower is better) | nearest-video MSE | PSNR (dB) | chunks stopping after 1/2/3/4/5/6 steps | mean steps chunk 0 / 1 / 2 |",
+             "| sampler | NFE / chunk | steps / chunk | energy distance (lower is better) | nearest-video MSE | "
+             "PSNR (dB) | chunks stopping after 1/2/3/4/5/6 steps | mean steps chunk 0 / 1 / 2 |",
              "|---|---|---|---|---|---|---|---|"]
     for r in res:
         hist = "/".join(str(r["steps_hist"].get(str(k), r["steps_hist"].get(k, 0))) for k in range(1, 7))
@@ -334,7 +339,8 @@ def render_readme(rep: dict) -> str:
         lines.append(f"| {r['name']} | {r['nfe_per_chunk']:.2f} | {r['steps_per_chunk']:.2f} | {r['energy']:.4f} | "
                      f"{r['mse']:.5f} | {r['psnr']:.2f} | {hist} | {bc} |")
     for name, t in rep["teachers"].items():
-        lines.append(f"| teacher, bidirectional, {name} | {t['nfe']} (whole video) | - | {t['energy']:.4f} | {t['mse']:.5f} | "
+        lines.append(f"| teacher, bidirectional, {name} | {t['nfe']} (whole video) | - | {t['energy']:.4f} | "
+                     f"{t['mse']:.5f} | "
                      f"{t['psnr']:.2f} | - | - |")
     for k, b in rep.get("baselines", {}).items():
         kind = "data" if k == "real videos" else "no model"
@@ -389,9 +395,10 @@ def observations(fixed: dict, conf: list, noise_floor: float | None = None) -> l
         better = [r for r in conf if r["energy"] <= f4["energy"]]
         if better:
             best = min(better, key=lambda r: r["nfe_per_chunk"])
-            out.append(f"- The cheapest confidence run at least as good as fixed 4 steps (energy {f4['energy']:.4f}, NFE "
-                       f"{f4['nfe_per_chunk']:.2f}) is {best['name']}: energy {best['energy']:.4f} at NFE "
-                       f"{best['nfe_per_chunk']:.2f} ({f4['nfe_per_chunk'] / best['nfe_per_chunk']:.2f}x fewer forwards).")
+            ratio = f4["nfe_per_chunk"] / best["nfe_per_chunk"]
+            out.append(f"- The cheapest confidence run at least as good as fixed 4 steps (energy {f4['energy']:.4f}, "
+                       f"NFE {f4['nfe_per_chunk']:.2f}) is {best['name']}: energy {best['energy']:.4f} at NFE "
+                       f"{best['nfe_per_chunk']:.2f} ({ratio:.2f}x fewer forwards).")
         else:
             out.append(f"- No threshold reached the quality of fixed 4 steps (energy {f4['energy']:.4f}).")
     for r in conf:

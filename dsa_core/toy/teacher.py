@@ -10,14 +10,14 @@ context) so classifier-free guidance is available.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-import time
+from dataclasses import dataclass
 
 import torch
 
 from ..causal_wan import CausalWan
 from ..config import WanConfig
-from ..training.flow import FlowMatchObjective, expand_sigma, warp
+from ..flow_step import denoise, euler_step, renoise
+from ..training.flow import FlowMatchObjective, warp
 from ..training.progress import progress
 from ..wan_model import WanDiT, init_random_weights
 from . import world as W
@@ -76,8 +76,11 @@ def train_teacher(tc: TeacherConfig, model: WanDiT | None = None, show_progress:
     model.train().requires_grad_(True)
     obj = FlowMatchObjective(model)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=(0.9, 0.99), weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: min(1.0, (i + 1) / tc.warmup) * (0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(i / tc.steps * 3.14159)).item())))
+    def lr_factor(i):  # linear warm-up, then cosine down to 0.1
+        cosine = 0.5 * (1 + torch.cos(torch.tensor(i / tc.steps * 3.14159)).item())
+        return min(1.0, (i + 1) / tc.warmup) * (0.1 + 0.9 * cosine)
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     losses = []
     bar = progress(total=tc.steps, desc="teacher", disable=not show_progress)
     for i in range(tc.steps):
@@ -122,8 +125,8 @@ def teacher_sample_renoise(model: WanDiT, context: torch.Tensor, steps: int = 8,
     x0 = x
     for i in range(steps):
         v = cw.forward_full(x, torch.full((b,), 1000.0 * sig[i]), text).flow
-        x0 = x - sig[i] * v
-        x = (1.0 - sig[i + 1]) * x0 + sig[i + 1] * torch.randn(x.shape, generator=g)
+        x0 = denoise(x, v, sig[i])
+        x = renoise(x0, torch.randn(x.shape, generator=g), sig[i + 1])
     return x0
 
 
@@ -141,5 +144,5 @@ def teacher_sample(model: WanDiT, context: torch.Tensor, steps: int = 24, seed: 
         if unc is not None:
             vu = cw.forward_full(x, t, unc).flow
             v = vu + guidance * (v - vu)
-        x = x + (s2 - s) * v
+        x = euler_step(x, v, s, s2)
     return x

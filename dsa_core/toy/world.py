@@ -34,9 +34,9 @@ classifier-free-guidance dropout.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, asdict
 import hashlib
 import math
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -281,8 +281,8 @@ class SceneFitter:
             index = {p: i for i, p in enumerate(pos)}
             bg = np.array(BACKGROUNDS[scene.background])
             fg = np.array(COLOURS[scene.colour])
-            frames_at = np.stack([bg * (1 - coverage(scene.shape, x, y)[..., None]) + fg * coverage(scene.shape, x, y)[..., None]
-                                  for x, y in pos])
+            frames_at = np.stack([bg * (1 - coverage(scene.shape, x, y)[..., None])
+                                  + fg * coverage(scene.shape, x, y)[..., None] for x, y in pos])
             empty = np.broadcast_to(bg, (LATENT_H, LATENT_W, 3))
             sign_sets = [(a, b) for a in (1, -1) for b in (1, -1)] if scene.motion == "bouncing" else [(1, 1)]
             appears = range(1, self.frames) if scene.motion == "appearing" else [0]

@@ -17,13 +17,11 @@ target, tau, ladder and prompt count in its metadata.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 import math
-import time
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
-import torch.nn.functional as F
 
 from ..causal_wan import CausalWan
 from ..confidence_head import ConfidenceHead, HeadConfig, save_head
@@ -170,7 +168,8 @@ class HeadCalibrator:
     # ---- outputs ----------------------------------------------------------------------------------
     def metadata(self) -> dict:
         return {"dsa.training": "head-only calibration (reconstruction)", "dsa.target": self.cfg.target,
-                "dsa.target_tau": f"{self.tau:.6g}", "dsa.median_label": str(self.cfg.median_label), "dsa.calib_config": str(self.cfg.to_dict()),
+                "dsa.target_tau": f"{self.tau:.6g}", "dsa.median_label": str(self.cfg.median_label),
+                "dsa.calib_config": str(self.cfg.to_dict()),
                 "dsa.generator_config": self.generator.config.to_json()}
 
     def save_head(self, path) -> None:

@@ -14,8 +14,8 @@ calibration state (recorded features, head, optimizer).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import sys
+from pathlib import Path
 
 from ..checkpoint import load_generator
 from . import distributed as D
@@ -35,7 +35,8 @@ def build_parser():
     ap.add_argument("--commit", choices=("random", "final"), default="random")
     ap.add_argument("--median-label", type=float, default=0.5,
                     help="label given to a median x0 disagreement (sets where the threshold scale bites)")
-    ap.add_argument("--state", default=None, help="resumable calibration state file (read if present, written at the end)")
+    ap.add_argument("--state", default=None,
+                    help="resumable calibration state file (read if present, written at the end)")
     add_common(ap)
     return ap
 
@@ -48,8 +49,8 @@ def main(argv=None) -> int:
         gen = load_generator(args.generator)
         cfg = CalibConfig(num_frames=args.frames, chunk_frames=args.chunk_frames, latent_h=args.latent_h,
                           latent_w=args.latent_w, batch=args.batch, rollouts=args.rollouts, max_steps=args.max_steps,
-                          commit=args.commit, median_label=args.median_label, epochs=args.epochs, lr=args.lr, hidden_dim=args.head_hidden,
-                          seed=args.seed)
+                          commit=args.commit, median_label=args.median_label, epochs=args.epochs, lr=args.lr,
+                          hidden_dim=args.head_hidden, seed=args.seed)
         cal = HeadCalibrator(gen, cfg, prompt_source(args), env=env)
         if args.state and Path(args.state).is_file():
             cal.load_state(args.state)

@@ -12,8 +12,8 @@ and logs; every rank draws its own prompts and noise (seed + rank).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 import os
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist

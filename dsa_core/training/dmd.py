@@ -28,22 +28,22 @@ Checkpoints: checkpointing.py (safetensors + JSON; exact resume).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 import copy
-import math
-from pathlib import Path
 import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
-from torch import Tensor, nn
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from ..causal_wan import CausalWan
 from ..confidence_head import ConfidenceHead
+from ..flow_step import renoise
 from ..schedules import Ladder, extended_ladder, self_forcing_ladder
 from . import distributed as D
 from .checkpointing import load_training_state, save_training_state
-from .flow import FlowMatchObjective, expand_sigma, sample_sigmas, x0_prediction
+from .flow import FlowMatchObjective, sample_sigmas, x0_prediction
 from .progress import progress
 from .rollout import randn_fn, rollout
 from .targets import HeadTarget, dmd_grad_distance, teacher_residual_distance, x0_agreement_distance
@@ -112,7 +112,7 @@ class GeneratorObjective(nn.Module):
         """(pred_fake, pred_real) x0 predictions on x re-noised to s with eps (no gradient); pred_fake is
         None with ``real_only`` (the teacher_residual head target needs only the teacher)."""
         teacher, critic = self._others
-        x_s = (1.0 - expand_sigma(s)) * x + expand_sigma(s) * eps
+        x_s = renoise(x, eps, s)
         pred_real = x0_prediction(teacher, x_s, s, teacher.encode_text(context))
         if self.cfg.real_guidance != 1.0:
             unc = x0_prediction(teacher, x_s, s, teacher.encode_text(torch.zeros_like(context)))
@@ -178,8 +178,8 @@ class DMDTrainer:
         self.target = HeadTarget(cfg.target, cfg.target_window, cfg.target_tau, cfg.target_label)
         self.g = torch.Generator().manual_seed(cfg.seed * 1000003 + self.env.rank)
         self.step = 0
-        self.history: dict[str, list] = {"gen_loss": [], "critic_loss": [], "head_loss": [], "head_excess": [], "dmd_grad_rms": [],
-                                         "tau": [], "gen_step": []}
+        self.history: dict[str, list] = {"gen_loss": [], "critic_loss": [], "head_loss": [], "head_excess": [],
+                                         "dmd_grad_rms": [], "tau": [], "gen_step": []}
         self.ladder = cfg.ladder()
 
     # ---- one iteration ----------------------------------------------------------------------------

@@ -1,16 +1,18 @@
 """Flow-matching pieces shared by the teacher, the critic ("fake score") and the DMD loss.
 
 Wan / Self-Forcing convention: x_s = (1 - s) x0 + s eps, the model predicts v = eps - x0 at timestep
-t = 1000 s, so x0_hat = x_s - s v. Training noise levels are drawn uniformly in u and warped through the
-usual shift, s = shift u / (1 + (shift - 1) u) (Self-Forcing's DMD uses shift 5 on u in [0.02, 0.98]).
+t = 1000 s, so x0_hat = x_s - s v (the maths itself is in flow_step.py, shared with the sampler). Training
+noise levels are drawn uniformly in u and warped through the usual shift, s = shift u / (1 + (shift - 1) u)
+(Self-Forcing's DMD uses shift 5 on u in [0.02, 0.98]).
 """
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
 import torch.nn.functional as F
+from torch import Tensor, nn
 
 from ..causal_wan import CausalWan
+from ..flow_step import denoise, renoise
 
 
 def warp(u: Tensor, shift: float) -> Tensor:
@@ -22,17 +24,10 @@ def sample_sigmas(shape, g: torch.Generator, lo: float = 0.0, hi: float = 1.0, s
     return warp(u, shift)
 
 
-def expand_sigma(s: Tensor, ndim: int = 5) -> Tensor:
-    """s [B] or [B, T] -> broadcastable against [B, C, T, H, W]."""
-    if s.dim() == 1:
-        return s.view(-1, *([1] * (ndim - 1)))
-    return s[:, None, :, None, None]
-
-
 def x0_prediction(cw: CausalWan, x_s: Tensor, s: Tensor, text) -> Tensor:
     """Bidirectional x0 prediction of a (teacher / critic) model at noise level s ([B] or [B, T])."""
     flow = cw.forward_full(x_s, 1000.0 * s.to(x_s.dtype), text).flow
-    return x_s - expand_sigma(s).to(x_s.dtype) * flow
+    return denoise(x_s, flow, s)
 
 
 class FlowMatchObjective(nn.Module):
@@ -46,7 +41,7 @@ class FlowMatchObjective(nn.Module):
         self.cw = CausalWan(dit, dit.config)
 
     def forward(self, x0: Tensor, context: Tensor, s: Tensor, eps: Tensor) -> Tensor:
-        x_s = (1.0 - expand_sigma(s)) * x0 + expand_sigma(s) * eps
+        x_s = renoise(x0, eps, s)
         text = self.cw.encode_text(context)
         flow = self.cw.forward_full(x_s, 1000.0 * s, text).flow
         return F.mse_loss(flow.float(), (eps - x0).float())

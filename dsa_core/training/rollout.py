@@ -2,10 +2,10 @@
 
 Reconstruction of Self-Forcing's training-time simulation (its public code), as DSA builds on it:
 each chunk starts from noise at s_0 = 1 and walks down the ladder; x0_hat = x - s v; between steps
-x = (1 - s_next) x0_hat + s_next * fresh noise; the chunk *exits* at a chosen step (random in training)
-and its output is that step's x0_hat; then one t = 0 pass on the clean output writes the chunk's K/V
-for later chunks. Only the exit step's forward carries gradients (the earlier steps and the cache
-writes run under no_grad, as in Self-Forcing), so memory is one forward graph per chunk.
+x = (1 - s_next) x0_hat + s_next * fresh noise (flow_step's functions, the sampler's own); the chunk *exits*
+at a chosen step (random in training) and its output is that step's x0_hat; then one t = 0 pass on the clean
+output writes the chunk's K/V for later chunks. Only the exit step's forward carries gradients (the earlier
+steps and the cache writes run under no_grad, as in Self-Forcing), so memory is one forward graph per chunk.
 
 Autograd and the KV cache: ``KVCache.write`` copies into preallocated storage in place, and the next
 chunk's write would modify tensors the exit step's attention saved for backward. The exit step therefore
@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from ..flow_step import denoise, renoise
 from ..schedules import Ladder
 
 NoiseFn = Callable[[tuple], Tensor]
@@ -92,11 +93,11 @@ def rollout(cw, text, *, batch: int, num_frames: int, chunk_frames: int, latent_
             if k == ex and grad:
                 with torch.enable_grad():
                     out = cw.forward_chunk(x, tvec(s), text, cache.snapshot(), fs)
-                    x0 = x - s * out.flow
+                    x0 = denoise(x, out.flow, s)
             else:
                 with torch.no_grad():
                     out = cw.forward_chunk(x, tvec(s), text, cache, fs)
-                    x0 = x - s * out.flow
+                    x0 = denoise(x, out.flow, s)
             if record_steps:
                 recs.append(StepRecord(out.hidden.detach(), out.time_emb.detach(), x0.detach()))
             if k == ex:
@@ -104,8 +105,7 @@ def rollout(cw, text, *, batch: int, num_frames: int, chunk_frames: int, latent_
                 hid.append(out.hidden.detach())
                 temb.append(out.time_emb.detach())
             if k < last:
-                s_next = sig[k + 1]
-                x = ((1.0 - s_next) * x0.detach() + s_next * noise(shape)).to(dtype)
+                x = renoise(x0.detach(), noise(shape), sig[k + 1]).to(dtype)
         outs.append(x0_exit)
         finals.append(x0.detach())
         records.append(recs)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 import sys
+from pathlib import Path
 
 from ..checkpoint import load_generator
 from ..confidence_head import ConfidenceHead, HeadConfig, load_head, save_head

@@ -1,9 +1,9 @@
 """Chunk-by-chunk generation through the KV cache equals one block-causal masked forward."""
 import pytest
 import torch
-
 from wan_testutil import make_inputs
-from dsa_core.causal_wan import CausalWan, sinusoidal_embedding
+
+from dsa_core.causal_wan import sinusoidal_embedding
 from dsa_core.config import TINY
 from dsa_core.kv_cache import KVCache
 from dsa_core.reference import block_causal_frame_mask, chunk_bounds, forward_block_causal

@@ -2,12 +2,20 @@
 import pytest
 import torch
 from safetensors.torch import save_file
-
 from wan_testutil import make_inputs
-from dsa_core.checkpoint import (CheckpointError, infer_config, load_generator, load_state_dict_file,
-                                 normalize_wan_keys, parse_dtype, save_generator, split_state_dict)
+
+from dsa_core.checkpoint import (
+    CheckpointError,
+    infer_config,
+    load_generator,
+    load_state_dict_file,
+    normalize_wan_keys,
+    parse_dtype,
+    save_generator,
+    split_state_dict,
+)
 from dsa_core.config import TINY, TINY2
-from dsa_core.wan_model import WanDiT, init_random_weights
+from dsa_core.wan_model import WanDiT
 
 
 def _sd(model):
@@ -132,7 +140,8 @@ def test_error_shape_mismatch(tmp_path, tiny_dit):
     sd["blocks.1.ffn.0.weight"] = torch.zeros(300, 128)
     path = tmp_path / "bad.safetensors"
     save_file(sd, str(path))
-    with pytest.raises(CheckpointError, match=r"shape mismatch.*blocks\.1\.ffn\.0\.weight: file \(300, 128\) vs expected \(256, 128\)"):
+    wrong = r"shape mismatch.*blocks\.1\.ffn\.0\.weight: file \(300, 128\) vs expected \(256, 128\)"
+    with pytest.raises(CheckpointError, match=wrong):
         load_generator(path)
     good = tmp_path / "good.safetensors"
     save_file(_sd(tiny_dit), str(good))
@@ -184,8 +193,8 @@ def test_error_head_file_as_generator(tmp_path):
 
 
 def test_meta_1_3b_from_shapes_only():
-    from dsa_core.config import WAN21_T2V_1_3B
     from dsa_core.checkpoint import check_shapes
+    from dsa_core.config import WAN21_T2V_1_3B
 
     sd = WanDiT(WAN21_T2V_1_3B, device="meta").state_dict()
     check_shapes(sd, WAN21_T2V_1_3B)  # no error, nothing allocated
@@ -210,3 +219,21 @@ def test_save_generator_extra_tensors_and_head_export(tmp_path, tiny_dit):
     h2 = load_head(p, expected_dim=TINY.dim)
     for k, v in head.state_dict().items():
         assert torch.equal(h2.state_dict()[k], v)
+
+
+def test_safetensors_header_is_never_taken_for_a_pickle(tmp_path):
+    """A safetensors file whose header length starts with the byte 0x80 (a pickle's first byte) still loads, from
+    the generator loader, the header reader and the head loader alike."""
+    from dsa_core.checkpoint_header import read_header
+    from dsa_core.confidence_head import ConfidenceHead, HeadConfig, head_state_dict, load_head
+
+    path = tmp_path / "head.safetensors"
+    sd = head_state_dict(ConfidenceHead(HeadConfig(dim=8, hidden_dim=4)))
+    for pad in range(300):
+        save_file(sd, str(path), metadata={"pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80 and path.read_bytes()[8:9] == b"{"
+    assert set(load_state_dict_file(path)[0]) == set(sd)
+    assert set(read_header(path)[0]) == set(sd)
+    assert load_head(path).config.dim == 8

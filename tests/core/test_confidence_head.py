@@ -3,9 +3,16 @@ import torch
 from safetensors.torch import save_file
 
 from dsa_core.checkpoint import CheckpointError
+from dsa_core.confidence_head import (
+    HEAD_PREFIX,
+    META_CONFIG,
+    ConfidenceHead,
+    HeadConfig,
+    head_state_dict,
+    load_head,
+    save_head,
+)
 from dsa_core.config import TINY, TINY2, WAN21_T2V_1_3B
-from dsa_core.confidence_head import (HEAD_PREFIX, META_CONFIG, ConfidenceHead, HeadConfig, head_state_dict,
-                                      load_head, save_head)
 from dsa_core.wan_model import WanDiT, init_random_weights
 
 

@@ -2,11 +2,10 @@
 import pytest
 import torch
 
-from wan_testutil import make_inputs
 from dsa_core.checkpoint import CheckpointError, load_generator, load_state_dict_file
+from dsa_core.config import TINY
 from dsa_core.convert import convert, main
 from dsa_core.wan_model import WanDiT, init_random_weights
-from dsa_core.config import TINY
 
 
 def _wrap(sd, variant):
@@ -66,7 +65,8 @@ def test_cli_default_bf16(tmp_path, two_models, capsys):
 def test_error_pt_without_generator(tmp_path, capsys):
     src = tmp_path / "critic_only.pt"
     torch.save({"critic": {"model.blocks.0.x": torch.zeros(1)}, "step": torch.tensor(3)}, src)
-    with pytest.raises(CheckpointError, match=r"no generator weights.*'generator_ema' or 'generator'.*\['critic', 'step'\]"):
+    with pytest.raises(CheckpointError,
+                       match=r"no generator weights.*'generator_ema' or 'generator'.*\['critic', 'step'\]"):
         convert(src, tmp_path / "o.safetensors")
     assert main([str(src), str(tmp_path / "o.safetensors")]) == 2
     assert "no generator weights" in capsys.readouterr().err

@@ -4,8 +4,16 @@ import pytest
 import torch
 
 from dsa_core.noise import SeededNoise, derive_seed
-from dsa_core.policies import (THRESHOLD_PRESETS, ConfidencePolicy, FixedSteps, HeuristicPolicy,
-                               heuristic_confidence, make_policy, threshold_from_preset, validate_threshold)
+from dsa_core.policies import (
+    THRESHOLD_PRESETS,
+    ConfidencePolicy,
+    FixedSteps,
+    HeuristicPolicy,
+    heuristic_confidence,
+    make_policy,
+    threshold_from_preset,
+    validate_threshold,
+)
 from dsa_core.records import ChunkRecord, RunRecord
 from dsa_core.schedules import extended_ladder, self_forcing_ladder
 
@@ -75,3 +83,16 @@ def test_run_record_numbers():
     d = json.loads(r.to_json())
     assert d["total_nfe"] == 14 and len(d["chunks"]) == 3
     assert "steps/frame" in r.summary()
+
+
+def test_threshold_presets_resolve_in_one_place():
+    from dsa_core.policies import CUSTOM_PRESET, make_policy, threshold_from_preset
+    assert threshold_from_preset("balanced") == THRESHOLD_PRESETS["balanced"]
+    assert threshold_from_preset(CUSTOM_PRESET, 0.3) == 0.3 and threshold_from_preset("0.4") == 0.4
+    with pytest.raises(ValueError, match="needs a threshold value"):
+        threshold_from_preset(CUSTOM_PRESET)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        threshold_from_preset(CUSTOM_PRESET, 1.5)
+    assert make_policy("confidence", threshold="fast", custom_threshold=0.2).threshold == THRESHOLD_PRESETS["fast"]
+    assert make_policy("heuristic", threshold=CUSTOM_PRESET, custom_threshold=0.2).threshold == 0.2
+    assert make_policy("fixed", threshold=CUSTOM_PRESET, steps=5).steps == 5

@@ -1,7 +1,17 @@
 import pytest
 
-from dsa_core.schedules import (LadderError, causvid_ladder, custom_ladder, extended_ladder, ladder_preset,
-                                parse_ladder, self_forcing_ladder, uniform_ladder, warp)
+from dsa_core.schedules import (
+    LadderError,
+    build_ladder,
+    causvid_ladder,
+    custom_ladder,
+    extended_ladder,
+    ladder_preset,
+    parse_ladder,
+    self_forcing_ladder,
+    uniform_ladder,
+    warp,
+)
 
 
 def test_self_forcing_levels_exact():
@@ -55,3 +65,23 @@ def test_parse_errors():
         parse_ladder("1000, 1200")
     with pytest.raises(LadderError, match="unknown ladder preset"):
         ladder_preset("nope")
+
+
+def test_build_ladder_serves_the_sampler_and_the_ladder_node():
+    sf = self_forcing_ladder()
+    # the sampler: a preset at max_steps levels (shorter truncates, longer extends)
+    assert build_ladder("self_forcing", max_steps=6) == extended_ladder(sf, 6)
+    assert build_ladder("self_forcing", max_steps=2).sigmas == sf.sigmas[:2]
+    assert build_ladder("causvid", max_steps=5) == extended_ladder(causvid_ladder(), 5)
+    # the sampler with a SIGMAS input: the trailing 0 dropped, 4 base steps at most, truncated to max_steps
+    lad = build_ladder("self_forcing", max_steps=3, sigmas=[1.0, 0.8, 0.6, 0.4, 0.2, 0.0])
+    assert lad.sigmas == (1.0, 0.8, 0.6) and lad.base_steps == 3
+    assert build_ladder(sigmas=[1.0, 0.8, 0.6, 0.4, 0.2, 0.0]).base_steps == 4
+    # the ladder node: the base as is, or extra levels; custom timesteps warped by the shift
+    assert build_ladder("self_forcing") == sf
+    assert build_ladder("self_forcing", extra_steps=2) == extended_ladder(sf, 6)
+    custom = build_ladder("custom", extra_steps=1, custom_timesteps="1000, 500", shift=3.0)
+    assert custom.sigmas[:2] == parse_ladder("1000, 500", unit="timestep", shift=3.0).sigmas
+    assert custom.sigmas[2] == pytest.approx(warp(0.25, 3.0)) and custom.base_steps == 2
+    with pytest.raises(LadderError, match="unknown ladder preset"):
+        build_ladder("nope")

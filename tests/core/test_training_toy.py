@@ -1,6 +1,4 @@
 """The toy world, its codec and metric, and the committed toy model + prompts."""
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +6,6 @@ import torch
 
 from dsa_core.toy import DEFAULT_PROMPT, demo_assets, write_gif
 from dsa_core.toy import world as W
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -48,7 +45,7 @@ def test_committed_toy_model_loads_and_generates(tmp_path):
     from dsa_core.causal_wan import CausalWan
     from dsa_core.checkpoint import load_generator
     from dsa_core.confidence_head import load_head
-    from dsa_core.policies import ConfidencePolicy, THRESHOLD_PRESETS
+    from dsa_core.policies import ConfidencePolicy
     from dsa_core.prompt_files import load_prompt_embedding
     from dsa_core.schedules import extended_ladder, self_forcing_ladder
 
@@ -112,7 +109,7 @@ def test_committed_toy_model_beats_the_no_model_baselines():
     from dsa_core.causal_wan import CausalWan
     from dsa_core.checkpoint import load_generator
     from dsa_core.confidence_head import load_head
-    from dsa_core.policies import ConfidencePolicy, THRESHOLD_PRESETS
+    from dsa_core.policies import THRESHOLD_PRESETS, ConfidencePolicy
     from dsa_core.schedules import extended_ladder, self_forcing_ladder
     from dsa_core.toy.evaluate import trivial_baselines
     from dsa_core.toy.prompts import DEMO_SCENES

@@ -20,9 +20,9 @@ def wan21_layout(dim, ffn, layers, text_dim=4096, freq_dim=256):
     for i in range(layers):
         p = f"blocks.{i}."
         for a in ("self_attn", "cross_attn"):
-            for l in "qkvo":
-                keys[p + f"{a}.{l}.weight"] = (dim, dim)
-                keys[p + f"{a}.{l}.bias"] = (dim,)
+            for proj in "qkvo":
+                keys[p + f"{a}.{proj}.weight"] = (dim, dim)
+                keys[p + f"{a}.{proj}.bias"] = (dim,)
             keys[p + f"{a}.norm_q.weight"] = (dim,)
             keys[p + f"{a}.norm_k.weight"] = (dim,)
         keys[p + "norm3.weight"] = (dim,)

@@ -4,10 +4,9 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
 import browser as browser_mod
-from workflow_tools import FRONTEND_ONLY, ui_to_api
+import pytest
+from workflow_tools import ui_to_api
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("DSA_TEST_ARTIFACTS", REPO / "test-artifacts")) / "browser"
@@ -120,4 +119,19 @@ def test_running_toy_graph_updates_chart(page):
     page.screenshot(ARTIFACTS / "toy_run_chart.png")
     canvas = page.driver.find_element("css selector", "canvas.dsa-step-chart")
     canvas.screenshot(str(ARTIFACTS / "toy_run_chart_widget.png"))
+    assert new_errors(page) == []
+
+
+def test_event_log_is_bounded(page):
+    """The test hook keeps only the most recent events, however long the session runs."""
+    got = page.driver.execute_script("""
+        window.__dsa.events = [];
+        const api = window.comfyAPI.api.api, size = window.__dsa.eventLogSize;
+        for (let i = 0; i < size + 50; i++)
+            api.dispatchEvent(new CustomEvent('dsa.steps', {detail: {node: 'no-such-node', chunk: i, seq: i}}));
+        const ev = window.__dsa.events;
+        return {size, length: ev.length, first: ev[0].seq, last: ev[ev.length - 1].seq};
+    """)
+    assert got["length"] == got["size"] == 200
+    assert (got["first"], got["last"]) == (50, 249)
     assert new_errors(page) == []

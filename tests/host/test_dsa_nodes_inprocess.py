@@ -3,9 +3,8 @@ import copy
 
 import pytest
 import torch
+from graphs import dsa_graph
 from safetensors.torch import save_file
-
-from graphs import POLICY_DEFAULTS, dsa_graph
 
 HEAD_AUTO = "auto (embedded in the generator file, else none)"
 
@@ -141,7 +140,8 @@ def test_threshold_change_reruns_only_sampler_and_downstream(inprocess_host, tin
 
 
 def test_threshold_controls_steps(inprocess_host, tiny_models, models_dir):
-    """With an embedded head whose confidence is high, threshold 0 exits after min_steps; threshold 1 never exits early."""
+    """With an embedded head whose confidence is high, threshold 0 exits after min_steps; threshold 1 never exits
+    early."""
     low = dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False, length=21,
                     threshold_preset="custom", threshold=0.0, min_steps=2)
     high = dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False, length=21,

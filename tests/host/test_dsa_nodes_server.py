@@ -1,9 +1,7 @@
 """The DSA graph through a real ComfyUI server (tier b): HTTP, websocket progress, interrupt, node errors."""
 import json
-import shutil
 
 import pytest
-
 from graphs import dsa_graph
 from server_host import PromptRejected
 from testdata import write_head
@@ -18,7 +16,8 @@ def bad_files(tiny_models, models_dir):
     head_as_generator = dm / "head_in_wrong_folder.safetensors"
     write_head(head_as_generator)
     wrong_dim_head = write_head(models_dir / "dsa" / "head_for_dim256.safetensors", dim=256)
-    return {"truncated": truncated.name, "head_as_generator": head_as_generator.name, "wrong_dim_head": wrong_dim_head.name}
+    return {"truncated": truncated.name, "head_as_generator": head_as_generator.name,
+            "wrong_dim_head": wrong_dim_head.name}
 
 
 def test_dsa_graph_over_http_with_progress_and_step_events(server_host, tiny_models):

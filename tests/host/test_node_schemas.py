@@ -24,7 +24,8 @@ def current_schemas(object_info: dict) -> dict:
             "display_name": info["display_name"],
             "category": info["category"],
             "inputs": [[name, spec[0] if isinstance(spec[0], str) else "COMBO", section]
-                       for section in ("required", "optional") for name, spec in info["input"].get(section, {}).items()],
+                       for section in ("required", "optional")
+                       for name, spec in info["input"].get(section, {}).items()],
             "widgets": widget_names(info),
             "outputs": [[n, t] for n, t in zip(info["output_name"], info["output"])],
         }
@@ -64,7 +65,8 @@ def test_compatibility_rule_catches_breaking_changes():
     old = {"X": {"inputs": [["a", "INT", "required"], ["b", "FLOAT", "required"]], "widgets": ["a", "b"],
                  "outputs": [["latent", "LATENT"]]}}
     reordered = {"X": {**old["X"], "widgets": ["b", "a"]}}
-    appended = {"X": {**old["X"], "inputs": old["X"]["inputs"] + [["c", "INT", "required"]], "widgets": ["a", "b", "c"]}}
+    appended = {"X": {**old["X"], "inputs": old["X"]["inputs"] + [["c", "INT", "required"]],
+                      "widgets": ["a", "b", "c"]}}
     assert compatibility_problems(old, reordered)
     assert compatibility_problems(old, {})
     assert compatibility_problems(old, appended) == []

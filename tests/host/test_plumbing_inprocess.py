@@ -1,7 +1,5 @@
 """Tier (a): the pack loads into the real host in-process, and a prompt validates and runs through it."""
-import pytest
 import torch
-
 from graphs import host_ksampler_graph, ladder_graph
 
 

@@ -1,10 +1,7 @@
 """Tier (b): a real ComfyUI server with the pack loaded, driven over HTTP and the websocket."""
 import json
-import shutil
-import uuid
 
 import pytest
-
 from graphs import host_ksampler_graph, ladder_graph
 from server_host import PackImportError, PromptRejected, ServerHost, pack_import_problems
 

@@ -4,7 +4,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from workflow_tools import FRONTEND_ONLY, ui_to_api
 
 REPO = Path(__file__).resolve().parents[2]
