@@ -47,6 +47,14 @@ TORCHAUDIO_PIN = "torchaudio==2.11.1"   # imported at start-up by newer hosts; a
 KNOWN_TREES = {
     "comfyui-0.33.0.tar.gz": "8d3a02cbba1fa9dc5477cb339e9e334aa0ff257a993fbef40d791b6e026b504e",
 }
+CURRENT_RELEASE = "comfyui-0.33.0.tar.gz"
+
+
+def shared_release() -> Path:
+    """Where CI finds the current release: ../shared/hosts beside the clone ($DSA_SHARED_DIR/hosts if set)."""
+    return Path(os.environ.get("DSA_SHARED_DIR") or REPO.parent / "shared") / "hosts" / CURRENT_RELEASE
+
+
 # Requirements of a tree that only the full (front-end) mode installs.
 FRONTEND_PACKAGES = ("comfyui-frontend-package", "comfyui-workflow-templates", "comfyui-embedded-docs")
 # Installed separately (torch pinned first; torchvision/torchaudio without dependencies).
