@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .ar_state import ARState, _append_committed, check_latents_match, ensure_capacity, new_state, switch_prompt
+from .finite import check_step
 from .noise import SeededNoise
 from .policies import (CONFIDENCE_HEAD, CONFIDENCE_HEURISTIC, FixedSteps, StepPolicy, heuristic_confidence)
 from .records import ChunkRecord, RunRecord
@@ -191,6 +192,7 @@ def sample_video(model, text=None, *, num_frames: int, latent_h: int | None = No
                 c_min = float(frame_conf.min())
                 rec.frame_confidence.append([float(v) for v in frame_conf])
             rec.head_time_s += time.perf_counter() - t_head
+            check_step(x0, c_min, model=model, text=work.text, chunk=ci, step=k + 1)
             steps = k + 1
             rec.steps, steps_total = steps, steps_total + 1
             rec.sigmas.append(s)

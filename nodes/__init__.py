@@ -3,7 +3,7 @@ from typing_extensions import override
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import routes
+from . import error_names, routes
 from .ladder_node import DSANoiseLadder
 from .loader_nodes import DSAHeadLoader, DSAModelLoader
 from .prompt_embedding_node import DSAPromptEmbedding
@@ -16,6 +16,7 @@ NODES: list[type[io.ComfyNode]] = [DSAModelLoader, DSAHeadLoader, DSASampler, DS
                                    DSANoiseLadder, DSAPromptEmbedding, DSAToyDecode]
 
 routes.register_with_host()
+error_names.use_short_names()
 
 
 class DSAExtension(ComfyExtension):

@@ -17,6 +17,7 @@ from comfy_api.latest import io
 from ..dsa_core import policies, schedules
 from ..dsa_core.ar_sampler import SamplingInterrupted, sample_video
 from ..dsa_core.ar_state import ARState
+from . import resource_limits
 from .dsa_types import DSAHead, DSAReport, DSAState
 from .host_model import DSAInputError, load_causal_wan, text_context, wan_config_of
 
@@ -140,6 +141,10 @@ def run(*, node_id, model, positive, head, seed, num_frames, latent_h=None, late
     ladder = build_ladder(schedule, max_steps, ladder_sigmas)
     step_policy = build_policy(policy, threshold_preset, threshold, min_steps, max_steps, ladder, head)
     cw, device, dtype = load_causal_wan(model)
+    size = _video_size(bundle, positive, num_frames, latent_h, latent_w, chunk_frames, cache_window, sink_frames,
+                       context_latents)
+    resource_limits.check_memory(model, config, device=device, dtype=dtype, **size)
+    resource_limits.stop_between_blocks(cw)
     ctx = text_context(positive, device, dtype)
     if ctx.shape[-1] != config.text_dim:
         raise DSAInputError(f"the conditioning has {ctx.shape[-1]} channels but this model expects {config.text_dim} "
@@ -190,6 +195,22 @@ def run(*, node_id, model, positive, head, seed, num_frames, latent_h=None, late
     if server is not None:
         server.send_sync(STEP_EVENT, {"node": node_id, "done": True, "report": report}, server.client_id)
     return frames, new_bundle, report
+
+
+def _video_size(bundle, positive, num_frames, latent_h, latent_w, chunk_frames, cache_window, sink_frames,
+                context_latents) -> dict:
+    """The sizes the memory estimate needs, for a new video, a continued state or a continued latent."""
+    if bundle is not None:
+        st = bundle.state
+        return dict(latent_h=st.latent_h, latent_w=st.latent_w, chunk_frames=st.chunk_frames,
+                    total_frames=st.frames + num_frames, window_frames=st.cache.window_frames,
+                    sink_frames=st.cache.sink_frames, batch=st.batch)
+    if context_latents is None:
+        ctx, batch = 0, (positive[0][0].shape[0] if positive else 1)
+    else:
+        ctx, batch = context_latents.shape[2], context_latents.shape[0]
+    return dict(latent_h=latent_h, latent_w=latent_w, chunk_frames=chunk_frames, total_frames=ctx + num_frames,
+                window_frames=cache_window or None, sink_frames=sink_frames if cache_window else 0, batch=batch)
 
 
 def _recache_value(recache: str, bundle: StateBundle):
