@@ -78,12 +78,12 @@ class DSASampler(io.ComfyNode):
 
     @classmethod
     @widget_ranges.enforce_widget_ranges
-    def validate_inputs(cls, width, height, length, frames_per_chunk, policy, threshold_preset, threshold, min_steps,
-                        max_steps, cache_window, sink_frames) -> bool | str:
+    def validate_inputs(cls, width, height, length, frames_per_chunk, min_steps, max_steps, cache_window,
+                        sink_frames) -> bool | str:
         ranges = widget_ranges.declared_ranges(cls.define_schema())
         return (check_video_shape(width, height, length, frames_per_chunk, ranges)
-                or sampling.check_policy_widgets(policy, threshold_preset, threshold, min_steps, max_steps,
-                                                 cache_window, sink_frames, frames_per_chunk) or True)
+                or sampling.check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk)
+                or True)
 
     @classmethod
     def execute(cls, model, positive, seed, width, height, length, frames_per_chunk, policy, threshold_preset,
@@ -138,12 +138,11 @@ class DSAExtend(io.ComfyNode):
 
     @classmethod
     @widget_ranges.enforce_widget_ranges
-    def validate_inputs(cls, add_frames, frames_per_chunk, policy, threshold_preset, threshold, min_steps, max_steps,
-                        cache_window, sink_frames) -> bool | str:
+    def validate_inputs(cls, add_frames, frames_per_chunk, min_steps, max_steps, cache_window,
+                        sink_frames) -> bool | str:
         if add_frames % 4:
             return f"add_frames must be a multiple of 4 (one latent frame = 4 frames): got {add_frames}"
-        return sampling.check_policy_widgets(policy, threshold_preset, threshold, min_steps, max_steps, cache_window,
-                                             sink_frames, frames_per_chunk) or True
+        return sampling.check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk) or True
 
     @classmethod
     def execute(cls, model, positive, seed, add_frames, frames_per_chunk, policy, threshold_preset, threshold,

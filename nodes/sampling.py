@@ -74,14 +74,9 @@ def outputs() -> list:
             DSAReport.Output(display_name="report")]
 
 
-def check_policy_widgets(policy, threshold_preset, threshold, min_steps, max_steps, cache_window, sink_frames,
-                         frames_per_chunk) -> str | None:
-    if policy not in POLICIES:
-        return f"policy must be one of {POLICIES}"
-    if threshold_preset not in PRESETS:
-        return f"threshold_preset must be one of {PRESETS}"
-    if not 0.0 <= float(threshold) <= 1.0:
-        return f"threshold {threshold} is outside 0..1: {THRESHOLD_HELP}"
+def check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk) -> str | None:
+    """The rules between step and cache widgets (policy, preset and threshold are checked by the host itself:
+    every input a validate_inputs takes gets its message repeated, and loses the host's own checks)."""
     if min_steps > max_steps:
         return f"min_steps ({min_steps}) is above max_steps ({max_steps}): lower min_steps or raise max_steps"
     if cache_window and cache_window < frames_per_chunk:
