@@ -10,8 +10,8 @@ Counted (the generator's weights are not: the host's model management holds and 
   block (q/k/v with float32 RoPE, the self-attention over the visible window, the FFN), the head and the
   float64 update of the denoising step;
 - attention workspace: "fused" kernels (SDPA / flash / xformers / sage) keep no score matrix; "chunked" ones
-  (the host's sub-quadratic / split attention, used on CPU) hold scores of a block of queries against every
-  visible key.
+  (the host's sub-quadratic / split attention, used on CPU) hold scores of a block of queries against a block
+  of visible keys (they size their blocks to the free memory, so this part is a floor, not a bound).
 
 The per-tensor counts follow causal_wan.CausalWan._block; benchmarks/bench_memory_estimate.py measures the
 total against the real peak RSS on CPU (results in benchmarks/README.md).
@@ -32,6 +32,7 @@ BLOCK_DIM_TENSORS = 8
 BLOCK_DIM_TENSORS_F32 = 3
 BLOCK_FFN_TENSORS = 2
 CHUNKED_QUERY_BLOCK = 1024   # queries per score block of a chunked attention (sub-quadratic: 256..4096)
+CHUNKED_KEY_BLOCK = 16384    # keys per score block once all visible keys do not fit (sub-quadratic chunks keys)
 TEXT_TOKENS = 512            # Wan's UMT5 context length (the padded prompt)
 
 
@@ -84,7 +85,7 @@ def estimate_sampling_memory(config, *, latent_h: int, latent_w: int, chunk_fram
                    + 3 * tokens * config.out_dim * patch * it      # head output, unpatchify, flow
                    + 4 * chunk * 8 + 2 * chunk * 4)                 # the float64 step update, noise
     if attention == "chunked":
-        att = 2 * config.num_heads * min(tokens, batch * CHUNKED_QUERY_BLOCK) * visible * 4
+        att = 2 * config.num_heads * min(tokens, batch * CHUNKED_QUERY_BLOCK) * min(visible, CHUNKED_KEY_BLOCK) * 4
     elif attention == "fused":
         att = 0
     else:
@@ -98,9 +99,9 @@ def refusal_message(est: MemoryEstimate, free: int, *, device, window_frames: in
         return None
     fixes = []
     if not window_frames:
-        fixes.append("a rolling cache_window (e.g. 12) with sink_frames (e.g. 3) keeps the KV cache flat")
+        fixes.append("a rolling cache_window (e.g. 12) with sink_frames (e.g. 3), which keeps the KV cache flat")
     fixes += ["a lower width/height or length", "a smaller frames_per_chunk"]
     if torch.empty((), dtype=dtype).element_size() > 1:
-        fixes.append("fp8 weights (DSA Model Loader weight_dtype fp8_e4m3fn) leave more room")
+        fixes.append("fp8 weights (DSA Model Loader weight_dtype fp8_e4m3fn), which leave more room")
     return (f"this video needs about {est.describe()} on {device}, but only {gib(free)} is free. "
             f"Try {'; '.join(fixes)}.")
