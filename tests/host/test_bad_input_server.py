@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from dsa_core.config import TINY, WanConfig
 from dsa_core.confidence_head import ConfidenceHead, HeadConfig, save_head
+from dsa_core.config import TINY, WanConfig
 from graphs import dsa_graph
 from server_host import PromptRejected
 from testdata import write_head, write_prompt, write_tiny_wan, write_tiny_wan_with_head
