@@ -18,7 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# (name, config preset or dims, latent h, latent w, latent frames, chunk frames, window, sink)
+# (name, config dims, latent h, latent w, latent frames, chunk frames, window, sink[, attention])
+# attention "fused": torch SDPA (the GPU path); "host": ComfyUI's own attention on CPU (sub-quadratic, chunked)
 SIZES = [
     ("dim128 32x32 t9", dict(dim=128, ffn_dim=256, num_heads=1, num_layers=2), 32, 32, 9, 3, 0, 0),
     ("dim128 64x64 t6", dict(dim=128, ffn_dim=256, num_heads=1, num_layers=2), 64, 64, 6, 3, 0, 0),
@@ -26,6 +27,10 @@ SIZES = [
     ("dim256 64x64 t12 w6+3", dict(dim=256, ffn_dim=1024, num_heads=2, num_layers=4), 64, 64, 12, 3, 6, 3),
     ("dim512 48x80 t9", dict(dim=512, ffn_dim=2048, num_heads=4, num_layers=4), 48, 80, 9, 3, 0, 0),
     ("dim512 96x96 t3 fpc1", dict(dim=512, ffn_dim=2048, num_heads=4, num_layers=2), 96, 96, 3, 1, 0, 0),
+    ("host attn: dim128 64x64 t6", dict(dim=128, ffn_dim=256, num_heads=1, num_layers=2), 64, 64, 6, 3, 0, 0, "host"),
+    ("host attn: dim256 64x64 t12 w6+3", dict(dim=256, ffn_dim=1024, num_heads=2, num_layers=4), 64, 64, 12, 3, 6, 3,
+     "host"),
+    ("host attn: dim512 48x80 t9", dict(dim=512, ffn_dim=2048, num_heads=4, num_layers=4), 48, 80, 9, 3, 0, 0, "host"),
 ]
 QUICK = SIZES[:2]
 
@@ -35,6 +40,25 @@ def status_kib(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def host_attention():
+    """ComfyUI's optimized attention on CPU (the test host's), its kind for the estimate, and the free memory."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    import host_env
+
+    host_env.import_comfy_cpu()
+    import comfy.model_management as mm
+    from comfy.ldm.modules.attention import optimized_attention
+
+    kind = "chunked" if optimized_attention.__name__ in ("attention_sub_quad", "attention_split") else "fused"
+
+    def attention(q, k, v):
+        return optimized_attention(q, k, v, heads=q.shape[1], skip_reshape=True)
+
+    return attention, kind, mm.get_free_memory(torch.device("cpu"))
 
 
 def measure_one(spec: list) -> dict:
@@ -48,20 +72,25 @@ def measure_one(spec: list) -> dict:
     from dsa_core.policies import FixedSteps
     from dsa_core.wan_model import WanDiT, init_random_weights
 
-    name, dims, lh, lw, frames, chunk, window, sink = spec
+    name, dims, lh, lw, frames, chunk, window, sink, *which = spec
     torch.set_num_threads(2)
     config = WanConfig(**dims)
-    model = CausalWan(init_random_weights(WanDiT(config), seed=0).eval(), config)
+    attention, kind, free = None, "fused", None
+    if which == ["host"]:
+        attention, kind, free = host_attention()
+    model = CausalWan(init_random_weights(WanDiT(config), seed=0).eval(), config, attention=attention)
     with torch.no_grad():
         text = model.encode_text(torch.randn(1, 512, config.text_dim))
     est = estimate_sampling_memory(config, latent_h=lh, latent_w=lw, chunk_frames=chunk, total_frames=frames,
-                                   window_frames=window or None, sink_frames=sink, dtype=torch.float32)
+                                   window_frames=window or None, sink_frames=sink, dtype=torch.float32,
+                                   attention=kind, free_bytes=free)
     Path("/proc/self/clear_refs").write_text("5")
     before = status_kib("VmRSS")
     sample_video(model, text, num_frames=frames, latent_h=lh, latent_w=lw, chunk_frames=chunk,
                  policy=FixedSteps(2), seed=0, window_frames=window or None, sink_frames=sink)
     peak = status_kib("VmHWM")
-    return {"name": name, "estimate": est.total, "kv": est.kv_cache, "peak_growth": (peak - before) * 1024}
+    return {"name": name, "estimate": est.total, "kv": est.kv_cache, "attention": est.attention,
+            "peak_growth": (peak - before) * 1024}
 
 
 def main(argv=None) -> int:
@@ -75,8 +104,9 @@ def main(argv=None) -> int:
     import torch
 
     print(f"torch {torch.__version__}, CPU, fp32, 2 threads, load average {os.getloadavg()[0]:.1f}")
-    print("| size | estimate MiB | of it KV cache MiB | measured peak growth MiB | estimate / measured |")
-    print("|---|---|---|---|---|")
+    print("| size | estimate MiB | of it KV cache MiB | of it attention scores MiB | measured peak growth MiB "
+          "| estimate / measured |")
+    print("|---|---|---|---|---|---|")
     worst = 0.0
     for spec in QUICK if args.quick else SIZES:
         out = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], capture_output=True, text=True,
@@ -88,8 +118,8 @@ def main(argv=None) -> int:
         ratio = r["estimate"] / max(1, r["peak_growth"])
         worst = max(worst, abs(ratio - 1))
         mib = 1024 ** 2
-        print(f"| {r['name']} | {r['estimate'] / mib:.1f} | {r['kv'] / mib:.1f} | {r['peak_growth'] / mib:.1f} "
-              f"| {ratio:.2f} |")
+        print(f"| {r['name']} | {r['estimate'] / mib:.1f} | {r['kv'] / mib:.1f} | {r['attention'] / mib:.1f} "
+              f"| {r['peak_growth'] / mib:.1f} | {ratio:.2f} |")
     print(f"largest deviation: {worst * 100:.0f}%")
     return 0
 

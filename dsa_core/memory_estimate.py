@@ -10,14 +10,15 @@ Counted (the generator's weights are not: the host's model management holds and 
   block (q/k/v with float32 RoPE, the self-attention over the visible window, the FFN), the head and the
   float64 update of the denoising step;
 - attention workspace: "fused" kernels (SDPA / flash / xformers / sage) keep no score matrix; "chunked" ones
-  (the host's sub-quadratic / split attention, used on CPU) hold scores of a block of queries against a block
-  of visible keys (they size their blocks to the free memory, so this part is a floor, not a bound).
+  (the host's sub-quadratic attention, its CPU default) hold scores of a block of queries against the visible
+  keys, the block sized by the free memory (see chunked_attention_bytes).
 
 The per-tensor counts follow causal_wan.CausalWan._block; benchmarks/bench_memory_estimate.py measures the
 total against the real peak RSS on CPU (results in benchmarks/README.md).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -31,8 +32,7 @@ GIB = 1024 ** 3
 BLOCK_DIM_TENSORS = 8
 BLOCK_DIM_TENSORS_F32 = 3
 BLOCK_FFN_TENSORS = 2
-CHUNKED_QUERY_BLOCK = 1024   # queries per score block of a chunked attention (sub-quadratic: 256..4096)
-CHUNKED_KEY_BLOCK = 16384    # keys per score block once all visible keys do not fit (sub-quadratic chunks keys)
+QUERY_BLOCKS = (4096, 2048, 1024, 512, 256)   # the query blocks ComfyUI's sub-quadratic attention tries
 TEXT_TOKENS = 512            # Wan's UMT5 context length (the padded prompt)
 
 
@@ -64,9 +64,10 @@ def gib(n: int) -> str:
 
 def estimate_sampling_memory(config, *, latent_h: int, latent_w: int, chunk_frames: int, total_frames: int,
                              window_frames: int | None = None, sink_frames: int = 0, batch: int = 1,
-                             dtype=torch.float32, text_tokens: int = TEXT_TOKENS,
-                             attention: str = "fused") -> MemoryEstimate:
-    """Bytes a sampling call allocates for a video of ``total_frames`` latent frames (context included)."""
+                             dtype=torch.float32, text_tokens: int = TEXT_TOKENS, attention: str = "fused",
+                             free_bytes: int | None = None) -> MemoryEstimate:
+    """Bytes a sampling call allocates for a video of ``total_frames`` latent frames (context included).
+    ``free_bytes``: the free memory, which a chunked attention sizes its score blocks by."""
     it = torch.empty((), dtype=dtype).element_size()
     window = None if not window_frames else int(window_frames)
     kv = KVCache.bytes_required(config, latent_h, latent_w, window, chunk_frames, sink_frames, batch, dtype,
@@ -85,12 +86,26 @@ def estimate_sampling_memory(config, *, latent_h: int, latent_w: int, chunk_fram
                    + 3 * tokens * config.out_dim * patch * it      # head output, unpatchify, flow
                    + 4 * chunk * 8 + 2 * chunk * 4)                 # the float64 step update, noise
     if attention == "chunked":
-        att = 2 * config.num_heads * min(tokens, batch * CHUNKED_QUERY_BLOCK) * min(visible, CHUNKED_KEY_BLOCK) * 4
+        rest = kv + text + latents + activations
+        att = chunked_attention_bytes(batch * config.num_heads, chunk_frames * tpf, visible // batch,
+                                      None if free_bytes is None else free_bytes - rest)
     elif attention == "fused":
         att = 0
     else:
         raise ValueError(f"attention must be 'fused' or 'chunked', got {attention!r}")
     return MemoryEstimate(kv_cache=kv, text=text, latents=latents, activations=activations, attention=att)
+
+
+def chunked_attention_bytes(batch_heads: int, queries: int, keys: int, free_bytes: int | None) -> int:
+    """Score blocks of ComfyUI's sub-quadratic attention (its CPU default): the largest query block whose float32
+    scores against all keys take at most a quarter of the free memory, else 512 queries against sqrt(keys) keys;
+    scores and their softmax are alive together. Without ``free_bytes``: a 1024-query block."""
+    if free_bytes is None:
+        return 2 * batch_heads * min(queries, 1024) * keys * 4
+    for block in QUERY_BLOCKS:
+        if free_bytes / (batch_heads * 4 * block * 4.0) >= keys:
+            return 2 * batch_heads * min(queries, block) * keys * 4
+    return 2 * batch_heads * min(queries, 512) * min(keys, max(math.isqrt(keys), 512)) * 4
 
 
 def refusal_message(est: MemoryEstimate, free: int, *, device, window_frames: int | None, dtype) -> str | None:

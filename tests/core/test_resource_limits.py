@@ -117,3 +117,15 @@ def test_refusal_states_estimate_free_memory_and_fixes():
         assert fix in msg
     windowed = refusal_message(est, 8 * GIB, device="cpu", window_frames=12, dtype=torch.bfloat16)
     assert "cache_window" not in windowed
+
+
+def test_chunked_attention_follows_the_hosts_block_choice():
+    from dsa_core.memory_estimate import chunked_attention_bytes
+
+    bh, q, k = 12, 9000, 30000
+    assert chunked_attention_bytes(bh, q, k, None) == 2 * bh * 1024 * k * 4
+    roomy = bh * 4 * 4096 * 4 * k                     # just room for the largest block (scores <= free / 4)
+    assert chunked_attention_bytes(bh, q, k, roomy) == 2 * bh * 4096 * k * 4
+    assert chunked_attention_bytes(bh, q, k, roomy // 2) == 2 * bh * 2048 * k * 4
+    assert chunked_attention_bytes(bh, q, k, 1000) == 2 * bh * 512 * 512 * 4   # keys chunked too
+    assert chunked_attention_bytes(bh, 100, k, roomy) == 2 * bh * 100 * k * 4  # a short chunk: all its queries
