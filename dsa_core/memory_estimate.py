@@ -85,6 +85,10 @@ def estimate_sampling_memory(config, *, latent_h: int, latent_w: int, chunk_fram
                    + BLOCK_FFN_TENSORS * tokens * config.ffn_dim * it
                    + 3 * tokens * config.out_dim * patch * it      # head output, unpatchify, flow
                    + 4 * chunk * 8 + 2 * chunk * 4)                 # the float64 step update, noise
+    if config.num_heads > 1:
+        # with several heads q/k/v and the visible K/V reach attention as strided views, and are copied
+        # (measured: the peaks of multi-head configs hold them, single-head ones do not)
+        activations += (3 * tokens + 2 * visible) * config.dim * it
     if attention == "chunked":
         rest = kv + text + latents + activations
         att = chunked_attention_bytes(batch * config.num_heads, chunk_frames * tpf, visible // batch,

@@ -25,8 +25,8 @@ def check_video_shape(width, height, length, frames_per_chunk, ranges: dict | No
     """Wan's rules, in words an artist can act on; suggestions stay inside the widgets' ranges (``ranges``)."""
     ranges = ranges or {}
     if width % 16 or height % 16:
-        w, h = (widget_ranges.clamp(ranges, n, max(16, round(v / 16) * 16)) for n, v in (("width", width),
-                                                                                          ("height", height)))
+        w = widget_ranges.clamp(ranges, "width", max(16, round(width / 16) * 16))
+        h = widget_ranges.clamp(ranges, "height", max(16, round(height / 16) * 16))
         return (f"width and height must be multiples of 16 (Wan's VAE divides by 8, the model's patches by 2): "
                 f"got {width}x{height}, try {w}x{h}")
     if (length - 1) % 4:

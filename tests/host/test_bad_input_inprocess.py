@@ -42,6 +42,20 @@ def messages_of(fragment, node_errors, node):
     return found[0]
 
 
+@pytest.mark.parametrize("changes, fragment", [
+    ({"extra_steps": 9}, "extra_steps 9 is above its maximum 8"),
+    ({"custom_shift": 0.0}, "custom_shift 0.0 is below its minimum 0.01"),
+])
+def test_ladder_widgets_keep_their_ranges(inprocess_host, changes, fragment):
+    from graphs import ladder_graph
+
+    g = ladder_graph("custom")
+    g["1"]["inputs"].update(changes)
+    ok, _err, _, node_errors = inprocess_host.validate(g)
+    assert not ok
+    assert {fragment} == {m for m in messages(node_errors, "1") if fragment in m} == messages(node_errors, "1")
+
+
 def test_ranges_follow_the_schema(inprocess_host, tiny_models):
     """The checks read the declared ranges: what the schema allows passes, one past it fails."""
     import nodes
