@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 # (name, config dims, latent h, latent w, latent frames, chunk frames, window, sink[, attention])
 # attention "fused": torch SDPA (the GPU path); "host": ComfyUI's own attention on CPU (sub-quadratic, chunked)
