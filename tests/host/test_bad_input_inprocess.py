@@ -33,13 +33,8 @@ def test_validated_inputs_keep_their_widget_ranges(inprocess_host, tiny_models, 
     g[node]["inputs"].update(changes)
     _ok, _err, _, node_errors = inprocess_host.validate(g)   # (other outputs of the graph may still be valid)
     assert list(node_errors) == [node]
-    assert messages(node_errors, node) == {messages_of(fragment, node_errors, node)}
-
-
-def messages_of(fragment, node_errors, node):
-    found = [m for m in messages(node_errors, node) if fragment in m]
-    assert found, (fragment, details(node_errors, node))
-    return found[0]
+    (msg,) = messages(node_errors, node)      # one problem, one message (on each input validate_inputs takes)
+    assert fragment in msg
 
 
 @pytest.mark.parametrize("changes, fragment", [
@@ -53,7 +48,8 @@ def test_ladder_widgets_keep_their_ranges(inprocess_host, changes, fragment):
     g["1"]["inputs"].update(changes)
     ok, _err, _, node_errors = inprocess_host.validate(g)
     assert not ok
-    assert {fragment} == {m for m in messages(node_errors, "1") if fragment in m} == messages(node_errors, "1")
+    (msg,) = messages(node_errors, "1")
+    assert fragment in msg
 
 
 def test_ranges_follow_the_schema(inprocess_host, tiny_models):
