@@ -37,6 +37,7 @@ from .ar_state import (
     new_state,
     switch_prompt,
 )
+from .finite import check_step
 from .flow_step import denoise, renoise
 from .noise import SeededNoise
 from .policies import CONFIDENCE_HEAD, CONFIDENCE_HEURISTIC, FixedSteps, StepPolicy, heuristic_confidence
@@ -182,6 +183,7 @@ def denoise_chunk(model, work: ARState, ladder: Ladder, policy: StepPolicy, *, h
         conf = heuristic_confidence(x0_prev, x0) if want_heur else head(out.hidden, out.time_emb) if want_head else None
         c_min = _chunk_confidence(conf, rec)
         rec.head_time_s += time.perf_counter() - t_head
+        check_step(x0, c_min, model=model, text=work.text, chunk=ci, step=k + 1)
         steps = k + 1
         rec.steps = steps
         rec.sigmas.append(s)

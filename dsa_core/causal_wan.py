@@ -73,6 +73,9 @@ class CausalWan:
         self.dit, self.config = dit, config
         self.attention = attention or sdpa_attention
         self.num_heads, self.head_dim = config.num_heads, config.head_dim
+        # Called between transformer blocks when set (e.g. the host's interrupt check, which raises): a stop
+        # request then lands within one block's work instead of one whole step's.
+        self.between_blocks: Callable[[], None] | None = None
 
     # ---- text -------------------------------------------------------------------------------
     def encode_text(self, context: Tensor) -> TextContext:
@@ -153,6 +156,8 @@ class CausalWan:
             text = TextContext([(k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)) for k, v in text.kv])
 
         for i, block in enumerate(dit.blocks):
+            if self.between_blocks is not None:
+                self.between_blocks()
             z = self._block(i, block, z, e0, cos, sin, text.kv[i], self_attend, ft, tpf)
 
         hidden = z.unflatten(1, (ft, tpf)).mean(dim=2)

@@ -2,6 +2,9 @@
 
     python -m dsa_core.convert IN.pt OUT.safetensors [--which generator_ema|generator] [--dtype bf16]
 
+The weights keep the checkpoint's own dtype unless --dtype asks for another (bf16 halves an fp32 file, fp8
+quarters it, both lose precision); the command prints what it wrote.
+
 Reads with torch.load(weights_only=True) only (tensors and plain containers, no arbitrary pickles).
 Default --which: generator_ema when present (what Self-Forcing samples with), else generator.
 """
@@ -60,8 +63,9 @@ def pick_generator(ckpt, which: str | None = None, what: str = "the checkpoint")
                           f"(Self-Forcing / CausVid checkpoints), found top-level keys {sorted(map(str, ckpt))[:10]}")
 
 
-def convert(src, dst, which: str | None = None, dtype="bf16") -> str:
-    """Convert; returns which entry was used. Validates the result as a Wan T2V generator."""
+def convert(src, dst, which: str | None = None, dtype=None) -> str:
+    """Convert; returns which entry was used. Validates the result as a Wan T2V generator. ``dtype`` None keeps
+    every tensor's own dtype."""
     sd, used = pick_generator(read_pt(src), which, what=os.fspath(src))
     model = build_generator(sd, what=f"{os.fspath(src)}[{used}]")
     save_generator(model, dst, dtype=parse_dtype(dtype),
@@ -74,15 +78,29 @@ def main(argv=None) -> int:
     ap.add_argument("src", help="Self-Forcing / CausVid .pt checkpoint")
     ap.add_argument("dst", help="output .safetensors")
     ap.add_argument("--which", choices=GENERATOR_KEYS, default=None)
-    ap.add_argument("--dtype", default="bf16", help="fp32 | bf16 | fp16 | fp8_e4m3fn (default bf16)")
+    ap.add_argument("--dtype", default=None,
+                    help="fp32 | bf16 | fp16 | fp8_e4m3fn | fp8_e5m2 (default: keep the checkpoint's dtype)")
     args = ap.parse_args(argv)
     try:
         used = convert(args.src, args.dst, args.which, args.dtype)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {args.dst} from {used}")
+    print(f"wrote {args.dst} from {used}: {describe_written(args.dst)}")
     return 0
+
+
+def describe_written(path) -> str:
+    """Tensor count, dtypes and size of a written safetensors file, e.g. '825 tensors, float32, 5.68 GB'."""
+    from .checkpoint_header import read_header
+
+    sd, _ = read_header(path)
+    counts: dict[str, int] = {}
+    for t in sd.values():
+        name = str(t.dtype).replace("torch.", "")
+        counts[name] = counts.get(name, 0) + 1
+    dtypes = ", ".join(f"{n} x{c}" if len(counts) > 1 else n for n, c in sorted(counts.items()))
+    return f"{len(sd)} tensors, {dtypes}, {os.path.getsize(path) / 1e9:.2f} GB"
 
 
 if __name__ == "__main__":

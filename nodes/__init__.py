@@ -2,7 +2,7 @@
 from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
-from . import routes
+from . import error_names, routes
 from .ladder_node import DSANoiseLadder
 from .loader_nodes import DSAHeadLoader, DSAModelLoader
 from .prompt_embedding_node import DSAPromptEmbedding
@@ -15,6 +15,7 @@ NODES: list[type[io.ComfyNode]] = [DSAModelLoader, DSAHeadLoader, DSASampler, DS
                                    DSANoiseLadder, DSAPromptEmbedding, DSAToyDecode]
 
 routes.register_with_host()
+error_names.use_short_names()
 
 
 class DSAExtension(ComfyExtension):

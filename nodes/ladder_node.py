@@ -8,6 +8,7 @@ import torch
 from comfy_api.latest import io
 
 from ..dsa_core import schedules
+from . import widget_ranges
 
 SCHEDULES = ["self_forcing", "causvid", "custom"]
 
@@ -49,6 +50,7 @@ class DSANoiseLadder(io.ComfyNode):
         )
 
     @classmethod
+    @widget_ranges.enforce_widget_ranges
     def validate_inputs(cls, schedule, extra_steps, custom_timesteps, custom_shift) -> bool | str:
         try:
             build_ladder(schedule, extra_steps, custom_timesteps, custom_shift)

@@ -73,19 +73,25 @@ class DSAModelLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, generator, head, weight_dtype) -> bool | str:
+    def validate_inputs(cls, generator) -> bool | str:
+        """The generator file, from its header. Only `generator` is taken: the host repeats a message once per
+        input validate_inputs takes, so the head file is checked when the node runs (before any weight loads);
+        weight_dtype is a list the host checks itself."""
         try:
-            config, embedded = check_generator_file(folder_paths.get_full_path_or_raise("diffusion_models", generator))
-            if head not in (HEAD_AUTO, HEAD_NONE):
-                check_head_file(folder_paths.get_full_path_or_raise(model_folders.HEADS, head), config.dim)
-            model_options(weight_dtype)
-        except (ckpt.CheckpointError, FileNotFoundError, ValueError) as e:
+            check_generator_file(folder_paths.get_full_path_or_raise("diffusion_models", generator))
+        except Exception as e:
             return str(e)
         return True
 
     @classmethod
     def execute(cls, generator, head, weight_dtype) -> io.NodeOutput:
         path = folder_paths.get_full_path_or_raise("diffusion_models", generator)
+        if head not in (HEAD_AUTO, HEAD_NONE):
+            config, _ = check_generator_file(path)
+            try:
+                check_head_file(folder_paths.get_full_path_or_raise(model_folders.HEADS, head), config.dim)
+            except (ckpt.CheckpointError, FileNotFoundError) as e:
+                raise ckpt.CheckpointError(f"head: {e}") from None
         sd, meta = ckpt.load_state_dict_file(path)
         gen_sd, head_sd, config = ckpt.check_generator_state(sd, meta, what=path)
         model = comfy.sd.load_diffusion_model_state_dict(gen_sd, model_options=model_options(weight_dtype))
@@ -120,7 +126,7 @@ class DSAHeadLoader(io.ComfyNode):
     def validate_inputs(cls, head) -> bool | str:
         try:
             check_head_file(folder_paths.get_full_path_or_raise(model_folders.HEADS, head), None)
-        except (ckpt.CheckpointError, FileNotFoundError, ValueError) as e:
+        except Exception as e:
             return str(e)
         return True
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from . import sampling
+from . import sampling, widget_ranges
 from .dsa_types import DSAState
 from .host_model import DSAInputError
 
@@ -14,21 +14,32 @@ def latent_frames(length: int) -> int:
     return (length - 1) // 4 + 1
 
 
-def check_video_shape(width, height, length, frames_per_chunk) -> str | None:
-    """Wan's rules, in words an artist can act on."""
+def _inside(valid, ranges, name) -> list[int]:
+    """The candidate values that lie inside the widget's declared range."""
+    lo, hi = ranges.get(name, (None, None)) if ranges else (None, None)
+    return sorted({v for v in valid if (lo is None or v >= lo) and (hi is None or v <= hi)})
+
+
+def check_video_shape(width, height, length, frames_per_chunk, ranges: dict | None = None) -> str | None:
+    """Wan's rules, in words an artist can act on; suggestions stay inside the widgets' ranges (``ranges``)."""
+    ranges = ranges or {}
     if width % 16 or height % 16:
+        w = widget_ranges.clamp(ranges, "width", max(16, round(width / 16) * 16))
+        h = widget_ranges.clamp(ranges, "height", max(16, round(height / 16) * 16))
         return (f"width and height must be multiples of 16 (Wan's VAE divides by 8, the model's patches by 2): "
-                f"got {width}x{height}, try {round(width / 16) * 16}x{round(height / 16) * 16}")
+                f"got {width}x{height}, try {w}x{h}")
     if (length - 1) % 4:
         lo = (length - 1) // 4 * 4 + 1
+        ok = _inside((lo, lo + 4), ranges, "length")
         return (f"length must be 4k+1 frames (Wan's VAE packs 4 frames per latent frame): got {length}, "
-                f"try {lo} or {lo + 4}")
+                f"try {' or '.join(map(str, ok))}")
     t = latent_frames(length)
     if t % frames_per_chunk:
         k = max(1, t // frames_per_chunk)
-        ok = sorted({(k * frames_per_chunk - 1) * 4 + 1, ((k + 1) * frames_per_chunk - 1) * 4 + 1})
+        ok = _inside(((k * frames_per_chunk - 1) * 4 + 1, ((k + 1) * frames_per_chunk - 1) * 4 + 1), ranges, "length")
+        fix = f"use length {' or '.join(map(str, ok))}" if ok else "use a smaller frames_per_chunk"
         return (f"length {length} gives {t} latent frames, not a multiple of frames_per_chunk {frames_per_chunk}: "
-                f"use length {' or '.join(map(str, ok))}")
+                f"{fix}")
     return None
 
 
@@ -67,11 +78,13 @@ class DSASampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, width, height, length, frames_per_chunk, policy, threshold_preset, threshold, min_steps,
-                        max_steps, cache_window, sink_frames) -> bool | str:
-        return (check_video_shape(width, height, length, frames_per_chunk)
-                or sampling.check_policy_widgets(policy, threshold_preset, threshold, min_steps, max_steps,
-                                                 cache_window, sink_frames, frames_per_chunk) or True)
+    @widget_ranges.enforce_widget_ranges
+    def validate_inputs(cls, width, height, length, frames_per_chunk, min_steps, max_steps, cache_window,
+                        sink_frames) -> bool | str:
+        ranges = widget_ranges.declared_ranges(cls.define_schema())
+        return (check_video_shape(width, height, length, frames_per_chunk, ranges)
+                or sampling.check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk)
+                or True)
 
     @classmethod
     def execute(cls, model, positive, seed, width, height, length, frames_per_chunk, policy, threshold_preset,
@@ -127,12 +140,12 @@ class DSAExtend(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, add_frames, frames_per_chunk, policy, threshold_preset, threshold, min_steps, max_steps,
-                        cache_window, sink_frames) -> bool | str:
+    @widget_ranges.enforce_widget_ranges
+    def validate_inputs(cls, add_frames, frames_per_chunk, min_steps, max_steps, cache_window,
+                        sink_frames) -> bool | str:
         if add_frames % 4:
             return f"add_frames must be a multiple of 4 (one latent frame = 4 frames): got {add_frames}"
-        return sampling.check_policy_widgets(policy, threshold_preset, threshold, min_steps, max_steps, cache_window,
-                                             sink_frames, frames_per_chunk) or True
+        return sampling.check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk) or True
 
     @classmethod
     def execute(cls, model, positive, seed, add_frames, frames_per_chunk, policy, threshold_preset, threshold,

@@ -17,6 +17,7 @@ from comfy_api.latest import io
 from ..dsa_core import policies, schedules
 from ..dsa_core.ar_sampler import SamplingInterrupted, sample_video
 from ..dsa_core.ar_state import ARState
+from . import resource_limits
 from .dsa_types import DSAHead, DSAReport, DSAState
 from .host_model import DSAInputError, load_causal_wan, text_context, wan_config_of
 
@@ -73,14 +74,9 @@ def outputs() -> list:
             DSAReport.Output(display_name="report")]
 
 
-def check_policy_widgets(policy, threshold_preset, threshold, min_steps, max_steps, cache_window, sink_frames,
-                         frames_per_chunk) -> str | None:
-    if policy not in POLICIES:
-        return f"policy must be one of {POLICIES}"
-    if threshold_preset not in PRESETS:
-        return f"threshold_preset must be one of {PRESETS}"
-    if not 0.0 <= float(threshold) <= 1.0:
-        return f"threshold {threshold} is outside 0..1: {THRESHOLD_HELP}"
+def check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk) -> str | None:
+    """The rules between step and cache widgets (policy, preset and threshold are checked by the host itself:
+    every input a validate_inputs takes gets its message repeated, and loses the host's own checks)."""
     if min_steps > max_steps:
         return f"min_steps ({min_steps}) is above max_steps ({max_steps}): lower min_steps or raise max_steps"
     if cache_window and cache_window < frames_per_chunk:
@@ -156,6 +152,9 @@ def run(*, node_id, model, positive, head, settings: SamplingSettings, num_frame
     ladder = settings.ladder()
     step_policy = settings.step_policy(ladder, head)
     cw, device, dtype = load_causal_wan(model)
+    size = _video_size(start, settings, positive, num_frames)
+    resource_limits.check_memory(model, config, device=device, dtype=dtype, **size)
+    resource_limits.stop_between_blocks(cw)
     ctx = text_context(positive, device, dtype)
     if ctx.shape[-1] != config.text_dim:
         raise DSAInputError(f"the conditioning has {ctx.shape[-1]} channels but this model expects {config.text_dim} "
@@ -207,6 +206,22 @@ def run(*, node_id, model, positive, head, settings: SamplingSettings, num_frame
     if server is not None:
         server.send_sync(STEP_EVENT, {"node": node_id, "done": True, "report": report}, server.client_id)
     return frames, new_bundle, report
+
+
+def _video_size(start: NewVideo | StateBundle, settings: SamplingSettings, positive, num_frames: int) -> dict:
+    """The sizes the memory estimate needs, for a new video, a continued state or a continued latent."""
+    if isinstance(start, StateBundle):
+        st = start.state
+        return dict(latent_h=st.latent_h, latent_w=st.latent_w, chunk_frames=st.chunk_frames,
+                    total_frames=st.frames + num_frames, window_frames=st.cache.window_frames,
+                    sink_frames=st.cache.sink_frames, batch=st.batch)
+    if start.context_latents is None:
+        ctx, batch = 0, (positive[0][0].shape[0] if positive else 1)
+    else:
+        ctx, batch = start.context_latents.shape[2], start.context_latents.shape[0]
+    return dict(latent_h=start.latent_h, latent_w=start.latent_w, chunk_frames=start.chunk_frames,
+                total_frames=ctx + num_frames, window_frames=settings.cache_window or None,
+                sink_frames=settings.sink_frames if settings.cache_window else 0, batch=batch)
 
 
 def _recache_value(recache: str, bundle: StateBundle):

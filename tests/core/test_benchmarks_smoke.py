@@ -71,3 +71,18 @@ def test_gpu_bench_refuses_cpu_without_smoke(capsys):
     if torch.cuda.is_available():
         pytest.skip("has CUDA")
     assert bench_gpu.main([]) == 2
+
+
+def test_memory_estimate_bench_measures_one_size():
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # run as a script, not imported: importing it would put the repo first on sys.path, ahead of the host
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_memory_estimate.py"
+    spec = ["smoke", dict(dim=128, ffn_dim=256, num_heads=1, num_layers=2), 8, 8, 3, 3, 0, 0]
+    out = subprocess.run([sys.executable, str(script), "--one", json.dumps(spec)],
+                         capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["estimate"] > r["kv"] > 0 and r["peak_growth"] >= 0

@@ -50,13 +50,26 @@ def test_round_trip_each_prefix(tmp_path, two_models, variant):
         assert torch.equal(loaded.state_dict()[k], v), k
 
 
-def test_cli_default_bf16(tmp_path, two_models, capsys):
+def test_cli_keeps_the_source_dtype_by_default_and_says_what_it_wrote(tmp_path, two_models, capsys):
     gen, _ = two_models
     src = tmp_path / "causvid.pt"
-    torch.save({"generator": _wrap(gen.state_dict(), "model")}, src)  # CausVid: generator only
+    torch.save({"generator": _wrap(gen.state_dict(), "model")}, src)  # CausVid: generator only, fp32
     out = tmp_path / "o.safetensors"
     assert main([str(src), str(out)]) == 0
-    assert "from generator" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "from generator" in said and f"{len(gen.state_dict())} tensors, float32" in said
+    sd, _ = load_state_dict_file(out)
+    assert all(v.dtype == torch.float32 for v in sd.values())
+    assert torch.equal(sd["blocks.0.ffn.0.weight"], gen.blocks[0].ffn[0].weight.detach())
+
+
+def test_cli_bf16_when_asked(tmp_path, two_models, capsys):
+    gen, _ = two_models
+    src = tmp_path / "causvid.pt"
+    torch.save({"generator": _wrap(gen.state_dict(), "model")}, src)
+    out = tmp_path / "o.safetensors"
+    assert main([str(src), str(out), "--dtype", "bf16"]) == 0
+    assert "bfloat16" in capsys.readouterr().out
     sd, _ = load_state_dict_file(out)
     assert sd["blocks.0.ffn.0.weight"].dtype == torch.bfloat16
     assert torch.equal(sd["blocks.0.ffn.0.weight"], gen.blocks[0].ffn[0].weight.detach().bfloat16())

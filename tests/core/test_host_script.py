@@ -18,8 +18,10 @@ SHARED_TREE = host.shared_release()
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    monkeypatch.delenv("DSA_HOST_TREE", raising=False)
-    monkeypatch.delenv("DSA_HOST_ROOT", raising=False)
+    # setenv first records the variables' state, so what host.main writes into os.environ is undone afterwards
+    for name in ("DSA_HOST_TREE", "DSA_HOST_ROOT"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     host.tree_version.cache_clear()
 
 
