@@ -117,6 +117,34 @@ class FrameWiseDecoder:
                                video_frames=state.video_frames + frames.shape[1])
 
 
+class FrameBuffer:
+    """The video's frames [B, T, H, W, 3], filled chunk by chunk into one allocation made when the first chunk
+    arrives (no growing concatenation: a whole-video copy would double the output's memory at the end)."""
+
+    def __init__(self, total_frames: int, device=None, dtype=torch.float32):
+        self.total, self.device, self.dtype = total_frames, device, dtype
+        self.data: Tensor | None = None
+        self.count = 0
+
+    def append(self, frames: Tensor) -> None:
+        n = frames.shape[1]
+        if self.data is None:
+            b, _, h, w, c = frames.shape
+            self.data = torch.empty(b, max(self.total, n), h, w, c, device=self.device or frames.device,
+                                    dtype=self.dtype)
+        if self.count + n > self.data.shape[1]:   # more than announced: grow (never happens in a planned run)
+            grown = torch.empty(self.data.shape[0], self.count + n, *self.data.shape[2:], device=self.data.device,
+                                dtype=self.dtype)
+            grown[:, :self.count] = self.data[:, :self.count]
+            self.data = grown
+        self.data[:, self.count:self.count + n] = frames
+        self.count += n
+
+    @property
+    def frames(self) -> Tensor | None:
+        return None if self.data is None else self.data[:, :self.count]
+
+
 def decode_chunks(decoder, latent: Tensor, chunk_frames: int, state: DecodeState | None = None
                   ) -> tuple[Tensor, DecodeState]:
     """Decode ``latent`` chunk by chunk (as a streaming run does); returns (all frames, the final state)."""

@@ -18,7 +18,7 @@ import comfy.model_management
 import torch
 from torch import Tensor
 
-from ..dsa_core.streaming_decode import CausalWanDecoder, DecodeState
+from ..dsa_core.streaming_decode import CausalWanDecoder, DecodeState, FrameBuffer
 from .host_model import DSAInputError
 from .toy_vae import ToyVAE
 
@@ -71,9 +71,9 @@ class ChunkStream:
         self.node_id, self.fmt, self.server, self.t_start = node_id, latent_format, server, t_start
         self.out_device = comfy.model_management.intermediate_device()
         self.frame_rate = frame_rate or getattr(vae, "frame_rate", WAN_FRAME_RATE)
-        self.images: list[Tensor] = []
         self.state = self.decoder.start()
         self.total_latent_frames = total_latent_frames
+        self.images = FrameBuffer(self.decoder.video_frames(total_latent_frames, self.state), self.out_device)
         self.first_frame_s = None
         self.last_frame_s = None
         self.new_frames = 0
@@ -110,7 +110,7 @@ class ChunkStream:
         frames = frames.to(self.out_device)
         now = time.perf_counter()
         self.decode_s += now - t
-        start = sum(x.shape[1] for x in self.images)
+        start = self.images.count
         self.images.append(frames)
         if chunk is not None:
             self.new_frames += frames.shape[1]
@@ -145,8 +145,7 @@ class ChunkStream:
         if st["first_frame_s"] is not None:
             report["summary"] = (report.get("summary", "") + f"; first frame after {st['first_frame_s']:.2f} s, "
                                  f"{st['decoded_fps']:.1f} decoded frames/s")
-        images = torch.cat(self.images, 1) if len(self.images) > 1 else self.images[0]
-        return DecodedVideo(self.state.to(self.out_device), images)
+        return DecodedVideo(self.state.to(self.out_device), self.images.frames)
 
 
 def open_stream(vae, *, node_id, model, server, t_start, bundle=None, context_latents=None, new_frames: int,
