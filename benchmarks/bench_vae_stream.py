@@ -13,9 +13,12 @@ both produce; on a GPU the streaming decode moves each chunk's frames off the de
 Streaming = what the DSA nodes do with a VAE connected: each chunk of 3 latent frames decoded as it would be
 committed, frames written into one preallocated output (dsa_core.streaming_decode.FrameBuffer).
 Host = comfy.sd.VAE.decode, what VAE Decode runs (one call over the whole latent).
-Prediction for 480x832: the Wan decoder's activations and cache scale with the pixel count (all layers are
-convolutions at fixed strides), so peak(HW) = a + b * HW is fitted per method over the measured sizes at the
-same length and evaluated at 480x832; labelled as a prediction.
+Measured at VAE width 16 (dim 96 is 36x the compute: too slow for this CPU); the host's VAE Decode is itself
+frame by frame (its feature cache), so both hold the same decoder activations and differ by what the host
+accumulates: the whole decoded video on the VAE device (a torch.cat per latent frame) and its copies.
+Prediction for Wan 2.1's VAE at 480x832 (printed, not measured): the decoder cache scales exactly with pixels and
+width (its tensors are feature maps); the host's extra is its whole-video output, twice while concatenating
+(read from the host's comfy/ldm/wan/vae.py), against one chunk's frames for streaming.
 Time to first frame: streaming = the first chunk's decode; host = the whole decode (its frames exist only when the
 call returns). Decoded FPS = video frames / decode wall time.
 """
@@ -37,9 +40,9 @@ TARGET_HW = (480, 832)
 
 def build_host_vae(dim: int, device: str):
     """The host's comfy.sd.VAE around a random Wan 2.1 VAE state dict (the host's own detection and module)."""
-    import torch
     import comfy.ldm.wan.vae as wan_vae
     import comfy.sd
+    import torch
 
     torch.manual_seed(0)
     m = wan_vae.WanVAE(dim=dim, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
@@ -115,6 +118,7 @@ def child(spec: dict) -> dict:
 
 def _decode(spec, vae, z, frames_out, mm, cuda, t0):
     import torch
+
     from dsa_core.streaming_decode import CausalWanDecoder, FrameBuffer
 
     first = cache_mib = None

@@ -101,8 +101,8 @@ class FrameWiseDecoder:
 
     temporal = 1
 
-    def __init__(self, fn: Callable[[Tensor], Tensor], source=None):
-        self.fn, self.source = fn, source
+    def __init__(self, fn: Callable[[Tensor], Tensor], source=None, device="cpu"):
+        self.fn, self.source, self.device = fn, source, torch.device(device)
 
     def start(self) -> DecodeState:
         return DecodeState(source=self.source)

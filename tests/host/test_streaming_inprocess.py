@@ -122,21 +122,22 @@ def test_cached_state_keeps_its_decode(inprocess_host, tiny_models, stream_vae):
 
 
 def test_toy_vae_streams_the_toy_codec(inprocess_host, tiny_models):
-    g = dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False, length=21)
+    g = dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], length=21, add_frames=12)
     g["10"] = {"class_type": "DSAToyVAE", "inputs": {"scale": 4}}
-    g["3"]["inputs"]["vae"] = ["10", 0]
-    g["11"] = {"class_type": "DSAToyDecode", "inputs": {"samples": ["3", 0], "scale": 4}}
+    g["3"]["inputs"]["vae"] = g["5"]["inputs"]["vae"] = ["10", 0]
+    g["11"] = {"class_type": "DSAToyDecode", "inputs": {"samples": ["5", 0], "scale": 4}}
     g["12"] = {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["10", 0]}}
     g["13"] = {"class_type": "PreviewImage", "inputs": {"images": ["11", 0]}}
     g["14"] = {"class_type": "PreviewImage", "inputs": {"images": ["12", 0]}}
     res = inprocess_host.run(g)
     assert res.success, res.error()
-    ours = images(res, "3")
-    assert ours.shape == (6, 16, 16, 3)            # the toy codec: one latent frame -> one frame
-    torch.testing.assert_close(ours, res.outputs["11"][0][0], atol=1e-6, rtol=0)
+    ours, ext = images(res, "3"), images(res, "5")
+    assert ours.shape == (6, 16, 16, 3) and ext.shape == (9, 16, 16, 3)   # the toy codec: 1 latent frame -> 1 frame
     torch.testing.assert_close(ours, res.outputs["12"][0][0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(ext, res.outputs["11"][0][0], atol=1e-6, rtol=0)
     frames = [d for e, d in res.events if e == "dsa.frames"]
-    assert [len(d["frames"]) for d in frames] == [3, 3] and frames[0]["frame_rate"] == 4
+    assert [(d["node"], len(d["frames"])) for d in frames] == [("3", 3), ("3", 3), ("5", 3)]
+    assert frames[0]["frame_rate"] == 4
 
 
 def test_images_without_vae_is_one_clear_error(inprocess_host, tiny_models):
