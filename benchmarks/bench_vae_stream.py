@@ -169,13 +169,16 @@ def main(argv=None) -> int:
     ap.add_argument("--dim", type=int, default=16, help="VAE width measured (Wan 2.1's is 96; see --target-dim)")
     ap.add_argument("--target-dim", type=int, default=96, help="VAE width of the prediction (96 = Wan 2.1)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sizes", default=None, help="video sizes HxW, comma list (default 32x32,48x48,64x64); on a GPU "
+                                                   "e.g. 480x832 with --dim 96 measures the prediction directly")
+    ap.add_argument("--lengths", default=None, help="latent frames, comma list (default 21,201; --quick 21,61)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
         print("RESULT " + json.dumps(child(json.loads(a.child))), flush=True)
         return 0
-    sizes = [(32, 32), (48, 48), (64, 64)] if a.quick else [(32, 32), (48, 48), (64, 64)]
-    lengths = [21, 61] if a.quick else [21, 201]     # latent frames: 81 frames, and a long video
+    sizes = [tuple(map(int, x.lower().split("x"))) for x in (a.sizes or "32x32,48x48,64x64").split(",")]
+    lengths = [int(x) for x in (a.lengths or ("21,61" if a.quick else "21,201")).split(",")]  # 81 frames, longer
     t0 = lengths[0]
     print(f"decoder memory: host VAE Decode vs streaming, Wan 2.1 VAE dim {a.dim} (random weights), device "
           f"{a.device}, {a.threads} threads; load average at start {load_average()}", flush=True)

@@ -55,7 +55,7 @@ def test_frames_play_in_the_node_while_the_run_executes(page):  # noqa: F811
     page.driver.execute_script("""
         document.querySelectorAll('.p-dialog-close-button, .p-dialog-header-close').forEach(x => x.click());
         const c = window.app.canvas, n = window.app.graph.getNodeById(arguments[0]);
-        c.ds.scale = 1.0; c.ds.offset = [-n.pos[0] + 60, -n.pos[1] + 60]; c.setDirty(true, true);
+        c.ds.scale = 1.0; c.ds.offset = [-n.pos[0] + 120, -n.pos[1] + 140]; c.setDirty(true, true);
     """, sampler_id)
     page.driver.execute_script("return new Promise(r => setTimeout(r, 600))")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
