@@ -151,3 +151,25 @@ def test_images_without_vae_is_one_clear_error(inprocess_host, tiny_models):
     plain = inprocess_host.run(dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False))
     assert plain.success and plain.outputs["3"][3][0] is None
     assert not [d for e, d in plain.events if e == "dsa.frames"]
+
+
+def test_workflow_saved_before_streaming_runs_unchanged(inprocess_host, server_host):
+    """The toy template as saved before the vae input and images output existed (tests/host/legacy_workflows):
+    it loads, converts and runs as it did, its sampler outputs unchanged in number and meaning, no frames sent."""
+    import json
+    from pathlib import Path
+
+    from workflow_tools import ui_to_api
+
+    ui = json.loads((Path(__file__).with_name("legacy_workflows") / "dsa_toy_demo_before_streaming.json").read_text())
+    sampler = next(n for n in ui["nodes"] if n["type"] == "DSASampler")
+    assert [o["name"] for o in sampler["outputs"]] == ["latent", "state", "report"]
+    assert "vae" not in [i["name"] for i in sampler["inputs"]]
+    prompt = ui_to_api(ui, server_host.object_info)
+    res = inprocess_host.run(prompt)
+    assert res.success, res.error()
+    sid = str(sampler["id"])
+    latent, state, report, images = res.outputs[sid][0][0], res.outputs[sid][1][0], res.outputs[sid][2][0], \
+        res.outputs[sid][3][0]
+    assert latent["samples"].shape[2] == state.state.frames and report["chunks"] and images is None
+    assert not [d for e, d in res.events if e == "dsa.frames"]
