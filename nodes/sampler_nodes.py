@@ -79,7 +79,7 @@ class DSASampler(io.ComfyNode):
         problem = check_video_shape(width, height, length, frames_per_chunk)
         if problem:
             raise DSAInputError(problem)
-        streaming.check_images_wanted(vae, cls.hidden.prompt, cls.hidden.unique_id)
+        streaming.check_images_wanted(vae, cls.hidden.prompt, cls.hidden.unique_id, sampling.outputs())
         frames, bundle, report = sampling.run(
             node_id=cls.hidden.unique_id, model=model, positive=positive, head=head, seed=seed,
             num_frames=latent_frames(length), latent_h=height // 8, latent_w=width // 8, chunk_frames=frames_per_chunk,
@@ -140,7 +140,7 @@ class DSAExtend(io.ComfyNode):
                 state=None, latent=None, vae=None) -> io.NodeOutput:
         if state is None and latent is None:
             raise DSAInputError("connect either a DSA state (from DSA Confidence Sampler / Extender) or a video latent")
-        streaming.check_images_wanted(vae, cls.hidden.prompt, cls.hidden.unique_id)
+        streaming.check_images_wanted(vae, cls.hidden.prompt, cls.hidden.unique_id, sampling.outputs())
         chunk = state.state.chunk_frames if state is not None else frames_per_chunk
         new_latent_frames = add_frames // 4
         if new_latent_frames % chunk:

@@ -169,10 +169,11 @@ def open_stream(vae, *, node_id, model, server, t_start, bundle=None, context_la
     return stream
 
 
-def check_images_wanted(vae, prompt, node_id) -> None:
+def check_images_wanted(vae, prompt, node_id, outputs: list) -> None:
     """Before sampling: a graph that uses the images output without a VAE gets one clear error, not a crash
-    downstream after the whole run."""
-    if vae is None and _output_linked(prompt, node_id, 3):
+    downstream after the whole run. ``outputs``: the node's output list (the images output is found by name)."""
+    index = [o.display_name for o in outputs].index("images")
+    if vae is None and _output_linked(prompt, node_id, index):
         raise DSAInputError("the images output needs a VAE: connect the Wan 2.1 VAE (Load VAE) to this node's vae "
                             "input (DSA Toy VAE for the toy model), or decode the latent with VAE Decode")
 
