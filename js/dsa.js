@@ -2,6 +2,8 @@
 // On the DSA Confidence Sampler and AR Frame Extender nodes: a live chart of where the denoising steps went
 // (steps per chunk, confidence after each step, the threshold), updated per chunk from the server's "dsa.steps"
 // events, with a summary line when the run ends; and threshold presets that set the one 0..1 threshold.
+// Above the chart, a live player: the decoded frames of each chunk ("dsa.frames" events, small JPEG previews) are
+// appended as they arrive and played at the video's frame rate (see the "live player" section below).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -23,7 +25,7 @@ const presetsReady = api
 // What tests read: the last EVENT_LOG_SIZE "dsa.steps" events (a ring: a long session never grows it) and each
 // chart's state.
 const EVENT_LOG_SIZE = 200;
-window.__dsa = { loaded: true, events: [], charts: {}, eventLogSize: EVENT_LOG_SIZE };
+window.__dsa = { loaded: true, events: [], charts: {}, players: {}, eventLogSize: EVENT_LOG_SIZE };
 
 function logEvent(detail) {
   const log = window.__dsa.events;
@@ -142,20 +144,139 @@ function nodeFor(detail) {
   return app.graph?.getNodeById?.(Number(detail.node)) ?? app.graph?.getNodeById?.(detail.node);
 }
 
+// ---- live player ------------------------------------------------------------------------------------------
+// Frames stream in per chunk; the browser keeps a rolling buffer of the most recent PLAYER_BUFFER frames (plus the
+// last frame, which is always the newest in the buffer), so a long video never holds more than that in memory.
+// While the run goes on the player advances at the video's frame rate and waits on the newest frame when it
+// catches up; when the run ends it loops over what the buffer holds.
+const PLAYER_BUFFER = 120;
+const PLAYER_LOG = 200;
+
+function playerState(node) {
+  if (!node.__dsaPlayer) {
+    node.__dsaPlayer = { frames: [], firstIndex: 0, nextIndex: 0, received: 0, cursor: 0, fps: 16, total: 0,
+                         timer: null, done: false, firstFrameS: null, width: 0, height: 0, log: [] };
+  }
+  return node.__dsaPlayer;
+}
+
+function addPlayer(node) {
+  const canvas = document.createElement("canvas");
+  canvas.width = 300;
+  canvas.height = 170;
+  canvas.className = "dsa-live-player";
+  canvas.title = "The video as it is generated: each chunk's frames are decoded as soon as the chunk is done.";
+  canvas.style.width = "100%";
+  node.__dsaPlayerCanvas = canvas;
+  if (node.addDOMWidget) {
+    node.addDOMWidget("dsa_player", "dsa_player", canvas, { serialize: false, hideOnZoom: false });
+  }
+  drawPlayer(node);
+}
+
+function resetPlayer(node) {
+  const p = playerState(node);
+  if (p.timer) clearInterval(p.timer);
+  node.__dsaPlayer = null;
+  return playerState(node);
+}
+
+function onFrames(detail) {
+  const node = nodeFor(detail);
+  if (!node) return;
+  let p = playerState(node);
+  if (p.done || detail.frame_start !== p.nextIndex) {   // a new run (an extender's video starts mid-way)
+    p = resetPlayer(node);
+    p.firstIndex = p.nextIndex = p.cursor = detail.frame_start;
+  }
+  p.fps = detail.frame_rate || p.fps;
+  p.total = detail.total_frames || p.total;
+  p.width = detail.width;
+  p.height = detail.height;
+  if (detail.first_frame_s !== null && detail.first_frame_s !== undefined) p.firstFrameS = detail.first_frame_s;
+  for (const url of detail.frames || []) {
+    const img = new Image();
+    img.src = url;
+    p.frames.push(img);
+    p.received += 1;
+    p.nextIndex += 1;
+  }
+  while (p.frames.length > PLAYER_BUFFER) {
+    p.frames.shift();
+    p.firstIndex += 1;
+  }
+  p.log.push([performance.now(), p.received]);
+  if (p.log.length > PLAYER_LOG) p.log.shift();
+  if (!p.timer) {
+    p.timer = setInterval(() => tickPlayer(node), 1000 / Math.max(1, p.fps));
+  }
+  publishPlayer(node);
+}
+
+function tickPlayer(node) {
+  const p = playerState(node);
+  const last = p.firstIndex + p.frames.length - 1;
+  if (p.cursor < p.firstIndex) p.cursor = p.firstIndex;   // fell out of the rolling buffer: jump ahead
+  drawPlayer(node);
+  if (p.cursor < last) p.cursor += 1;
+  else if (p.done) p.cursor = p.firstIndex;               // run over: loop over what the buffer holds
+  node.setDirtyCanvas?.(true, false);
+}
+
+function drawPlayer(node) {
+  const canvas = node.__dsaPlayerCanvas;
+  if (!canvas) return;
+  const p = playerState(node);
+  const ctx = canvas.getContext("2d");
+  const W = canvas.width, H = canvas.height;
+  ctx.fillStyle = "#101014";
+  ctx.fillRect(0, 0, W, H);
+  const img = p.frames[p.cursor - p.firstIndex] || p.frames[p.frames.length - 1];
+  if (img && img.complete && img.naturalWidth) {
+    const s = Math.min(W / img.naturalWidth, (H - 14) / img.naturalHeight);
+    const w = img.naturalWidth * s, h = img.naturalHeight * s;
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(img, (W - w) / 2, 14 + (H - 14 - h) / 2, w, h);
+  }
+  ctx.font = "10px sans-serif";
+  ctx.fillStyle = "#ddd";
+  const status = p.received
+    ? `frame ${Math.min(p.cursor, p.nextIndex - 1) + 1} / ${p.nextIndex}${p.total ? ` of ${p.total}` : ""} · ` +
+      `${p.fps} fps` + (p.firstFrameS !== null ? ` · first frame ${p.firstFrameS.toFixed(2)} s` : "")
+    : "live video: connect a vae to watch it as it is generated";
+  ctx.fillText(status, 4, 10);
+}
+
+function publishPlayer(node) {
+  const p = playerState(node);
+  window.__dsa.players[node.id] = { received: p.received, buffered: p.frames.length, total: p.total,
+                                    fps: p.fps, firstFrameS: p.firstFrameS, log: p.log.slice(-PLAYER_LOG) };
+}
+
+function endPlayer(node) {
+  const p = node.__dsaPlayer;
+  if (!p) return;
+  p.done = true;
+  publishPlayer(node);
+}
+
 app.registerExtension({
   name: `${EXT}.steps`,
   async nodeCreated(node) {
     if (!DSA_NODES.has(node.comfyClass)) return;
+    addPlayer(node);
     addChart(node);
     wirePresets(node);
   },
   async setup() {
+    api.addEventListener("dsa.frames", ({ detail }) => onFrames(detail));
     api.addEventListener("dsa.steps", ({ detail }) => {
       logEvent(detail);
       const node = nodeFor(detail);
       if (!node) return;
       const st = chartState(node);
       if (detail.done) {
+        endPlayer(node);
         st.summary = detail.report?.summary || "";
         st.report = detail.report || null;
       } else {

@@ -9,10 +9,11 @@ from .prompt_embedding_node import DSAPromptEmbedding
 from .report_node import DSAStepReport
 from .sampler_nodes import DSAExtend, DSASampler
 from .toy_decode_node import DSAToyDecode
+from .toy_vae import DSAToyVAE
 
 # Node ids, input names and widget order are a contract with saved workflows: see tests/host/node_schemas.json.
 NODES: list[type[io.ComfyNode]] = [DSAModelLoader, DSAHeadLoader, DSASampler, DSAExtend, DSAStepReport,
-                                   DSANoiseLadder, DSAPromptEmbedding, DSAToyDecode]
+                                   DSANoiseLadder, DSAPromptEmbedding, DSAToyDecode, DSAToyVAE]
 
 routes.register_with_host()
 error_names.use_short_names()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from . import sampling, widget_ranges
+from . import sampling, streaming, widget_ranges
 from .dsa_types import DSAState
 from .host_model import DSAInputError
 
@@ -72,9 +72,10 @@ class DSASampler(io.ComfyNode):
                                      "frame-wise checkpoints). The latent frame count must be a multiple of it."),
                 *sampling.policy_inputs(),
                 *sampling.optional_inputs(),
+                *sampling.streaming_inputs(),
             ],
             outputs=sampling.outputs(),
-            hidden=[io.Hidden.unique_id],
+            hidden=[io.Hidden.unique_id, io.Hidden.prompt],
         )
 
     @classmethod
@@ -89,18 +90,21 @@ class DSASampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, seed, width, height, length, frames_per_chunk, policy, threshold_preset,
                 threshold, min_steps, max_steps, schedule, cache_window, sink_frames, head=None,
-                ladder=None) -> io.NodeOutput:
+                ladder=None, vae=None) -> io.NodeOutput:
         problem = check_video_shape(width, height, length, frames_per_chunk)
         if problem:
             raise DSAInputError(problem)
+        streaming.check_images_wanted(vae, cls.hidden.prompt, cls.hidden.unique_id, sampling.outputs())
         settings = sampling.SamplingSettings(
             seed=seed, policy=policy, threshold_preset=threshold_preset, threshold=threshold, min_steps=min_steps,
             max_steps=max_steps, schedule=schedule, cache_window=cache_window, sink_frames=sink_frames,
             ladder_sigmas=ladder)
         start = sampling.NewVideo(latent_h=height // 8, latent_w=width // 8, chunk_frames=frames_per_chunk)
         frames, bundle, report = sampling.run(node_id=cls.hidden.unique_id, model=model, positive=positive, head=head,
-                                              settings=settings, num_frames=latent_frames(length), start=start)
-        return io.NodeOutput(sampling.to_host_latent(model, frames), bundle, report)
+                                              settings=settings, num_frames=latent_frames(length), start=start,
+                                              vae=vae)
+        images = streaming.images_output(bundle.decoded)
+        return io.NodeOutput(sampling.to_host_latent(model, frames), bundle, report, images)
 
 
 class DSAExtend(io.ComfyNode):
@@ -134,9 +138,10 @@ class DSAExtend(io.ComfyNode):
                 io.Latent.Input("latent", optional=True,
                                 tooltip="Or an existing Wan video latent to continue (used when no state is "
                                         "connected)."),
+                *sampling.streaming_inputs(),
             ],
             outputs=sampling.outputs(),
-            hidden=[io.Hidden.unique_id],
+            hidden=[io.Hidden.unique_id, io.Hidden.prompt],
         )
 
     @classmethod
@@ -150,9 +155,10 @@ class DSAExtend(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, seed, add_frames, frames_per_chunk, policy, threshold_preset, threshold,
                 min_steps, max_steps, schedule, cache_window, sink_frames, recache, head=None, ladder=None,
-                state=None, latent=None) -> io.NodeOutput:
+                state=None, latent=None, vae=None) -> io.NodeOutput:
         if state is None and latent is None:
             raise DSAInputError("connect either a DSA state (from DSA Confidence Sampler / Extender) or a video latent")
+        streaming.check_images_wanted(vae, cls.hidden.prompt, cls.hidden.unique_id, sampling.outputs())
         chunk = state.state.chunk_frames if state is not None else frames_per_chunk
         new_latent_frames = add_frames // 4
         if new_latent_frames % chunk:
@@ -173,6 +179,7 @@ class DSAExtend(io.ComfyNode):
                                       chunk_frames=frames_per_chunk,
                                       context_latents=model.model.latent_format.process_in(samples.float()))
         _, bundle, report = sampling.run(node_id=cls.hidden.unique_id, model=model, positive=positive, head=head,
-                                         settings=settings, num_frames=new_latent_frames, start=start)
+                                         settings=settings, num_frames=new_latent_frames, start=start, vae=vae)
         whole = sampling.to_host_latent(model, bundle.state.latents)
-        return io.NodeOutput(whole, bundle, report)
+        images = streaming.images_output(bundle.decoded)
+        return io.NodeOutput(whole, bundle, report, images)

@@ -6,6 +6,7 @@ Inputs are never mutated: the host caches node outputs, so a state or head that 
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 
 import comfy.model_management
@@ -17,7 +18,7 @@ from comfy_api.latest import io
 from ..dsa_core import policies, schedules
 from ..dsa_core.ar_sampler import SamplingInterrupted, sample_video
 from ..dsa_core.ar_state import ARState
-from . import resource_limits
+from . import resource_limits, streaming
 from .dsa_types import DSAHead, DSAReport, DSAState
 from .host_model import DSAInputError, load_causal_wan, text_context, wan_config_of
 
@@ -71,7 +72,21 @@ def optional_inputs() -> list:
 
 def outputs() -> list:
     return [io.Latent.Output(display_name="latent"), DSAState.Output(display_name="state"),
-            DSAReport.Output(display_name="report")]
+            DSAReport.Output(display_name="report"), *streaming_outputs()]
+
+
+def streaming_inputs() -> list:
+    """Appended after every other input (saved workflows keep their widgets and links)."""
+    return [io.Vae.Input("vae", optional=True,
+                         tooltip="Optional: the Wan 2.1 VAE (Load VAE; DSA Toy VAE for the toy model). Each chunk is "
+                                 "decoded as soon as it is generated: the frames play live on this node and come "
+                                 "out as images, no separate VAE Decode needed.")]
+
+
+def streaming_outputs() -> list:
+    return [io.Image.Output(display_name="images",
+                            tooltip="The decoded video (the whole video, as the latent output), when a vae is "
+                                    "connected.")]
 
 
 def check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk) -> str | None:
@@ -94,6 +109,7 @@ class StateBundle:
     context: torch.Tensor      # the prompt embedding the state's text context came from
     config: object             # WanConfig of the model it was made with
     latent_format: object      # the host's latent format (process_out for the whole-video LATENT)
+    decoded: object = None     # streaming.DecodedVideo: the decoder's cache and frames, when a VAE decoded them
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,9 +158,11 @@ def prepare_head(head, config, device):
 
 
 def run(*, node_id, model, positive, head, settings: SamplingSettings, num_frames: int,
-        start: NewVideo | StateBundle):
+        start: NewVideo | StateBundle, vae=None):
     """One sampling call through the host: ``num_frames`` new latent frames from ``start`` (a new video or a
-    DSA state to continue); returns (new frames in model space, StateBundle, report dict)."""
+    DSA state to continue); returns (new frames in model space, StateBundle, report dict).
+    With a ``vae`` every chunk is decoded as it is committed (nodes.streaming); the bundle carries the frames."""
+    t_start = time.perf_counter()
     bundle = start if isinstance(start, StateBundle) else None
     config = wan_config_of(model)
     if bundle is not None and bundle.config != config:
@@ -161,10 +179,15 @@ def run(*, node_id, model, positive, head, settings: SamplingSettings, num_frame
                             "(UMT5-XXL): encode the prompt with the Wan text encoder")
     head_dev = prepare_head(head, config, device)
     cap = step_policy.max_steps(ladder) + 1
-    num_chunks = num_frames // (bundle.state.chunk_frames if bundle is not None else start.chunk_frames)
+    chunk_frames = bundle.state.chunk_frames if bundle is not None else start.chunk_frames
+    num_chunks = num_frames // chunk_frames
     pbar_total = max(1, num_chunks * cap)
     preview = latent_preview.prepare_callback(model, pbar_total)
     server = prompt_server()
+    given = None if bundle is not None else start.context_latents
+    stream = streaming.open_stream(vae, node_id=node_id, model=model, server=server, t_start=t_start, bundle=bundle,
+                                   new_frames=num_frames, chunk_frames=chunk_frames,
+                                   context_latents=None if given is None else given.to(dtype))
 
     def on_step(info):
         comfy.model_management.throw_exception_if_processing_interrupted()
@@ -178,6 +201,8 @@ def run(*, node_id, model, positive, head, settings: SamplingSettings, num_frame
                                           "threshold": getattr(step_policy, "threshold", None),
                                           "policy": step_policy.name, "base_steps": ladder.base_steps,
                                           "record": rec}, server.client_id)
+        if stream is not None:
+            stream.add_chunk(info.latent, info.chunk_number)
 
     text = cw.encode_text(ctx)
     kwargs = dict(num_frames=num_frames, ladder=ladder, policy=step_policy, seed=settings.seed, head=head_dev,
@@ -187,7 +212,6 @@ def run(*, node_id, model, positive, head, settings: SamplingSettings, num_frame
         kwargs.update(state=bundle.state.to(device), text=None if same_prompt else text,
                       recache=_recache_value(settings.recache, bundle))
     else:
-        given = start.context_latents
         kwargs.update(text=text, latent_h=start.latent_h, latent_w=start.latent_w, chunk_frames=start.chunk_frames,
                       window_frames=settings.cache_window or None, sink_frames=settings.sink_frames, device=device,
                       dtype=dtype, context_latents=None if given is None else given.to(device, dtype))
@@ -203,6 +227,8 @@ def run(*, node_id, model, positive, head, settings: SamplingSettings, num_frame
     resting = comfy.model_management.intermediate_device()
     context = ctx if bundle is None or not same_prompt else bundle.context
     new_bundle = StateBundle(state.to(resting), context.to(resting), config, model.model.latent_format)
+    if stream is not None:
+        new_bundle.decoded = stream.finish(report)
     if server is not None:
         server.send_sync(STEP_EVENT, {"node": node_id, "done": True, "report": report}, server.client_id)
     return frames, new_bundle, report

@@ -19,6 +19,9 @@ sys.path.insert(0, str(REPO / "tests"))
 from server_host import ServerHost  # noqa: E402  (the harness the tests use)
 from workflow_tools import ui_to_api  # noqa: E402
 
+sys.path.insert(0, str(REPO / "scripts"))
+import demo_stream  # noqa: E402  (the streamed video, written as it grows)
+
 PACK = "ComfyUI-DSA"
 TEMPLATE = REPO / "workflows" / "dsa_toy_demo.json"
 
@@ -59,10 +62,12 @@ def main(argv=None) -> int:
         host = ServerHost(Path(tmp), packs, PACK, slim=True).start()
         try:
             prompt, sampler, report = build_prompt(host.object_info, a.prompt, a.threshold, a.seed)
+            demo_stream.add_toy_vae(prompt, sampler)
             ws = host.websocket()
             pid = host.queue(prompt, ws.client_id)
             print(f"ComfyUI {host.url}: queued the toy DSA workflow ({len(prompt)} nodes)")
-            status = ws.wait_prompt_end(pid, timeout=600)
+            stream = demo_stream.StreamWriter(a.out, time.time())
+            status = demo_stream.wait_streaming(ws, pid, stream, timeout=600)
             for ev in ws.events:
                 if ev["type"] == "dsa.steps" and "chunk" in ev["data"]:
                     d = ev["data"]
@@ -85,6 +90,7 @@ def main(argv=None) -> int:
         finally:
             host.stop()
     print(summary)
+    print(stream.summary())
     for p in copied:
         print(f"wrote {p}")
     print(f"done in {time.time() - t0:.1f} s")
