@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from . import sampling
+from . import native_ar, sampling
 from .dsa_types import DSAState
 from .host_model import DSAInputError
 
@@ -15,8 +15,10 @@ def latent_frames(length: int) -> int:
     return (length - 1) // 4 + 1
 
 
-def check_video_shape(width, height, length, frames_per_chunk) -> str | None:
-    """Wan's rules, in words an artist can act on."""
+def check_video_shape(width, height, length, frames_per_chunk, start_frames: int | None = 0) -> str | None:
+    """Wan's rules, in words an artist can act on. ``start_frames``: latent frames given by a start image (they are
+    part of ``length``, the rest is generated in whole chunks); None = not known yet (queue-time validation cannot
+    see whether a start image is linked): either 0 or 1 is accepted, execute checks the exact count."""
     if width % 16 or height % 16:
         return (f"width and height must be multiples of 16 (Wan's VAE divides by 8, the model's patches by 2): "
                 f"got {width}x{height}, try {round(width / 16) * 16}x{round(height / 16) * 16}")
@@ -24,10 +26,13 @@ def check_video_shape(width, height, length, frames_per_chunk) -> str | None:
         lo = (length - 1) // 4 * 4 + 1
         return f"length must be 4k+1 frames (Wan's VAE packs 4 frames per latent frame): got {length}, try {lo} or {lo + 4}"
     t = latent_frames(length)
-    if t % frames_per_chunk:
-        k = max(1, t // frames_per_chunk)
-        ok = sorted({(k * frames_per_chunk - 1) * 4 + 1, ((k + 1) * frames_per_chunk - 1) * 4 + 1})
-        return (f"length {length} gives {t} latent frames, not a multiple of frames_per_chunk {frames_per_chunk}: "
+    starts = (0, 1) if start_frames is None else (start_frames,)
+    if all((t - s) % frames_per_chunk for s in starts):
+        s = starts[0]
+        k = max(1, (t - s) // frames_per_chunk)
+        ok = sorted({(s + k * frames_per_chunk - 1) * 4 + 1, (s + (k + 1) * frames_per_chunk - 1) * 4 + 1})
+        what = f"{t} latent frames" if not s else f"{t} latent frames, {t - s} to generate after the start image"
+        return (f"length {length} gives {what}, not a multiple of frames_per_chunk {frames_per_chunk}: "
                 f"use length {' or '.join(map(str, ok))}")
     return None
 
@@ -44,7 +49,8 @@ class DSASampler(io.ComfyNode):
                         "refinement. Outputs a Wan latent (decode with VAE Decode), a state to extend, a step report.",
             inputs=[
                 io.Model.Input("model", tooltip="An autoregressive Wan 2.1 T2V model (DSA Model Loader or UNETLoader; "
-                                                "LoRAs and other model patches apply)."),
+                                                "Self-Forcing, CausVid, or the host's causal-AR repacks such as "
+                                                "Causal Forcing; LoRAs and other model patches apply)."),
                 io.Conditioning.Input("positive", tooltip="The prompt, from CLIP Text Encode with the Wan (UMT5) "
                                                           "text encoder. No negative: AR few-step models use no CFG."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
@@ -59,6 +65,7 @@ class DSASampler(io.ComfyNode):
                                      "frame-wise checkpoints). The latent frame count must be a multiple of it."),
                 *sampling.policy_inputs(),
                 *sampling.optional_inputs(),
+                *native_ar.sampler_inputs(),
             ],
             outputs=sampling.outputs(),
             hidden=[io.Hidden.unique_id],
@@ -67,24 +74,30 @@ class DSASampler(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, width, height, length, frames_per_chunk, policy, threshold_preset, threshold, min_steps,
                         max_steps, cache_window, sink_frames) -> bool | str:
-        return (check_video_shape(width, height, length, frames_per_chunk)
+        return (check_video_shape(width, height, length, frames_per_chunk, start_frames=None)
                 or sampling.check_policy_widgets(policy, threshold_preset, threshold, min_steps, max_steps,
                                                  cache_window, sink_frames, frames_per_chunk) or True)
 
     @classmethod
     def execute(cls, model, positive, seed, width, height, length, frames_per_chunk, policy, threshold_preset,
                 threshold, min_steps, max_steps, schedule, cache_window, sink_frames, head=None,
-                ladder=None) -> io.NodeOutput:
-        problem = check_video_shape(width, height, length, frames_per_chunk)
+                ladder=None, start_image=None, vae=None, noise=None) -> io.NodeOutput:
+        start = None
+        if start_image is not None:
+            start = native_ar.encode_start_image(model, vae, start_image, width, height)
+        start_frames = 0 if start is None else start.shape[2]
+        problem = check_video_shape(width, height, length, frames_per_chunk, start_frames)
         if problem:
             raise DSAInputError(problem)
         frames, bundle, report = sampling.run(
             node_id=cls.hidden.unique_id, model=model, positive=positive, head=head, seed=seed,
-            num_frames=latent_frames(length), latent_h=height // 8, latent_w=width // 8, chunk_frames=frames_per_chunk,
-            policy=policy, threshold_preset=threshold_preset, threshold=threshold, min_steps=min_steps,
-            max_steps=max_steps, schedule=schedule, cache_window=cache_window, sink_frames=sink_frames,
-            ladder_sigmas=ladder)
-        return io.NodeOutput(sampling.to_host_latent(model, frames), bundle, report)
+            num_frames=latent_frames(length) - start_frames, latent_h=height // 8, latent_w=width // 8,
+            chunk_frames=frames_per_chunk, policy=policy, threshold_preset=threshold_preset, threshold=threshold,
+            min_steps=min_steps, max_steps=max_steps, schedule=schedule, cache_window=cache_window,
+            sink_frames=sink_frames, ladder_sigmas=ladder, context_latents=start, noise_source=noise)
+        # With a start image the LATENT is the whole video: the start frame, then the generated ones.
+        video = frames if start is None else bundle.state.latents
+        return io.NodeOutput(sampling.to_host_latent(model, video), bundle, report)
 
 
 class DSAExtend(io.ComfyNode):

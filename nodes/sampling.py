@@ -18,11 +18,12 @@ from ..dsa_core import policies, schedules
 from ..dsa_core.ar_sampler import SamplingInterrupted, sample_video
 from ..dsa_core.ar_state import ARState
 from .dsa_types import DSAHead, DSAReport, DSAState
-from .host_model import DSAInputError, load_causal_wan, text_context, wan_config_of
+from . import native_ar
+from .host_model import DSAInputError, load_causal_wan, model_schedule_sigmas, text_context, wan_config_of
 
 POLICIES = ["confidence", "fixed", "heuristic"]
 PRESETS = list(policies.THRESHOLD_PRESETS) + ["custom"]
-SCHEDULES = ["self_forcing", "causvid"]
+SCHEDULES = ["self_forcing", "causvid", "model"]  # "model": the MODEL's own sampling (native_ar.py)
 RECACHE = ["none", "recent", "all"]
 STEP_EVENT = "dsa.steps"
 THRESHOLD_HELP = ("One scale, 0..1, everywhere in DSA: a chunk stops refining once the confidence of its least "
@@ -47,8 +48,11 @@ def policy_inputs() -> list:
                      tooltip="No chunk takes more. Above the schedule's base steps (4 for Self-Forcing), the extra "
                              "lower noise levels are the additional refinement hard chunks can get."),
         io.Combo.Input("schedule", options=SCHEDULES, default="self_forcing",
-                       tooltip="Noise levels: self_forcing 1000/750/500/250 at shift 5; causvid 1000/757/522. "
-                               "A DSA Noise Ladder connected to 'ladder' overrides this."),
+                       tooltip="Noise levels: self_forcing 1000/750/500/250 at shift 5; causvid 1000/757/522; "
+                               "model: the MODEL's own sampling, 4 levels as BasicScheduler 'simple' gives them (what "
+                               "the host's Sampler AR Video template walks; for Causal Forcing at shift 5 these are "
+                               "Self-Forcing's). max_steps above the base steps adds lower levels to every "
+                               "schedule. A DSA Noise Ladder connected to 'ladder' overrides this."),
         io.Int.Input("cache_window", default=0, min=0, max=1024,
                      tooltip="Latent frames of attention context kept in the KV cache (0 = the whole video). A "
                              "rolling window keeps memory and per-chunk time flat for long videos."),
@@ -100,13 +104,21 @@ class StateBundle:
     latent_format: object      # the host's latent format (process_out for the whole-video LATENT)
 
 
-def build_ladder(schedule: str, max_steps: int, ladder_sigmas) -> schedules.Ladder:
+def build_ladder(schedule: str, max_steps: int, ladder_sigmas, model=None) -> schedules.Ladder:
     if ladder_sigmas is not None:
         sig = [float(s) for s in ladder_sigmas.flatten().tolist()]
         if sig and sig[-1] == 0.0:
             sig = sig[:-1]
         base = schedules.custom_ladder(sig, unit="sigma", base_steps=min(4, len(sig)))
         return base.truncated(min(max_steps, len(base)))
+    if schedule == native_ar.MODEL_SCHEDULE:
+        levels, shift = model_schedule_sigmas(model, native_ar.MODEL_SCHEDULE_STEPS)
+        try:
+            base = schedules.Ladder(tuple(levels), len(levels), "model")
+        except schedules.LadderError as e:
+            raise DSAInputError(f"schedule 'model' needs a flow-matching model whose sampling starts at noise level "
+                                f"1 (Wan 2.1): {e}") from None
+        return schedules.extended_ladder(base, max_steps, shift=shift)
     base = schedules.ladder_preset(schedule)
     return schedules.extended_ladder(base, max_steps)
 
@@ -132,12 +144,13 @@ def prepare_head(head, config, device):
 
 def run(*, node_id, model, positive, head, seed, num_frames, latent_h=None, latent_w=None, chunk_frames=3,
         policy, threshold_preset, threshold, min_steps, max_steps, schedule, cache_window, sink_frames,
-        ladder_sigmas=None, bundle: StateBundle | None = None, context_latents=None, recache="none"):
+        ladder_sigmas=None, bundle: StateBundle | None = None, context_latents=None, recache="none",
+        noise_source=None):
     """One sampling call through the host; returns (new frames in model space, StateBundle, report dict)."""
     config = wan_config_of(model)
     if bundle is not None and bundle.config != config:
         raise DSAInputError("this DSA state was made with a different model; connect the model that made it")
-    ladder = build_ladder(schedule, max_steps, ladder_sigmas)
+    ladder = build_ladder(schedule, max_steps, ladder_sigmas, model)
     step_policy = build_policy(policy, threshold_preset, threshold, min_steps, max_steps, ladder, head)
     cw, device, dtype = load_causal_wan(model)
     ctx = text_context(positive, device, dtype)
@@ -172,6 +185,9 @@ def run(*, node_id, model, positive, head, seed, num_frames, latent_h=None, late
         kwargs.update(state=bundle.state.to(device), text=None if same_prompt else text,
                       recache=_recache_value(recache, bundle))
     else:
+        start = 0 if context_latents is None else context_latents.shape[2]
+        kwargs["noise"] = native_ar.make_noise(noise_source, seed, total_frames=start + num_frames,
+                                               chunk_frames=chunk_frames, start_frames=start)
         kwargs.update(text=text, latent_h=latent_h, latent_w=latent_w, chunk_frames=chunk_frames,
                       window_frames=cache_window or None, sink_frames=sink_frames, device=device, dtype=dtype,
                       context_latents=None if context_latents is None else context_latents.to(device, dtype))
