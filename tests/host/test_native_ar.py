@@ -282,7 +282,7 @@ def test_fixed_policy_equals_hosts_sampler_ar_video(inprocess_host, ar_files, fp
     scale = native.abs().max()
     err = (native - dsa).abs().max() / scale
     print(f"\nmax |native - DSA| / max |native| = {float(err):.2e} ({'i2v ' if i2v else ''}fpc {fpc})")
-    assert err < 1e-4
+    assert err < 1e-5
     # and a different seed moves both away (the comparison is not vacuous)
     other = _run(inprocess_host, _native_graph(ar_files, fpc, length, seed=124, i2v=i2v))
     assert (_latent(other, "36") - native).abs().max() / scale > 1e-2
