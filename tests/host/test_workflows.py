@@ -14,7 +14,7 @@ import make_workflows  # noqa: E402
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 
 
-def test_the_four_templates_exist():
+def test_every_template_exists():
     assert {p.stem for p in WORKFLOWS} == set(make_workflows.WORKFLOWS)
 
 
