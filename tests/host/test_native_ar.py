@@ -286,3 +286,19 @@ def test_fixed_policy_equals_hosts_sampler_ar_video(inprocess_host, ar_files, fp
     # and a different seed moves both away (the comparison is not vacuous)
     other = _run(inprocess_host, _native_graph(ar_files, fpc, length, seed=124, i2v=i2v))
     assert (_latent(other, "36") - native).abs().max() / scale > 1e-2
+
+
+def test_loader_error_names_the_supported_families(inprocess_host, ar_files, models_dir):
+    import shutil
+
+    wrong = models_dir / "diffusion_models" / "not_a_wan_generator.safetensors"
+    shutil.copy(models_dir / "vae" / ar_files["vae"], wrong)
+    ok, err, _, node_errors = inprocess_host.validate({
+        "1": {"class_type": "DSAModelLoader", "inputs": {"generator": wrong.name, "head": "none",
+                                                          "weight_dtype": "default"}},
+        "2": {"class_type": "DSAPromptEmbedding", "inputs": {"embedding": ar_files["prompt"]}},
+        "3": _sampler(["1", 0]),
+        "4": {"class_type": "SaveLatent", "inputs": {"samples": ["3", 0], "filename_prefix": "t"}}})
+    assert not ok
+    msg = str(node_errors["1"])
+    assert "not a Wan 2.1 checkpoint" in msg and "Causal Forcing" in msg and "Self-Forcing" in msg
