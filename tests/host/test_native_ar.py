@@ -195,9 +195,9 @@ def test_causal_ar_checkpoint_loads_as_the_hosts_causal_ar_model(inprocess_host,
     assert type(res.outputs["1"][0][0].model) is comfy.model_base.WAN21_CausalAR
 
 
-@needs_native_ar
 @pytest.mark.parametrize("fpc,length,add", [(1, 9, 8), (3, 9, 12)], ids=["frame-wise", "chunk-wise"])
 def test_causal_ar_model_through_sampler_and_extender(inprocess_host, ar_files, tiny_models, fpc, length, add):
+    """A causal-AR-flagged file through UNETLoader: the host's WAN21_CausalAR where it has one, a WAN21 elsewhere."""
     g = _base(ar_files["causal"], ar_files["prompt"])
     g["6"] = {"class_type": "DSAHeadLoader", "inputs": {"head": tiny_models["head"]}}
     g["3"] = _sampler(["1", 0], fpc=fpc, length=length, policy="confidence", max_steps=6, head=["6", 0])
