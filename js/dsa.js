@@ -99,20 +99,27 @@ function addChart(node) {
   draw(node);
 }
 
+// Set a widget the way a user edit does (value, then its callback): the Vue node renderer keeps its own copy of
+// widget values and, in older front ends (1.32), refreshes a widget only when that widget's callback runs.
+function setLikeUser(widget, value) {
+  widget.value = value;
+  widget.callback?.(value);
+}
+
 function wirePresets(node) {
   const preset = node.widgets?.find((w) => w.name === "threshold_preset");
   const thr = node.widgets?.find((w) => w.name === "threshold");
   if (!preset || !thr) return;
   const onPreset = preset.callback;
   preset.callback = function (value, ...rest) {
-    if (value in PRESETS) thr.value = PRESETS[value];
+    if (value in PRESETS && thr.value !== PRESETS[value]) setLikeUser(thr, PRESETS[value]);
     chartState(node).threshold = thr.value;
     draw(node);
     return onPreset?.call(this, value, ...rest);
   };
   const onThr = thr.callback;
   thr.callback = function (value, ...rest) {
-    if (preset.value !== "custom" && PRESETS[preset.value] !== value) preset.value = "custom";
+    if (preset.value !== "custom" && PRESETS[preset.value] !== value) setLikeUser(preset, "custom");
     chartState(node).threshold = value;
     draw(node);
     return onThr?.call(this, value, ...rest);

@@ -7,6 +7,7 @@ host and the pack send to the front end, so tests can assert on progress and cus
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import uuid
@@ -31,6 +32,12 @@ class RecordingServer:
         self.sockets_metadata = {}
         self.routes = web.RouteTableDef()
         self.supports = set()
+        try:  # newer hosts: comfy_api registers node replacements with the server (absent in 0.3.75)
+            from app.node_replace_manager import NodeReplaceManager
+        except ImportError:
+            pass
+        else:
+            self.node_replace_manager = NodeReplaceManager()
 
     def send_sync(self, event, data, sid=None):
         self.events.append((event, data))
@@ -130,20 +137,37 @@ class InProcessHost:
         import execution
 
         ct = {"none": execution.CacheType.NONE, "classic": execution.CacheType.CLASSIC}[cache]
-        return execution.PromptExecutor(self.server, cache_type=ct, cache_args={"lru": 0, "ram": 0})
+        # main.py's keys on every host version (0.3.75 reads lru/ram, newer hosts also ram_inactive)
+        return execution.PromptExecutor(self.server, cache_type=ct, cache_args={"lru": 0, "ram": 0, "ram_inactive": 0})
 
-    def run(self, prompt: dict, executor=None, on_event=None) -> RunResult:
-        """Validate then execute one prompt; raises AssertionError with the host's message if invalid."""
+    def run(self, prompt: dict, executor=None, on_event=None, preview_method: str | None = None) -> RunResult:
+        """Validate then execute one prompt; raises AssertionError with the host's message if invalid.
+
+        preview_method (e.g. "latent2rgb") is the prompt's latent preview method, as --preview-method or the front
+        end's setting gives it: newer hosts reset it per prompt from the prompt's extra data, older ones read the
+        process-wide argument, so both are set for this prompt."""
         ok, err, outputs, node_errors = self.validate(prompt)
         if not ok:
             raise AssertionError(f"prompt invalid: {err} {node_errors}")
         ex = executor or self.executor("classic")
         self.server.events = []
         prompt_id = str(uuid.uuid4())
-        ex.execute(prompt, prompt_id, {"client_id": "tests"}, outputs)
+        extra = {"client_id": "tests"}
+        from comfy.cli_args import LatentPreviewMethod, args
+
+        old_method = args.preview_method
+        if preview_method is not None:
+            extra["preview_method"] = preview_method
+            args.preview_method = LatentPreviewMethod(preview_method)
+        try:
+            ex.execute(prompt, prompt_id, extra, outputs)
+        finally:
+            args.preview_method = old_method
         result = RunResult(prompt_id, ex.success, list(self.server.events), ui=ex.history_result.get("outputs", {}))
         for node_id in prompt:
             entry = ex.caches.outputs.get(node_id)
+            if inspect.isawaitable(entry):  # newer hosts' caches are async
+                entry = asyncio.run(entry)
             if entry is not None:
                 result.outputs[node_id] = getattr(entry, "outputs", entry)
         return result

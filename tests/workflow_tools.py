@@ -120,3 +120,18 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
                 inputs[slot["name"]] = [str(l[1]), l[2]]
         prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
     return prompt
+
+
+def host_neutral(ui: dict, object_info: dict, pack_module: str) -> dict:
+    """A workflow without what only the host version decides: unconnected outputs of the host's own nodes.
+
+    Newer hosts declare outputs on nodes that had none (ComfyUI 0.33's PreviewImage and SaveAnimatedWEBP return
+    IMAGE); the front end takes a node's outputs from the host it runs on, so a saved workflow without them loads
+    the same. The pack's own nodes are compared whole."""
+    out = {**ui, "nodes": []}
+    for node in ui["nodes"]:
+        info = object_info.get(node["type"], {})
+        if info.get("python_module") != pack_module and node.get("outputs"):
+            node = {**node, "outputs": [o for o in node["outputs"] if o.get("links")]}
+        out["nodes"].append(node)
+    return out

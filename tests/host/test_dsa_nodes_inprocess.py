@@ -179,16 +179,9 @@ def test_confidence_policy_without_head_is_a_clear_error(inprocess_host, tiny_mo
 
 
 def test_previews_through_host_latent_previewer(inprocess_host, tiny_models):
-    """With the host's latent previews on (--preview-method latent2rgb), every step and chunk sends a preview."""
-    from comfy.cli_args import LatentPreviewMethod, args
-
-    old = args.preview_method
-    args.preview_method = LatentPreviewMethod.Latent2RGB
-    try:
-        res = inprocess_host.run(dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False,
-                                           length=21, policy="fixed", max_steps=2))
-    finally:
-        args.preview_method = old
+    """With the host's latent previews on (latent2rgb), every step and chunk sends a preview."""
+    res = inprocess_host.run(dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False,
+                                       length=21, policy="fixed", max_steps=2), preview_method="latent2rgb")
     assert res.success, res.error()
     previews = [d for e, d in res.events if e == "preview" and d["node"] == "3"]
     # 2 chunks x (2 steps + 1 chunk-end preview)

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from graphs import host_ksampler_graph, ladder_graph
+from host_events import assert_progress_reaches
 
 
 def test_pack_nodes_registered(inprocess_host):
@@ -32,6 +33,8 @@ def test_prompt_embedding_conditions_host_sampler(inprocess_host, tiny_models):
     res = inprocess_host.run(host_ksampler_graph(tiny_models["wan"], tiny_models["prompt_a"]))
     assert res.success, res.error()
     progress = [d for e, d in res.events if e == "progress" and d["node"] == "4"]
-    assert [p["value"] for p in progress] == [1, 2, 3]
+    # how often the host forwards its own sampler's steps is the host's choice (newer hosts throttle to 100 ms);
+    # what the plumbing must give is rising progress that ends at the step count
+    assert_progress_reaches(progress, 3)
     latent = res.outputs["4"][0][0]["samples"]
     assert latent.shape == (1, 16, 2, 4, 4) and torch.isfinite(latent).all()
