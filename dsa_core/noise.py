@@ -44,3 +44,44 @@ class SeededNoise:
 
     def __repr__(self):
         return f"SeededNoise({self.seed})"
+
+
+class NativeARNoise:
+    """The noise ComfyUI's own autoregressive sampler draws (SamplerCustomAdvanced + RandomNoise + Sampler AR
+    Video), so DSA's fixed policy walks exactly the native sampler's trajectory.
+
+    The host draws the starting noise once for the whole video latent [B, C, total_frames, H, W] from
+    ``seed`` on the CPU, and re-noises step i of block b with the global generator seeded
+    ``seed + b * 1000 + i``, blocks counted after the ``start_frames`` committed start-image frames.
+    Re-noising draws happen here on the CPU; the host draws them on the sampling device, so results match
+    the host's on CPU (on CUDA the host's re-noising comes from the CUDA generator).
+    """
+
+    def __init__(self, seed: int, total_frames: int, chunk_frames: int, start_frames: int = 0):
+        self.seed, self.total_frames = int(seed), int(total_frames)
+        self.chunk_frames, self.start_frames = int(chunk_frames), int(start_frames)
+        self._start_noise = None
+
+    def sample(self, chunk_key: int, step_index: int, shape, device=None, dtype=None) -> torch.Tensor:
+        b, c, t, h, w = shape
+        if step_index == 0:
+            full = (b, c, self.total_frames, h, w)
+            if self._start_noise is None or tuple(self._start_noise.shape) != full:
+                g = torch.Generator(device="cpu").manual_seed(self.seed)
+                self._start_noise = torch.randn(full, generator=g, dtype=torch.float32)
+            x = self._start_noise[:, :, chunk_key:chunk_key + t]
+            if x.shape[2] != t:
+                raise ValueError(f"frames {chunk_key}..{chunk_key + t} lie outside the {self.total_frames}-frame "
+                                 "video this noise was drawn for")
+        else:
+            block = (chunk_key - self.start_frames) // self.chunk_frames
+            g = torch.Generator(device="cpu").manual_seed(self.seed + block * 1000 + step_index - 1)
+            x = torch.randn(tuple(shape), generator=g, dtype=torch.float32)
+        return x.to(device=device, dtype=dtype or torch.float32)
+
+    def to_dict(self) -> dict:
+        return {"kind": "native_ar", "seed": self.seed, "total_frames": self.total_frames,
+                "chunk_frames": self.chunk_frames, "start_frames": self.start_frames}
+
+    def __repr__(self):
+        return f"NativeARNoise({self.seed}, {self.total_frames}, {self.chunk_frames}, {self.start_frames})"

@@ -19,22 +19,51 @@ class DSAInputError(ValueError):
     """Bad input from the graph; the message tells the artist what to change."""
 
 
+SUPPORTED_FAMILIES = ("autoregressive Wan 2.1 text-to-video checkpoints: Self-Forcing and CausVid (.pt converted "
+                      "with python -m dsa_core.convert, or ComfyUI repacks), DSA-trained files, and the host's "
+                      "native causal-AR repacks such as Causal Forcing (causal_forcing-framewise.safetensors) "
+                      "loaded with UNETLoader or DSA Model Loader")
+
+
+def causal_ar_class():
+    """The host's native causal-AR model class (comfy.model_base.WAN21_CausalAR), or None on hosts without it."""
+    return getattr(comfy.model_base, "WAN21_CausalAR", None)
+
+
+def accepted_model_classes() -> tuple:
+    """Wan 2.1 T2V bases DSA samples: plain WAN21 and, where the host has it, its native causal-AR WAN21."""
+    causal = causal_ar_class()
+    return (comfy.model_base.WAN21,) + ((causal,) if causal is not None else ())
+
+
 def wan_config_of(model) -> WanConfig:
     """The WanConfig of a host MODEL; DSAInputError unless it is a Wan 2.1 text-to-video model."""
     base = getattr(model, "model", None)
     dm = getattr(base, "diffusion_model", None)
     if not isinstance(base, comfy.model_base.WAN21) or dm is None or not hasattr(dm, "blocks"):
-        raise DSAInputError(f"this MODEL is {type(base).__name__}, not a Wan 2.1 text-to-video model: load an "
-                            "autoregressive Wan 2.1 checkpoint (Self-Forcing, CausVid) with DSA Model Loader or "
-                            "UNETLoader")
+        raise DSAInputError(f"this MODEL is {type(base).__name__}, not a Wan 2.1 text-to-video model. DSA samples "
+                            f"{SUPPORTED_FAMILIES}. Other models (image models, Wan 2.2, LTX, Hunyuan...) are not "
+                            "autoregressive: sample them with KSampler")
     kind = getattr(dm, "model_type", "t2v")
-    if kind != "t2v" or type(base) is not comfy.model_base.WAN21 or getattr(base, "image_to_video", False):
+    if kind != "t2v" or type(base) not in accepted_model_classes() or getattr(base, "image_to_video", False):
         raise DSAInputError(f"this MODEL is a Wan 2.1 '{kind}' model ({type(base).__name__}); DSA samples "
-                            "text-to-video AR checkpoints: load a T2V Self-Forcing / CausVid file")
+                            f"{SUPPORTED_FAMILIES}. For image-to-video connect a start image and a VAE to the "
+                            "sampler with a T2V AR model instead of an I2V/VACE/Fun checkpoint")
     return WanConfig(dim=dm.dim, ffn_dim=dm.ffn_dim, num_heads=dm.num_heads, num_layers=dm.num_layers,
                      in_dim=dm.in_dim, out_dim=dm.out_dim, text_dim=dm.text_dim, text_len=dm.text_len,
                      freq_dim=dm.freq_dim, patch_size=tuple(dm.patch_size), eps=dm.eps, qk_norm=dm.qk_norm,
                      cross_attn_norm=dm.cross_attn_norm)
+
+
+def model_schedule_sigmas(model, steps: int) -> tuple[list[float], float]:
+    """The noise levels the MODEL's own sampling gives ('simple' schedule, as BasicScheduler does) without the
+    trailing 0, and its flow shift (for extending the ladder below the last level the same way)."""
+    import comfy.samplers
+
+    sampling = model.get_model_object("model_sampling")
+    sigmas = comfy.samplers.calculate_sigmas(sampling, "simple", steps)
+    levels = [float(s) for s in sigmas.flatten().tolist() if float(s) > 0.0]
+    return levels, float(getattr(sampling, "shift", 1.0))
 
 
 def host_attention():

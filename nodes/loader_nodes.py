@@ -16,6 +16,7 @@ from ..dsa_core.checkpoint_keys import head_keys
 from ..dsa_core.confidence_head import META_CONFIG, HeadConfig, head_from_state_dict, load_head
 from . import model_folders
 from .dsa_types import DSAHead
+from .host_model import SUPPORTED_FAMILIES
 
 HEAD_AUTO = "auto (embedded in the generator file, else none)"
 HEAD_NONE = "none"
@@ -55,8 +56,9 @@ class DSAModelLoader(io.ComfyNode):
             node_id="DSAModelLoader",
             display_name="DSA Model Loader",
             category="DSA",
-            description="Loads an autoregressive Wan 2.1 T2V generator (Self-Forcing, CausVid or DSA-trained, "
-                        "safetensors) as a ComfyUI MODEL, and its confidence head.",
+            description="Loads an autoregressive Wan 2.1 T2V generator (Self-Forcing, CausVid, DSA-trained, or a "
+                        "causal-AR repack such as Causal Forcing; safetensors) as a ComfyUI MODEL, and its "
+                        "confidence head.",
             inputs=[
                 io.Combo.Input("generator", options=folder_paths.get_filename_list("diffusion_models"),
                                tooltip="An AR Wan 2.1 text-to-video checkpoint in models/diffusion_models "
@@ -79,6 +81,8 @@ class DSAModelLoader(io.ComfyNode):
         weight_dtype is a list the host checks itself."""
         try:
             check_generator_file(folder_paths.get_full_path_or_raise("diffusion_models", generator))
+        except ckpt.CheckpointError as e:
+            return f"{e}. DSA Model Loader reads {SUPPORTED_FAMILIES}; other files: load them with their own loader"
         except Exception as e:
             return str(e)
         return True
@@ -94,7 +98,9 @@ class DSAModelLoader(io.ComfyNode):
                 raise ckpt.CheckpointError(f"head: {e}") from None
         sd, meta = ckpt.load_state_dict_file(path)
         gen_sd, head_sd, config = ckpt.check_generator_state(sd, meta, what=path)
-        model = comfy.sd.load_diffusion_model_state_dict(gen_sd, model_options=model_options(weight_dtype))
+        # The file's metadata goes along: hosts with native causal AR read their model class from it.
+        model = comfy.sd.load_diffusion_model_state_dict(gen_sd, model_options=model_options(weight_dtype),
+                                                         metadata=dict(meta) if meta else None)
         if model is None:
             raise ckpt.CheckpointError(f"ComfyUI could not detect a model in {generator}")
         conf_head = None

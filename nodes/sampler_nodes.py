@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from . import sampling, streaming, widget_ranges
+from . import native_ar, sampling, streaming, widget_ranges
 from .dsa_types import DSAState
 from .host_model import DSAInputError
 
@@ -20,8 +20,12 @@ def _inside(valid, ranges, name) -> list[int]:
     return sorted({v for v in valid if (lo is None or v >= lo) and (hi is None or v <= hi)})
 
 
-def check_video_shape(width, height, length, frames_per_chunk, ranges: dict | None = None) -> str | None:
-    """Wan's rules, in words an artist can act on; suggestions stay inside the widgets' ranges (``ranges``)."""
+def check_video_shape(width, height, length, frames_per_chunk, start_frames: int | None = 0,
+                      ranges: dict | None = None) -> str | None:
+    """Wan's rules, in words an artist can act on; suggestions stay inside the widgets' ranges (``ranges``).
+    ``start_frames``: latent frames given by a start image (they are part of ``length``, the rest is generated in
+    whole chunks); None = not known yet (queue-time validation cannot see whether a start image is linked): either
+    0 or 1 is accepted, execute checks the exact count."""
     ranges = ranges or {}
     if width % 16 or height % 16:
         w = widget_ranges.clamp(ranges, "width", max(16, round(width / 16) * 16))
@@ -34,12 +38,15 @@ def check_video_shape(width, height, length, frames_per_chunk, ranges: dict | No
         return (f"length must be 4k+1 frames (Wan's VAE packs 4 frames per latent frame): got {length}, "
                 f"try {' or '.join(map(str, ok))}")
     t = latent_frames(length)
-    if t % frames_per_chunk:
-        k = max(1, t // frames_per_chunk)
-        ok = _inside(((k * frames_per_chunk - 1) * 4 + 1, ((k + 1) * frames_per_chunk - 1) * 4 + 1), ranges, "length")
+    starts = (0, 1) if start_frames is None else (start_frames,)
+    if all((t - s) % frames_per_chunk for s in starts):
+        s = starts[0]
+        k = max(1, (t - s) // frames_per_chunk)
+        ok = _inside(((s + k * frames_per_chunk - 1) * 4 + 1, (s + (k + 1) * frames_per_chunk - 1) * 4 + 1), ranges,
+                     "length")
+        what = f"{t} latent frames" if not s else f"{t} latent frames, {t - s} to generate after the start image"
         fix = f"use length {' or '.join(map(str, ok))}" if ok else "use a smaller frames_per_chunk"
-        return (f"length {length} gives {t} latent frames, not a multiple of frames_per_chunk {frames_per_chunk}: "
-                f"{fix}")
+        return f"length {length} gives {what}, not a multiple of frames_per_chunk {frames_per_chunk}: {fix}"
     return None
 
 
@@ -55,7 +62,8 @@ class DSASampler(io.ComfyNode):
                         "refinement. Outputs a Wan latent (decode with VAE Decode), a state to extend, a step report.",
             inputs=[
                 io.Model.Input("model", tooltip="An autoregressive Wan 2.1 T2V model (DSA Model Loader or UNETLoader; "
-                                                "LoRAs and other model patches apply)."),
+                                                "Self-Forcing, CausVid, or the host's causal-AR repacks such as "
+                                                "Causal Forcing; LoRAs and other model patches apply)."),
                 io.Conditioning.Input("positive", tooltip="The prompt, from CLIP Text Encode with the Wan (UMT5) "
                                                           "text encoder. No negative: AR few-step models use no CFG."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
@@ -73,6 +81,7 @@ class DSASampler(io.ComfyNode):
                 *sampling.policy_inputs(),
                 *sampling.optional_inputs(),
                 *sampling.streaming_inputs(),
+                *native_ar.sampler_inputs(),
             ],
             outputs=sampling.outputs(),
             hidden=[io.Hidden.unique_id, io.Hidden.prompt],
@@ -83,28 +92,35 @@ class DSASampler(io.ComfyNode):
     def validate_inputs(cls, width, height, length, frames_per_chunk, min_steps, max_steps, cache_window,
                         sink_frames) -> bool | str:
         ranges = widget_ranges.declared_ranges(cls.define_schema())
-        return (check_video_shape(width, height, length, frames_per_chunk, ranges)
+        return (check_video_shape(width, height, length, frames_per_chunk, start_frames=None, ranges=ranges)
                 or sampling.check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk)
                 or True)
 
     @classmethod
     def execute(cls, model, positive, seed, width, height, length, frames_per_chunk, policy, threshold_preset,
                 threshold, min_steps, max_steps, schedule, cache_window, sink_frames, head=None,
-                ladder=None, vae=None) -> io.NodeOutput:
-        problem = check_video_shape(width, height, length, frames_per_chunk)
+                ladder=None, vae=None, start_image=None, noise=None) -> io.NodeOutput:
+        start_latent = None
+        if start_image is not None:
+            start_latent = native_ar.encode_start_image(model, vae, start_image, width, height)
+        start_frames = 0 if start_latent is None else start_latent.shape[2]
+        problem = check_video_shape(width, height, length, frames_per_chunk, start_frames)
         if problem:
             raise DSAInputError(problem)
         streaming.check_images_wanted(vae, cls.hidden.prompt, cls.hidden.unique_id, sampling.outputs())
         settings = sampling.SamplingSettings(
             seed=seed, policy=policy, threshold_preset=threshold_preset, threshold=threshold, min_steps=min_steps,
             max_steps=max_steps, schedule=schedule, cache_window=cache_window, sink_frames=sink_frames,
-            ladder_sigmas=ladder)
-        start = sampling.NewVideo(latent_h=height // 8, latent_w=width // 8, chunk_frames=frames_per_chunk)
+            ladder_sigmas=ladder, noise=noise)
+        start = sampling.NewVideo(latent_h=height // 8, latent_w=width // 8, chunk_frames=frames_per_chunk,
+                                  context_latents=start_latent)
         frames, bundle, report = sampling.run(node_id=cls.hidden.unique_id, model=model, positive=positive, head=head,
-                                              settings=settings, num_frames=latent_frames(length), start=start,
-                                              vae=vae)
+                                              settings=settings, num_frames=latent_frames(length) - start_frames,
+                                              start=start, vae=vae)
+        # With a start image the LATENT is the whole video: the start frame, then the generated ones.
+        video = frames if start_latent is None else bundle.state.latents
         images = streaming.images_output(bundle.decoded)
-        return io.NodeOutput(sampling.to_host_latent(model, frames), bundle, report, images)
+        return io.NodeOutput(sampling.to_host_latent(model, video), bundle, report, images)
 
 
 class DSAExtend(io.ComfyNode):

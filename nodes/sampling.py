@@ -18,13 +18,13 @@ from comfy_api.latest import io
 from ..dsa_core import policies, schedules
 from ..dsa_core.ar_sampler import SamplingInterrupted, sample_video
 from ..dsa_core.ar_state import ARState
-from . import resource_limits, streaming
+from . import native_ar, resource_limits, streaming
 from .dsa_types import DSAHead, DSAReport, DSAState
-from .host_model import DSAInputError, load_causal_wan, text_context, wan_config_of
+from .host_model import DSAInputError, load_causal_wan, model_schedule_sigmas, text_context, wan_config_of
 
 POLICIES = ["confidence", "fixed", "heuristic"]
 PRESETS = list(policies.THRESHOLD_PRESETS) + [policies.CUSTOM_PRESET]
-SCHEDULES = ["self_forcing", "causvid"]
+SCHEDULES = ["self_forcing", "causvid", "model"]  # "model": the MODEL's own sampling (native_ar.py)
 RECACHE = ["none", "recent", "all"]
 STEP_EVENT = "dsa.steps"
 THRESHOLD_HELP = ("One scale, 0..1, everywhere in DSA: a chunk stops refining once the confidence of its least "
@@ -49,8 +49,11 @@ def policy_inputs() -> list:
                      tooltip="No chunk takes more. Above the schedule's base steps (4 for Self-Forcing), the extra "
                              "lower noise levels are the additional refinement hard chunks can get."),
         io.Combo.Input("schedule", options=SCHEDULES, default="self_forcing",
-                       tooltip="Noise levels: self_forcing 1000/750/500/250 at shift 5; causvid 1000/757/522. "
-                               "A DSA Noise Ladder connected to 'ladder' overrides this."),
+                       tooltip="Noise levels: self_forcing 1000/750/500/250 at shift 5; causvid 1000/757/522; "
+                               "model: the MODEL's own sampling, 4 levels as BasicScheduler 'simple' gives them (what "
+                               "the host's Sampler AR Video template walks; for Causal Forcing at shift 5 these are "
+                               "Self-Forcing's). max_steps above the base steps adds lower levels to every "
+                               "schedule. A DSA Noise Ladder connected to 'ladder' overrides this."),
         io.Int.Input("cache_window", default=0, min=0, max=1024,
                      tooltip="Latent frames of attention context kept in the KV cache (0 = the whole video). A "
                              "rolling window keeps memory and per-chunk time flat for long videos."),
@@ -80,7 +83,8 @@ def streaming_inputs() -> list:
     return [io.Vae.Input("vae", optional=True,
                          tooltip="Optional: the Wan 2.1 VAE (Load VAE; DSA Toy VAE for the toy model). Each chunk is "
                                  "decoded as soon as it is generated: the frames play live on this node and come "
-                                 "out as images, no separate VAE Decode needed.")]
+                                 "out as images, no separate VAE Decode needed. On the sampler it also encodes "
+                                 "start_image.")]
 
 
 def streaming_outputs() -> list:
@@ -126,8 +130,18 @@ class SamplingSettings:
     sink_frames: int
     ladder_sigmas: torch.Tensor | None = None  # the optional 'ladder' input (host SIGMAS)
     recache: str = "none"
+    noise: str | None = None                   # native_ar.NOISE_SOURCES (None = DSA's per-chunk noise)
 
-    def ladder(self) -> schedules.Ladder:
+    def ladder(self, model) -> schedules.Ladder:
+        """The noise levels: a connected ladder, the MODEL's own sampling (schedule 'model'), or a preset."""
+        if self.ladder_sigmas is None and self.schedule == native_ar.MODEL_SCHEDULE:
+            levels, shift = model_schedule_sigmas(model, native_ar.MODEL_SCHEDULE_STEPS)
+            try:
+                base = schedules.Ladder(tuple(levels), len(levels), "model")
+            except schedules.LadderError as e:
+                raise DSAInputError(f"schedule 'model' needs a flow-matching model whose sampling starts at noise "
+                                    f"level 1 (Wan 2.1): {e}") from None
+            return schedules.extended_ladder(base, self.max_steps, shift=shift)
         sig = None if self.ladder_sigmas is None else self.ladder_sigmas.flatten().tolist()
         return schedules.build_ladder(self.schedule, max_steps=self.max_steps, sigmas=sig)
 
@@ -167,7 +181,7 @@ def run(*, node_id, model, positive, head, settings: SamplingSettings, num_frame
     config = wan_config_of(model)
     if bundle is not None and bundle.config != config:
         raise DSAInputError("this DSA state was made with a different model; connect the model that made it")
-    ladder = settings.ladder()
+    ladder = settings.ladder(model)
     step_policy = settings.step_policy(ladder, head)
     cw, device, dtype = load_causal_wan(model)
     size = _video_size(start, settings, positive, num_frames)
@@ -212,6 +226,9 @@ def run(*, node_id, model, positive, head, settings: SamplingSettings, num_frame
         kwargs.update(state=bundle.state.to(device), text=None if same_prompt else text,
                       recache=_recache_value(settings.recache, bundle))
     else:
+        n_given = 0 if given is None else given.shape[2]
+        kwargs["noise"] = native_ar.make_noise(settings.noise, settings.seed, total_frames=n_given + num_frames,
+                                               chunk_frames=start.chunk_frames, start_frames=n_given)
         kwargs.update(text=text, latent_h=start.latent_h, latent_w=start.latent_w, chunk_frames=start.chunk_frames,
                       window_frames=settings.cache_window or None, sink_frames=settings.sink_frames, device=device,
                       dtype=dtype, context_latents=None if given is None else given.to(device, dtype))

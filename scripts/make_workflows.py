@@ -19,7 +19,21 @@ GENERATOR = "self_forcing_dmd.safetensors"
 HEAD = "self_forcing_dsa_head.safetensors"
 TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
 VAE = "wan_2.1_vae.safetensors"
+CAUSAL_FORCING = "causal_forcing-framewise.safetensors"
+START_IMAGE = "example.png"  # ComfyUI ships it in input/
 TOY_GENERATOR = "dsa_toy_wan.safetensors"
+
+# The front end offers these downloads when a loader names the file ('models' in the node's properties). The same
+# entries as the host's own template video_causal_forcing_i2v (comfyui-workflow-templates); tests compare them.
+REPACK = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files"
+MODEL_DOWNLOADS = {
+    CAUSAL_FORCING: {"name": CAUSAL_FORCING,
+                     "url": "https://huggingface.co/TalmajM/causal_forcing_framewise_ComfyUI_repackaged/resolve/main/"
+                            "split_files/diffusion_models/causal_forcing-framewise.safetensors",
+                     "directory": "diffusion_models"},
+    VAE: {"name": VAE, "url": f"{REPACK}/vae/{VAE}", "directory": "vae"},
+    TEXT_ENCODER: {"name": TEXT_ENCODER, "url": f"{REPACK}/text_encoders/{TEXT_ENCODER}", "directory": "text_encoders"},
+}
 TOY_PROMPT = "toy_red_square_moving_right_fast_on_black.safetensors"
 
 CONVERT_COMMAND = f"python -m dsa_core.convert self_forcing_dmd.pt {GENERATOR}"
@@ -114,6 +128,50 @@ def fixed_vs_adaptive():
     ]
 
 
+CAUSAL_NOTE = f"""## DSA on Causal Forcing ({{mode}})
+One click in ComfyUI's missing-models dialog downloads every file (the same ones as ComfyUI's own Causal Forcing
+template):
+- `models/diffusion_models/{CAUSAL_FORCING}`: Causal Forcing, frame-wise, 4 steps (ComfyUI repack)
+- `models/text_encoders/{TEXT_ENCODER}`, `models/vae/{VAE}`: ComfyUI's Wan 2.1 repack
+
+Frame-wise model: frames_per_chunk 1. schedule **model** walks the model's own noise levels (what ComfyUI's Sampler AR
+Video does with BasicScheduler simple, 4 steps); max_steps above 4 adds lower levels for hard frames.
+No confidence head exists for Causal Forcing yet, so this template uses policy **heuristic** (training-free: a frame
+stops refining when its estimate stops changing; not DSA's learned confidence). Policy fixed with max_steps 4 and
+noise sampler_ar_video reproduces ComfyUI's own sampler. A head calibrated for it (`python -m
+dsa_core.training.calibrate_head`) enables policy confidence.{{extra}}"""
+
+I2V_EXTRA = """
+
+**Image to video**: the start image is resized to width x height, encoded with the VAE into the first latent frame
+and committed as context; length counts it (81 frames = the image + 80 generated)."""
+
+
+def causal_forcing_sampler(i, pos, cond, **links):
+    widgets = {"seed": 42, "width": 832, "height": 480, "length": 81, "frames_per_chunk": 1, "policy": "heuristic",
+               "threshold_preset": "balanced", "min_steps": 2, "max_steps": 6, "schedule": "model"}
+    return N(i, "DSASampler", pos, widgets, {"model": (1, 0), "positive": cond, **links}, size=(340, 700))
+
+
+def causal_forcing(i2v: bool):
+    nodes = [
+        N(100, "MarkdownNote", (-460, 0), text=CAUSAL_NOTE.format(mode="image to video" if i2v else "text to video",
+                                                                  extra=I2V_EXTRA if i2v else ""), size=(420, 520)),
+        N(1, "UNETLoader", (0, 0), {"unet_name": CAUSAL_FORCING, "weight_dtype": "default"}),
+        clip(2, (0, 160)), N(4, "VAELoader", (0, 320), {"vae_name": VAE}),
+        text(3, (0, 440), PROMPT_A if not i2v else
+             "The fox in the picture turns its head and trots off through the snow, camera follows"),
+    ]
+    links = {}
+    if i2v:
+        nodes.append(N(10, "LoadImage", (0, 640), {"image": START_IMAGE}, size=(320, 360)))
+        links = {"start_image": (10, 0), "vae": (4, 0)}
+    nodes += [causal_forcing_sampler(5, (440, 0), (3, 0), **links),
+              *decode_and_save(6, (820, 0), (5, 0), "dsa/causal_forcing_" + ("i2v" if i2v else "t2v")),
+              *report(8, (820, 480), (5, 2))]
+    return nodes
+
+
 def toy_demo():
     return [
         N(100, "MarkdownNote", (-460, 0), size=(420, 300), text=(
@@ -140,11 +198,22 @@ WORKFLOWS = {
     "dsa_long_video_prompt_switch": long_video,
     "dsa_fixed_vs_adaptive": fixed_vs_adaptive,
     "dsa_toy_demo": toy_demo,
+    "dsa_causal_forcing_i2v": lambda: causal_forcing(i2v=True),
+    "dsa_causal_forcing_t2v": lambda: causal_forcing(i2v=False),
 }
 
 
+def add_model_downloads(wf: dict) -> dict:
+    """Give every loader that names a publicly downloadable file the front end's download metadata."""
+    for node in wf["nodes"]:
+        files = [v for v in node.get("widgets_values") or [] if isinstance(v, str) and v in MODEL_DOWNLOADS]
+        if files:
+            node["properties"]["models"] = [dict(MODEL_DOWNLOADS[f]) for f in files]
+    return wf
+
+
 def build_all(object_info: dict) -> dict[str, dict]:
-    return {name: build_ui(spec(), object_info) for name, spec in WORKFLOWS.items()}
+    return {name: add_model_downloads(build_ui(spec(), object_info)) for name, spec in WORKFLOWS.items()}
 
 
 def dump(wf: dict) -> str:

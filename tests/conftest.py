@@ -85,15 +85,22 @@ def tiny_models(models_dir) -> dict:
 
 
 @pytest.fixture(scope="session")
-def workflow_model_files(models_dir):
+def workflow_model_files(models_dir, session_dir, server_host):
     """The files the real-model templates name. Only the DSA files are read at validation time (their headers), so
-    the text encoder and VAE are empty placeholders; the real-model templates are validated, never executed."""
+    the text encoder and VAE are empty placeholders; the real-model templates are validated, never executed. The
+    image-to-video template's start image goes into both hosts' input folders (the front end shows it)."""
     sys.path.insert(0, str(REPO / "scripts"))
     import make_workflows
-    from testdata import write_head, write_tiny_wan
+    from testdata import write_causal_ar_wan, write_head, write_tiny_wan
 
     write_tiny_wan(models_dir / "diffusion_models" / make_workflows.GENERATOR)
+    write_causal_ar_wan(models_dir / "diffusion_models" / make_workflows.CAUSAL_FORCING)
     write_head(models_dir / "dsa" / make_workflows.HEAD)
     for folder, name in (("text_encoders", make_workflows.TEXT_ENCODER), ("vae", make_workflows.VAE)):
         (models_dir / folder / name).write_bytes(b"")
+    from PIL import Image
+
+    for base in ("inproc-base", "server/base"):  # the --base-directory of each host tier
+        (session_dir / base / "input").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (48, 40), (200, 120, 40)).save(session_dir / base / "input" / make_workflows.START_IMAGE)
     return models_dir

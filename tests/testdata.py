@@ -51,3 +51,34 @@ def write_tiny_wan_with_head(path: Path, config: WanConfig = TINY, seed: int = 0
     sd.update(head_state_dict(ConfidenceHead(HeadConfig(dim=config.dim, hidden_dim=32))))
     save_file(sd, str(path))
     return path
+
+
+def write_causal_ar_wan(path: Path, config: WanConfig = TINY, seed: int = 0) -> Path:
+    """A tiny Wan 2.1 T2V file flagged the way ComfyUI's causal-AR repacks are (Causal Forcing, Self-Forcing): the
+    safetensors metadata config = {"transformer": {"causal_ar": true}}. Hosts with native causal AR load it as
+    comfy.model_base.WAN21_CausalAR; older hosts ignore the flag and load a plain WAN21."""
+    import json
+
+    sd = tiny_wan_state_dict(config, seed)
+    save_file(sd, str(path), metadata={"config": json.dumps({"transformer": {"causal_ar": True}})})
+    return path
+
+
+def write_tiny_wan_vae(path: Path, seed: int = 0) -> Path:
+    """A random Wan 2.1 VAE at dim 8, built with the host's own class (the host detects Wan 2.1 VAEs by key names
+    and takes dim from a shape). Needs the host on sys.path."""
+    import comfy.ldm.wan.vae as wan_vae
+
+    torch.manual_seed(seed)
+    vae = wan_vae.WanVAE(dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                         temperal_downsample=[False, True, True])
+    with torch.no_grad():  # the host builds it with uninitialised weights
+        for name, p in vae.named_parameters():
+            if "gamma" in name:
+                p.fill_(1.0)
+            elif name.endswith("bias"):
+                p.zero_()
+            else:
+                p.normal_(0.0, p[0].numel() ** -0.5)
+    save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(path))
+    return path

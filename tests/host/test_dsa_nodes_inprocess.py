@@ -154,7 +154,7 @@ def test_threshold_controls_steps(inprocess_host, tiny_models, models_dir):
 @pytest.mark.parametrize("changes, fragment", [
     ({"width": 40}, "multiples of 16"),
     ({"length": 10}, "4k+1"),
-    ({"length": 13}, "not a multiple of frames_per_chunk"),
+    ({"length": 17}, "not a multiple of frames_per_chunk"),
     ({"min_steps": 5, "max_steps": 3}, "min_steps"),
     ({"cache_window": 2}, "cache_window"),
     ({"threshold": 1.5}, "threshold"),

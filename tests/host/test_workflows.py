@@ -19,7 +19,7 @@ def _host_version(server_host) -> str:
     return server_host.get_json("/system_stats")["system"]["comfyui_version"]
 
 
-def test_the_four_templates_exist():
+def test_every_template_exists():
     assert {p.stem for p in WORKFLOWS} == set(make_workflows.WORKFLOWS)
 
 
