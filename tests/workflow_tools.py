@@ -110,6 +110,10 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
         for name, spec, _ in _inputs(info):
             if _is_widget(spec):
                 if not values:
+                    # a workflow saved before this widget was appended: the front end keeps the widget's default
+                    if len(spec) > 1 and "default" in spec[1]:
+                        inputs[name] = spec[1]["default"]
+                        continue
                     raise ValueError(f"node {node['id']} ({node['type']}) has too few widget values at {name}")
                 inputs[name] = values.pop(0)
                 if len(spec) > 1 and spec[1].get("control_after_generate"):
