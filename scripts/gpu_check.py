@@ -98,9 +98,13 @@ try:
         except Exception as e:
             imports[m] = f"{type(e).__name__}: {str(e)[:200]}"
     if torch.cuda.is_available():
-        import comfy.model_management as mm
-        out["comfy_torch_device"] = str(mm.get_torch_device())
-        out["comfy_attention"] = mm.xformers_enabled() and "xformers" or ("pytorch" if mm.pytorch_attention_enabled() else "other")
+        try:
+            import comfy.model_management as mm
+            out["comfy_torch_device"] = str(mm.get_torch_device())
+            out["comfy_attention"] = "xformers" if mm.xformers_enabled() else (
+                "pytorch" if mm.pytorch_attention_enabled() else "other")
+        except Exception as e:
+            out["comfy_torch_device"] = f"{type(e).__name__}: {str(e)[:200]}"
 except Exception as e:
     imports["host"] = f"{type(e).__name__}: {str(e)[:200]}"
 out["comfy_imports"] = imports
