@@ -30,8 +30,8 @@ flash kernel (CUDA only), xformers (if importable), the host's optimized_attenti
 compile: torch.compile of the two attention-free halves of every block (CausalWan._attn_in/_attn_out, one
 graph each shared by all 30 blocks; the cache write/read + self-attention stay eager); cuda-graphs: the same
 with mode='reduce-overhead' (CUDA graphs; CUDA only).
---budget-s bounds the whole process: each variant gets an equal share of what is left; repeats stop early
-when it is spent (at least one measured run per mode). --json writes the results after every mode, so a run
+--budget-s bounds the whole process: each variant gets a share of what is left (twice as much for one that
+decodes); repeats stop early when it is spent (at least one measured run per mode, then the timed run). --json writes the results after every mode, so a run
 killed from outside keeps what it measured.
 """
 from __future__ import annotations
@@ -243,12 +243,12 @@ def bench_variant(dit, cfg, text_ctx, *, attention, compile_mode, lh, lw, chunks
             one_run()                               # warm-up (and compilation / graph capture): once per variant
             warm = True
         warm_s = time.perf_counter() - t_warm
-        for _ in range(repeats):
-            runs.append(one_run())
-            if stop_at is not None and time.perf_counter() >= stop_at:
-                break
+        def time_left():
+            return stop_at is None or time.perf_counter() < stop_at
+
+        runs.append(one_run())
         timer_row = {}
-        if stop_at is None or time.perf_counter() < stop_at:
+        if time_left():     # the timed run second, so that a tight budget still gets ms/step and TFLOP/s
             timer = ForwardTimer(cw, device)
             timed = one_run(timer)
             timer.remove()
@@ -256,6 +256,8 @@ def bench_variant(dit, cfg, text_ctx, *, attention, compile_mode, lh, lw, chunks
             timer_row = {"overhead": (timed["wall"] - timed["decode"]) / timer.seconds,
                          "ms_per_step": 1e3 * timer.seconds / timer.calls,
                          "tflops": flops / timer.seconds / 1e12, "tflop_per_run": flops / 1e12}
+        while len(runs) < repeats and time_left():
+            runs.append(one_run())
         rec = runs[-1]["rec"]
         vframes = video_frames(chunks * CHUNK, True)
         row = {
@@ -464,7 +466,8 @@ def run(args):
                 results[key] = "skipped: time budget spent"
                 dump()
                 continue
-            stop_at = t + left / (len(names) - n)
+            weights = [2.0 if k in vae_keys and decoder is not None else 1.0 for k in names[n:]]
+            stop_at = t + left * weights[0] / sum(weights)    # a variant that decodes too gets twice the share
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
 

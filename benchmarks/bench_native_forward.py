@@ -36,6 +36,8 @@ def main(argv=None) -> int:
     ap.add_argument("--chunks", type=int, default=7)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--before", default=None,
+                    help="a folder holding an earlier dsa_core copied as package 'dsa_core_before': adds its forward")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
@@ -79,6 +81,20 @@ def main(argv=None) -> int:
 
     runs = {"native (keep all)": run_native, "ours (keep all)": run_ours,
             "ours (window 12 + 3 sink)": lambda: run_ours(12, 3)}
+    if args.before:
+        sys.path.insert(0, args.before)
+        from dsa_core_before.causal_wan import CausalWan as Before
+
+        cw_before = Before(native, cfg)
+
+        @torch.no_grad()
+        def run_before():
+            text = cw_before.encode_text(ctx)
+            cache = cw_before.new_cache(1, lh, lw, cf, total_frames=frames)
+            for n, x in enumerate(xs):
+                for s in sig:
+                    cw_before.forward_chunk(x, torch.full((1,), 1000 * s), text, cache, n * cf)
+        runs["ours before (keep all)"] = run_before
     times = {k: [] for k in runs}
     cpu = {k: [] for k in runs}
     for fn in runs.values():
