@@ -31,8 +31,8 @@ compile: torch.compile of the two attention-free halves of every block (CausalWa
 graph each shared by all 30 blocks; the cache write/read + self-attention stay eager); cuda-graphs: the same
 with mode='reduce-overhead' (CUDA graphs; CUDA only).
 --budget-s bounds the whole process: each variant gets a share of what is left (twice as much for one that
-decodes); repeats stop early when it is spent (at least one measured run per mode, then the timed run). --json writes the results after every mode, so a run
-killed from outside keeps what it measured.
+decodes); repeats stop early when it is spent (at least one measured run per mode, then the timed run).
+--json writes the results after every mode, so a run killed from outside keeps what it measured.
 """
 from __future__ import annotations
 
@@ -51,11 +51,22 @@ import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from benchmarks.bench_common import (DSA_PAPER, FLOP_FORMULA, MODES, SELF_FORCING, ForwardTimer,  # noqa: E402
-                                     fmt_mm, mode_policy, peak_rss_mb, print_table, run_flops, sync,
-                                     video_frames)
+from benchmarks.bench_common import (  # noqa: E402
+    DSA_PAPER,
+    FLOP_FORMULA,
+    MODES,
+    SELF_FORCING,
+    ForwardTimer,
+    fmt_mm,
+    mode_policy,
+    peak_rss_mb,
+    print_table,
+    run_flops,
+    sync,
+    video_frames,
+)
 from dsa_core.ar_sampler import sample_video  # noqa: E402
-from dsa_core.attention import sdpa_attention, xformers_available, xformers_attention  # noqa: E402
+from dsa_core.attention import sdpa_attention, xformers_attention, xformers_available  # noqa: E402
 from dsa_core.causal_wan import CausalWan  # noqa: E402
 from dsa_core.config import WAN21_T2V_1_3B, WanConfig  # noqa: E402
 from dsa_core.kv_cache import tokens_per_frame  # noqa: E402
@@ -83,8 +94,8 @@ def import_host(device) -> tuple[object | None, str]:
             if d not in sys.path:
                 sys.path.insert(0, d)
             import comfy
-        import comfy.ldm.wan.vae  # noqa: F401
         import comfy.ldm.modules.attention  # noqa: F401
+        import comfy.ldm.wan.vae  # noqa: F401
         return comfy, f"host ComfyUI imported from {Path(list(comfy.__path__)[0]).parent}"
     except Exception as e:  # no host on this machine, or it fails to import
         traceback.print_exc()
@@ -489,7 +500,8 @@ def run(args):
         dump()
         print(f"  {VARIANT_NAMES[key]}: {time.perf_counter() - t:.1f} s", flush=True)
     if device.type == "cuda":
-        notes.append(f"peak GPU memory allocated (whole process) {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB")
+        peak = torch.cuda.max_memory_allocated(device) / 2**30
+        notes.append(f"peak GPU memory allocated (whole process) {peak:.2f} GiB")
     notes.append(f"peak RSS {peak_rss_mb():.0f} MiB")
     dump()
     named = {}

@@ -109,7 +109,8 @@ def main(argv=None) -> int:
             times[k].append(time.perf_counter() - t)
             cpu[k].append(time.process_time() - c)
     base_w, base_c = min(times["native (keep all)"]), min(cpu["native (keep all)"])
-    print(f"{'run':28s} {'wall s min/median':>18s} {'cpu s min/median':>18s} {'wall / native':>13s} {'cpu / native':>12s}")
+    print(f"{'run':28s} {'wall s min/median':>18s} {'cpu s min/median':>18s} {'wall / native':>13s} "
+          f"{'cpu / native':>12s}")
     for k in runs:
         w, c = times[k], cpu[k]
         print(f"{k:28s} {min(w):8.2f}/{statistics.median(w):<8.2f} {min(c):8.2f}/{statistics.median(c):<8.2f} "

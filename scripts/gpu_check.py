@@ -36,7 +36,8 @@ GPU_DIR = REPO / ".gpu"
 TARBALL = "comfyui-0.33.0.tar.gz"
 SCHEMA = "dsa-gpu-check/1"
 # name -> (time box s on the GPU, time box s in a dry run)
-BOXES = {"env": (60, 90), "cuda_tests": (150, 240), "bench": (150, 150), "compile": (110, 150), "cuda_graphs": (110, 60)}
+BOXES = {"env": (60, 90), "cuda_tests": (150, 240), "bench": (150, 150), "compile": (110, 150),
+         "cuda_graphs": (110, 60)}
 TARGETS = [  # (key, mode, metric, comparison, value): the targets for Wan 2.1 1.3B, 480x832, bf16, H100/H200
     ("fixed-4 FPS >= 25", "fixed-4", "fps", ">=", 25.0),
     ("adaptive-3 FPS >= 30", "adaptive-3", "fps", ">=", 30.0),
@@ -60,7 +61,8 @@ if torch.cuda.is_available():
     p = torch.cuda.get_device_properties(0)
     out.update(gpu=p.name, capability=f"{p.major}.{p.minor}", gpu_memory_gib=round(p.total_memory / 2**30, 1),
                multiprocessors=p.multi_processor_count,
-               flash_sdp=torch.backends.cuda.flash_sdp_enabled(), mem_efficient_sdp=torch.backends.cuda.mem_efficient_sdp_enabled(),
+               flash_sdp=torch.backends.cuda.flash_sdp_enabled(),
+               mem_efficient_sdp=torch.backends.cuda.mem_efficient_sdp_enabled(),
                cudnn_sdp=getattr(torch.backends.cuda, "cudnn_sdp_enabled", lambda: None)())
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16); b = torch.randn_like(a)
     for _ in range(3): a @ b
@@ -195,7 +197,8 @@ def prepare_host(args, env: dict, work: Path, log: Log) -> dict:
     if wheels:
         site = work / "site"
         cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-               "--no-cache-dir", "--disable-pip-version-check", "--upgrade", "--target", str(site)] + [str(w) for w in wheels]
+               "--no-cache-dir", "--disable-pip-version-check", "--upgrade", "--target", str(site)]
+        cmd += [str(w) for w in wheels]
         t = time.perf_counter()
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -206,7 +209,8 @@ def prepare_host(args, env: dict, work: Path, log: Log) -> dict:
         if not ok:   # one bad wheel must not cost the others: install one by one
             done = []
             for w in wheels:
-                r = subprocess.run(cmd[:cmd.index("--target") + 2] + [str(w)], capture_output=True, text=True, timeout=60)
+                one = cmd[:cmd.index("--target") + 2] + [str(w)]
+                r = subprocess.run(one, capture_output=True, text=True, timeout=60)
                 if r.returncode == 0:
                     done.append(w.name)
             msg += f" | installed one by one: {done}"
@@ -346,7 +350,8 @@ def main(argv=None) -> int:
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(work / "inductor"))
     env.pop("OUT", None)
-    report = {"schema": SCHEMA, "mode": mode, "started": started, "command": " ".join(["scripts/gpu_check"] + (argv or sys.argv[1:])),
+    command = " ".join(["scripts/gpu_check"] + (argv or sys.argv[1:]))
+    report = {"schema": SCHEMA, "mode": mode, "started": started, "command": command,
               "budget_s": budget, "host": platform.node(), "parts": [], "env": None, "tests": None,
               "bench": {"rows": [], "notes": []}, "targets": []}
     try:
@@ -392,8 +397,8 @@ def main(argv=None) -> int:
         # keep 20 s for each later part's start-up, so one slow part cannot starve all the others
         timeout = min(box, left - 20 * (len(order) - i - 1))
         if timeout < 20:
-            report["parts"].append({"name": name, "status": "skipped", "reason": f"global budget ({budget:.0f} s) spent",
-                                    "wall_s": 0.0, "timeout_s": 0})
+            report["parts"].append({"name": name, "status": "skipped", "wall_s": 0.0, "timeout_s": 0,
+                                    "reason": f"global budget ({budget:.0f} s) spent"})
             write()
             continue
         penv = dict(env)
@@ -419,7 +424,8 @@ def main(argv=None) -> int:
         elif name == "cuda_tests":
             report["tests"] = junit_summary(junit)
             tt = report["tests"]
-            res["reason"] = f"{tt['passed']} passed, {tt['failed']} failed, {tt['errors']} errors, {tt['skipped']} skipped"
+            res["reason"] = (f"{tt['passed']} passed, {tt['failed']} failed, {tt['errors']} errors, "
+                             f"{tt['skipped']} skipped")
             if tt["passed"] == tt["failed"] == tt["errors"] == 0 and res.get("returncode") in (0, 5):
                 res["status"] = "skipped"   # pytest exits 5 when the module skips itself (no CUDA)
                 why = [x for x in res.get("log_tail", []) if x.startswith("SKIPPED")]

@@ -34,7 +34,8 @@ def test_one_device_read_per_step(tiny_cw, count_conversions, policy_kind):
     text = tiny_cw.encode_text(torch.randn(1, 6, 4096, generator=torch.Generator().manual_seed(1)))
     head = ConfidenceHead(tiny_cw.config.dim).eval() if policy_kind == "confidence" else None
     policy = {"confidence": ConfidencePolicy(threshold=0.999, min_steps=1, max_steps=4),
-              "heuristic": HeuristicPolicy(threshold=0.999, min_steps=1, max_steps=4), "fixed": FixedSteps()}[policy_kind]
+              "heuristic": HeuristicPolicy(threshold=0.999, min_steps=1, max_steps=4),
+              "fixed": FixedSteps()}[policy_kind]
     count_conversions.clear()
     _, _, rec = sample_video(tiny_cw, text, num_frames=9, latent_h=4, latent_w=6, chunk_frames=3, policy=policy,
                              head=head, seed=3, record_confidence=False)
