@@ -9,6 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -48,3 +51,25 @@ def test_gpu_check_dry_run_writes_its_report(tmp_path):
     md = (out / "gpu_check.md").read_text()
     assert "| cuda_tests | passed |" in md and "sdpa + torch.compile" in md
     assert (out / "gpu_check.log").stat().st_size > 0
+
+
+@pytest.mark.parametrize("frames,chunk", [(9, 3), (12, 3), (7, 1)])
+def test_bench_streaming_decode_equals_the_hosts_decode(frames, chunk):
+    """The speed table's streaming VAE decode (chunk by chunk, causal cache carried) gives exactly the host's
+    whole-video WanVAE.decode, in the host's own frame grouping (single frames on 0.3.x, aligned pairs on 0.33)."""
+    import host_env
+
+    host_env.import_comfy_cpu()
+    import comfy
+
+    from benchmarks.bench_gpu import StreamingVAEDecoder, build_vae
+    vae = build_vae(comfy, 8, "cpu", torch.float32)
+    z = torch.randn(1, 16, frames, 4, 6, generator=torch.Generator().manual_seed(frames))
+    with torch.no_grad():
+        whole = vae.decode(z)
+        dec = StreamingVAEDecoder(vae)
+        outs = [dec.decode(z[:, :, s:s + chunk]) for s in range(0, frames, chunk)]
+        tail = dec.flush()
+    streamed = torch.cat(outs + ([tail] if tail is not None else []), 2)
+    assert streamed.shape == whole.shape and whole.abs().mean() > 0.1
+    assert torch.equal(streamed, whole)
