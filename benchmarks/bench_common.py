@@ -130,3 +130,31 @@ def print_table(headers, rows, title=None):
     print("-" * len(line))
     for r in cols[1:]:
         print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+
+
+# ---- analytic FLOPs of one chunk-step (one generator forward over one chunk) ------------------------
+FLOP_FORMULA = ("FLOPs per chunk-step (one generator forward over one chunk, batch 1, multiply-add = 2) = "
+                "layers * [Lq * (12 d^2 + 4 d f) + 4 d Lq (Lk + Lt)] + 2 d Lq p (C_in + C_out); "
+                "Lq = chunk tokens, Lk = visible self-attention tokens (cache + chunk), Lt = text tokens, "
+                "d = dim, f = ffn_dim, p = patch volume; 12 d^2 = self-attn q,k,v,o + cross-attn q,o "
+                "(the text K/V are computed once per prompt and not counted), 4 d f = FFN, 4 d Lq (Lk + Lt) = "
+                "QK^T and PV of self- and cross-attention; norms, RoPE, modulation and softmax not counted")
+
+
+def chunk_step_flops(cfg, tokens_per_frame: int, chunk_frames: int, visible_frames: int, text_len: int) -> float:
+    """FLOP_FORMULA for one forward of a chunk that sees ``visible_frames`` latent frames (itself included)."""
+    d, f = cfg.dim, cfg.ffn_dim
+    lq, lk = chunk_frames * tokens_per_frame, visible_frames * tokens_per_frame
+    p = cfg.patch_size[0] * cfg.patch_size[1] * cfg.patch_size[2]
+    per_layer = lq * (12 * d * d + 4 * d * f) + 4 * d * lq * (lk + text_len)
+    return float(cfg.num_layers * per_layer + 2 * d * lq * p * (cfg.in_dim + cfg.out_dim))
+
+
+def run_flops(cfg, record, tokens_per_frame: int, text_len: int, capacity_frames: int | None = None) -> float:
+    """Analytic FLOPs of every forward of a sampling run (steps + 1 commit pass per chunk), from its record."""
+    total = 0.0
+    for c in record.chunks:
+        end = c.frame_start + c.num_frames
+        visible = end if capacity_frames is None else min(end, capacity_frames)
+        total += c.nfe * chunk_step_flops(cfg, tokens_per_frame, c.num_frames, visible, text_len)
+    return total

@@ -4,31 +4,40 @@ report speed (first-chunk latency and FPS on one GPU), next to their published f
     python benchmarks/bench_gpu.py                        # CUDA: 1.3B shape, 480x832, bf16, 7 chunks
     python benchmarks/bench_gpu.py --compile              # + torch.compile rows
     python benchmarks/bench_gpu.py --compile --cuda-graphs
+    python benchmarks/bench_gpu.py --variants compile --json out.json --budget-s 100
     python benchmarks/bench_gpu.py --smoke                # CPU, reduced size: proves the script works
 
 Setup (full run): WAN21_T2V_1_3B (dim 1536, 30 layers) with random weights (speed does not depend on
 the values), latent 60x104 (480x832 video), chunks of 3 latent frames, 7 chunks = 21 latent frames =
-81 video frames, bf16 weights/activations/KV cache, text context 512 tokens, batch 1, no CFG.
+81 video frames, every frame kept in the KV cache (as Self-Forcing), bf16 weights/activations/KV cache,
+text context 512 tokens, batch 1, no CFG.
 Modes (bench_common.MODES): fixed-4 = Self-Forcing's sampler (4 steps + 1 commit pass per chunk);
 adaptive-3 / adaptive-2 = ConfidencePolicy driven by a scripted head (real head cost, scripted
 verdicts) whose per-chunk steps average 3 and 2.
 VAE: the host's comfy.ldm.wan.vae.WanVAE (ComfyUI must be importable; dim 96 as Wan 2.1, random
 weights) decoding each chunk as soon as it is committed, with its causal feature cache kept across
-chunks (streaming): 3 latent frames -> 9 video frames for the first chunk, 12 after. Skipped, with a
-note, when the host cannot be imported.
+chunks (streaming): 3 latent frames -> 9 video frames for the first chunk, 12 after. Variants not in
+--vae-variants (default: sdpa, compile, cuda-graphs) time the DiT only (the decode is the same for all).
 Figures: latency = start of the run to the first chunk decoded (DiT + VAE); FPS = 81 video frames /
 wall time of the whole run (DiT + VAE), Self-Forcing's counting (21 latent -> 81 video frames);
-DiT-only FPS leaves the decode out. Min/median over --repeats runs after a warm-up run.
+DiT-only FPS leaves the decode out. ms/step = mean time of one chunk-step (one generator forward over one
+chunk), TFLOP/s = analytic FLOPs of the run's forwards (bench_common.FLOP_FORMULA) / time inside them, both
+from one extra run with a CUDA-synchronised timer around CausalWan.forward_chunk (its overhead ratio =
+sampler wall time / time inside the generator). Peak memory = torch.cuda.max_memory_allocated over the
+variant (weights, VAE, cache, activations). Min/median over --repeats runs after a warm-up run.
 Attention backends: torch SDPA (auto kernel choice: flash for bf16 on recent GPUs), SDPA forced to the
 flash kernel (CUDA only), xformers (if importable), the host's optimized_attention (if importable).
---compile: torch.compile of the transformer block (CausalWan._block; one graph shared by all 30 blocks,
-the cache read/write + attention stay eager); --cuda-graphs: the same with mode='reduce-overhead'
-(CUDA graphs; CUDA only). Overhead ratio: one extra run with a timer around CausalWan.forward_chunk
-(CUDA-synchronised): sampler wall time / time inside the generator.
+compile: torch.compile of the two attention-free halves of every block (CausalWan._attn_in/_attn_out, one
+graph each shared by all 30 blocks; the cache write/read + self-attention stay eager); cuda-graphs: the same
+with mode='reduce-overhead' (CUDA graphs; CUDA only).
+--budget-s bounds the whole process: each variant gets a share of what is left (twice as much for one that
+decodes); repeats stop early when it is spent (at least one measured run per mode, then the timed run).
+--json writes the results after every mode, so a run killed from outside keeps what it measured.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -44,6 +53,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from benchmarks.bench_common import (  # noqa: E402
     DSA_PAPER,
+    FLOP_FORMULA,
     MODES,
     SELF_FORCING,
     ForwardTimer,
@@ -51,6 +61,7 @@ from benchmarks.bench_common import (  # noqa: E402
     mode_policy,
     peak_rss_mb,
     print_table,
+    run_flops,
     sync,
     video_frames,
 )
@@ -58,11 +69,16 @@ from dsa_core.ar_sampler import sample_video  # noqa: E402
 from dsa_core.attention import sdpa_attention, xformers_attention, xformers_available  # noqa: E402
 from dsa_core.causal_wan import CausalWan  # noqa: E402
 from dsa_core.config import WAN21_T2V_1_3B, WanConfig  # noqa: E402
-from dsa_core.streaming_decode import CausalWanDecoder  # noqa: E402
+from dsa_core.kv_cache import tokens_per_frame  # noqa: E402
 from dsa_core.wan_model import WanDiT, init_random_weights  # noqa: E402
 
 SMOKE_CFG = WanConfig(dim=256, ffn_dim=512, num_heads=2, num_layers=2)
+MICRO_CFG = WanConfig(dim=128, ffn_dim=128, num_heads=1, num_layers=1)   # the dry run's size
 CHUNK = 3
+BACKENDS = ("sdpa", "sdpa-flash", "xformers", "host")
+VARIANT_NAMES = {"sdpa": "sdpa", "sdpa-flash": "sdpa-flash", "xformers": "xformers",
+                 "host": "host optimized_attention", "compile": "sdpa + torch.compile",
+                 "cuda-graphs": "sdpa + compile + CUDA graphs"}
 
 
 # ---- host (ComfyUI) pieces, optional ------------------------------------------------------------
@@ -80,8 +96,9 @@ def import_host(device) -> tuple[object | None, str]:
             import comfy
         import comfy.ldm.modules.attention  # noqa: F401
         import comfy.ldm.wan.vae  # noqa: F401
-        return comfy, "host ComfyUI imported"
+        return comfy, f"host ComfyUI imported from {Path(list(comfy.__path__)[0]).parent}"
     except Exception as e:  # no host on this machine, or it fails to import
+        traceback.print_exc()
         return None, f"host ComfyUI not importable ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
     finally:
         if sys.path and sys.path[0] == str(REPO / "tests"):
@@ -106,19 +123,52 @@ def flash_only_attention():
 
 
 class StreamingVAEDecoder:
-    """The nodes' own streaming decoder (dsa_core.streaming_decode: chunk after chunk, the host WanVAE's causal
-    feature cache carried between chunks), restartable for repeated runs."""
+    """Decodes chunk after chunk with the host WanVAE's causal conv feature cache kept between chunks,
+    as a streaming player would (the host's WanVAE.decode resets that cache on every call). Groups the latent
+    frames exactly as the host's own decode does, so the frames equal its whole-video decode: one latent frame
+    per decoder call on hosts with ``count_conv3d`` (0.3.x); on hosts with ``count_cache_layers`` (0.33) the
+    video's first frame alone, then aligned pairs (1, 2), (3, 4), ...: a chunk's odd last frame waits for the
+    next chunk (``flush`` decodes it at the end of a video)."""
 
     def __init__(self, vae):
-        self.decoder = CausalWanDecoder(vae)
+        import comfy.ldm.wan.vae as wv
+        counter = getattr(wv, "count_cache_layers", None) or wv.count_conv3d
+        self.pairs = hasattr(wv, "count_cache_layers")
+        self.vae, self.n = vae, counter(vae.decoder)
         self.reset()
 
     def reset(self):
-        self.state = self.decoder.start()
+        self.feat = [None] * self.n
+        self.first = True
+        self.pending = None
+
+    def _run(self, x):
+        o = self.vae.decoder(x, feat_cache=self.feat, feat_idx=[0])
+        return o if isinstance(o, list) else [o]
 
     def decode(self, z):
-        frames, self.state = self.decoder.decode(self.state, z)   # [B, T, H, W, 3]
-        return frames
+        x = self.vae.conv2(z)
+        if self.pending is not None:
+            x, self.pending = torch.cat([self.pending, x], 2), None
+        out, i = [], 0
+        if self.first:
+            out += self._run(x[:, :, :1])
+            i, self.first = 1, False
+        step = 2 if self.pairs else 1
+        while i + step <= x.shape[2]:
+            out += self._run(x[:, :, i:i + step])
+            i += step
+        if i < x.shape[2]:
+            self.pending = x[:, :, i:]
+        return torch.cat(out, 2) if out else x.new_zeros(x.shape[0], 3, 0, 8 * x.shape[3], 8 * x.shape[4])
+
+    @torch.no_grad()
+    def flush(self):
+        """The frame a pair-decoding host still holds back at the end of a video (None if none)."""
+        if self.pending is None:
+            return None
+        x, self.pending = self.pending, None
+        return torch.cat(self._run(x), 2)
 
 
 def build_vae(comfy, dim, device, dtype):
@@ -140,33 +190,50 @@ def build_vae(comfy, dim, device, dtype):
 
 
 # ---- torch.compile ------------------------------------------------------------------------------
+def _raise_recompile_limits():
+    import torch._dynamo
+    for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit", "accumulated_cache_size_limit"):
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 256))
+
+
 class CompiledCausalWan(CausalWan):
-    """CausalWan with the transformer block compiled (one graph for every block: the parameters are graph
-    inputs), the KV-cache read/write + self-attention left eager (torch.compiler.disable)."""
+    """CausalWan with the two attention-free halves of each block compiled (CausalWan._attn_in/_attn_out: the
+    block's parameters are graph inputs, so one graph serves all blocks); the KV-cache write/read and the
+    self-attention call between them stay eager. mode='reduce-overhead' replays them as CUDA graphs (their
+    shapes never depend on the cache length); a new graph step begins with every forward."""
 
-    def __init__(self, dit, config, attention=None, mode=None):
+    def __init__(self, dit, config, attention=None, mode=None, backend="inductor"):
         super().__init__(dit, config, attention)
-        import torch._dynamo
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        self._block = torch.compile(self._block_eager, mode=mode, dynamic=False)
+        _raise_recompile_limits()
+        self.cuda_graphs = mode == "reduce-overhead"
+        kw = {"dynamic": False, "backend": backend}
+        if mode is not None:
+            kw["mode"] = mode
+        self._attn_in = torch.compile(lambda *a: CausalWan._attn_in(self, *a), **kw)
+        self._attn_out = torch.compile(lambda *a: CausalWan._attn_out(self, *a), **kw)
 
-    def _block_eager(self, *a):
-        return CausalWan._block(self, *a)
-
-    def run(self, x, t, text, frame_start, self_attend):
-        return super().run(x, t, text, frame_start, torch.compiler.disable(self_attend))
+    def forward_chunk(self, *a, **k):
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        return super().forward_chunk(*a, **k)
 
 
 # ---- one variant (backend x compile) over all modes ---------------------------------------------
 def bench_variant(dit, cfg, text_ctx, *, attention, compile_mode, lh, lw, chunks, repeats, modes, decoder,
-                  device, dtype):
+                  device, dtype, stop_at=None, compile_backend="inductor", on_row=None):
+    """Rows (one per mode) for one attention backend / compile mode. ``stop_at`` (perf_counter time) ends the
+    repeats early; every mode keeps at least one measured run."""
     if compile_mode is None:
         cw = CausalWan(dit, cfg, attention=attention)
     else:
-        cw = CompiledCausalWan(dit, cfg, attention=attention, mode=compile_mode)
+        cw = CompiledCausalWan(dit, cfg, attention=attention, mode=None if compile_mode == "default" else compile_mode,
+                               backend=compile_backend)
     with torch.no_grad():
         text = cw.encode_text(text_ctx)
+    tpf, text_len = tokens_per_frame(cfg, lh, lw), text_ctx.shape[1]
     rows = []
+    warm = False
     for mode in modes:
         policy, head = mode_policy(mode, cfg.dim, device=device)
         runs = []
@@ -176,17 +243,19 @@ def bench_variant(dit, cfg, text_ctx, *, attention, compile_mode, lh, lw, chunks
                 head.reset()
             if decoder is not None:
                 decoder.reset()
-            dec_s, first = [0.0], [None]
+            dec_s, first, n_frames = [0.0], [None], [0]
 
             def on_chunk(info):
                 if decoder is not None:
                     sync(device)
                     t = time.perf_counter()
                     frames = decoder.decode(info.latent)
+                    if info.chunk_number == info.num_chunks - 1:
+                        tail = decoder.flush()
+                        frames = frames if tail is None else torch.cat([frames, tail], 2)
                     sync(device)
                     dec_s[0] += time.perf_counter() - t
-                    expect = video_frames(info.latent.shape[2], info.chunk_number == 0)
-                    assert frames.shape[1] == expect, (frames.shape, expect)
+                    n_frames[0] += frames.shape[2]
                 if first[0] is None:
                     first[0] = time.perf_counter() - t0
 
@@ -199,54 +268,84 @@ def bench_variant(dit, cfg, text_ctx, *, attention, compile_mode, lh, lw, chunks
                                      dtype=dtype, chunk_callback=on_chunk)
             sync(device)
             wall = time.perf_counter() - t0
+            if decoder is not None:
+                assert n_frames[0] == video_frames(chunks * CHUNK, True), (n_frames[0], chunks)
             return {"wall": wall, "latency": first[0], "decode": dec_s[0], "rec": rec}
 
-        one_run()                                   # warm-up (and compilation)
-        for _ in range(repeats):
+        t_warm = time.perf_counter()
+        if not warm:
+            one_run()                               # warm-up (and compilation / graph capture): once per variant
+            warm = True
+        warm_s = time.perf_counter() - t_warm
+        def time_left():
+            return stop_at is None or time.perf_counter() < stop_at
+
+        runs.append(one_run())
+        timer_row = {}
+        if time_left():     # the timed run second, so that a tight budget still gets ms/step and TFLOP/s
+            timer = ForwardTimer(cw, device)
+            timed = one_run(timer)
+            timer.remove()
+            flops = run_flops(cfg, timed["rec"], tpf, text_len)
+            timer_row = {"overhead": (timed["wall"] - timed["decode"]) / timer.seconds,
+                         "ms_per_step": 1e3 * timer.seconds / timer.calls,
+                         "tflops": flops / timer.seconds / 1e12, "tflop_per_run": flops / 1e12}
+        while len(runs) < repeats and time_left():
             runs.append(one_run())
-        timer = ForwardTimer(cw, device)
-        timed = one_run(timer)
-        timer.remove()
         rec = runs[-1]["rec"]
         vframes = video_frames(chunks * CHUNK, True)
-        rows.append({
-            "mode": mode, "steps": rec.mean_steps_per_chunk, "nfe": rec.total_nfe,
+        row = {
+            "mode": mode, "steps": rec.mean_steps_per_chunk, "nfe": rec.total_nfe, "vae": decoder is not None,
+            "repeats": len(runs), "warmup_s": warm_s,
             "latency_s": [r["latency"] for r in runs],
             "fps": [vframes / r["wall"] for r in runs],
             "dit_fps": [vframes / (r["wall"] - r["decode"]) for r in runs],
             "dit_ms_chunk": [1e3 * (r["wall"] - r["decode"]) / chunks for r in runs],
             "vae_ms_chunk": [1e3 * r["decode"] / chunks for r in runs],
-            "overhead": (timed["wall"] - timed["decode"]) / timer.seconds,
-        })
+            "overhead": timer_row.get("overhead"), "ms_per_step": timer_row.get("ms_per_step"),
+            "tflops": timer_row.get("tflops"), "tflop_per_run": timer_row.get("tflop_per_run"),
+        }
+        rows.append(row)
+        if on_row is not None:
+            on_row(rows)
     return rows
+
+
+def _fmt(v, spec):
+    return "-" if v is None else format(v, spec)
 
 
 def print_results(results, args, setup_line, notes):
     label = ("CPU SMOKE RUN at reduced size -- NOT GPU FIGURES (only proves the script runs; the reference "
              "rows are H100 figures and are not comparable)") if args.smoke else "GPU run"
     print(f"\n== {label}\n{setup_line}")
-    hdr = ["variant", "mode", "steps/chunk", "NFE", "first frame s", "decoded FPS", "FPS (DiT only)",
-           "DiT ms/chunk", "VAE ms/chunk", "overhead"]
+    hdr = ["variant", "mode", "steps/chunk", "NFE", "latency s", "FPS (DiT+VAE)", "FPS (DiT only)",
+           "DiT ms/chunk", "VAE ms/chunk", "ms/step", "TFLOP/s", "peak GiB", "overhead"]
     out = []
-    for variant, rows in results.items():
-        if isinstance(rows, str):
-            out.append([variant, rows[:60], "", "", "", "", "", "", "", ""])
+    for variant, res in results.items():
+        if isinstance(res, str):
+            out.append([variant, res[:70]] + [""] * (len(hdr) - 2))
             continue
-        for r in rows:
+        peak = res.get("peak_mem_gib")
+        for r in res["rows"]:
             fps = sorted(r["fps"], reverse=True)
             dfps = sorted(r["dit_fps"], reverse=True)
-            out.append([variant, r["mode"], f"{r['steps']:.2f}", r["nfe"], fmt_mm(r["latency_s"], 1, 3),
-                        f"{fps[0]:.2f}/{statistics.median(fps):.2f}", f"{dfps[0]:.2f}/{statistics.median(dfps):.2f}",
-                        fmt_mm(r["dit_ms_chunk"], 1, 1), fmt_mm(r["vae_ms_chunk"], 1, 1), f"{r['overhead']:.3f}"])
+            vae = r["vae"]
+            out.append([variant, r["mode"], f"{r['steps']:.2f}", r["nfe"], fmt_mm(r["latency_s"], 1, 3) if vae else "-",
+                        f"{fps[0]:.2f}/{statistics.median(fps):.2f}" if vae else "-",
+                        f"{dfps[0]:.2f}/{statistics.median(dfps):.2f}",
+                        fmt_mm(r["dit_ms_chunk"], 1, 1), fmt_mm(r["vae_ms_chunk"], 1, 1) if vae else "-",
+                        _fmt(r["ms_per_step"], ".1f"), _fmt(r["tflops"], ".1f"), _fmt(peak, ".2f"),
+                        _fmt(r["overhead"], ".3f")])
+    blank = [""] * 7
     out.append(["Self-Forcing (paper, 1xH100)", "chunk-wise, 4 steps", "4.00", 35, f"{SELF_FORCING['latency_s']:.2f}",
-                f"{SELF_FORCING['fps']:.2f}", "", "", "", ""])
-    out.append(["DSA (paper, 1xH100)", "adaptive", "?", "?", "< 1 (sub-second)", f"{DSA_PAPER['fps']:.2f}",
-                "", "", "", ""])
-    print_table(hdr, out, "x/y = min/median for times, best/median for FPS; first frame = run start -> first chunk "
-                          "decoded (latency); decoded FPS = 81 video frames (21 latent) / wall time (DiT + VAE)"
-                if args.chunks == 7 else
+                f"{SELF_FORCING['fps']:.2f}"] + blank)
+    out.append(["DSA (paper, 1xH100)", "adaptive", "?", "?", "< 1 (sub-second)", f"{DSA_PAPER['fps']:.2f}"] + blank)
+    print_table(hdr, out, "x/y = min/median for times, best/median for FPS; latency = run start -> first chunk "
+                          "decoded; FPS = 81 video frames (21 latent) / wall time" if args.chunks == 7 else
                 f"x/y = min/median for times, best/median for FPS; FPS = {video_frames(args.chunks * CHUNK, True)} "
                 "video frames / wall time")
+    print(f"note: {FLOP_FORMULA}")
     for n in notes:
         print(f"note: {n}")
 
@@ -254,6 +353,7 @@ def print_results(results, args, setup_line, notes):
 def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--smoke", action="store_true", help="CPU, reduced size (small config, small latent)")
+    ap.add_argument("--micro", action="store_true", help="with --smoke: the smallest config (dim 128, 1 layer)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--dtype", default=None, choices=["bfloat16", "float16", "float32"])
     ap.add_argument("--chunks", type=int, default=None, help="default 7 (21 latent = 81 video frames); smoke 3")
@@ -261,10 +361,18 @@ def parse(argv=None):
     ap.add_argument("--latent", default=None, help="HxW latent size; default 60x104 (480x832); smoke 4x6")
     ap.add_argument("--vae-dim", type=int, default=None, help="default 96 (Wan 2.1); smoke 8")
     ap.add_argument("--no-vae", action="store_true")
+    ap.add_argument("--vae-variants", default="sdpa,compile,cuda-graphs",
+                    help="variants that decode with the VAE ('all' for every one); the others time the DiT only")
     ap.add_argument("--attention", default="all", help="comma list of sdpa,sdpa-flash,xformers,host or 'all'")
+    ap.add_argument("--variants", default=None,
+                    help="comma list of sdpa,sdpa-flash,xformers,host,compile,cuda-graphs (overrides --attention, "
+                         "--compile, --cuda-graphs)")
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--compile", action="store_true", help="add torch.compile rows (sdpa backend)")
     ap.add_argument("--cuda-graphs", action="store_true", help="add torch.compile mode='reduce-overhead' rows (CUDA)")
+    ap.add_argument("--compile-backend", default="inductor", help="torch.compile backend (the dry run uses eager)")
+    ap.add_argument("--budget-s", type=float, default=0.0, help="time budget of the whole process (0 = none)")
+    ap.add_argument("--json", default=None, help="write the results here (after every mode)")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (smoke)")
     args = ap.parse_args(argv)
     cuda = torch.cuda.is_available()
@@ -274,11 +382,33 @@ def parse(argv=None):
     return args
 
 
+def _wanted_variants(args) -> list[str]:
+    if args.variants:
+        keys = [v for v in args.variants.split(",") if v]
+        bad = [k for k in keys if k not in VARIANT_NAMES]
+        if bad:
+            raise SystemExit(f"unknown variants {bad}; choose from {list(VARIANT_NAMES)}")
+        return keys
+    keys = list(BACKENDS) if args.attention == "all" else [a for a in args.attention.split(",") if a]
+    return keys + (["compile"] if args.compile else []) + (["cuda-graphs"] if args.cuda_graphs else [])
+
+
+def _json_results(results, peaks):
+    out = {}
+    for key, res in results.items():
+        out[key] = res if isinstance(res, str) else {"name": VARIANT_NAMES[key], "rows": res,
+                                                     "peak_mem_gib": peaks.get(key)}
+    return out
+
+
 def run(args):
-    """All variants x modes; returns (results {variant: rows or 'failed: ...'}, setup line, notes)."""
+    """All variants x modes; returns (results {variant name: {'rows', 'peak_mem_gib'} or 'failed/skipped: ...'},
+    setup line, notes)."""
+    t_start = time.perf_counter()
+    deadline = t_start + args.budget_s if args.budget_s else None
     device = args.device
     smoke = args.smoke
-    cfg = SMOKE_CFG if smoke else WAN21_T2V_1_3B
+    cfg = (MICRO_CFG if args.micro else SMOKE_CFG) if smoke else WAN21_T2V_1_3B
     dtype = getattr(torch, args.dtype or ("float32" if device.type == "cpu" else "bfloat16"))
     lh, lw = map(int, (args.latent or ("4x6" if smoke else "60x104")).lower().split("x"))
     args.chunks = args.chunks or (3 if smoke else 7)
@@ -286,11 +416,12 @@ def run(args):
     vae_dim = args.vae_dim or (8 if smoke else 96)
     text_len = 64 if smoke else cfg.text_len
     modes = [m for m in args.modes.split(",") if m]
+    keys = _wanted_variants(args)
+    vae_keys = set(keys) if args.vae_variants == "all" else set(args.vae_variants.split(","))
     notes = []
 
-    wanted = {"sdpa", "sdpa-flash", "xformers", "host"} if args.attention == "all" else set(args.attention.split(","))
     comfy = None
-    if not args.no_vae or "host" in wanted:
+    if not args.no_vae or "host" in keys:
         comfy, host_note = import_host(device)
         notes.append(host_note)
     decoder = None
@@ -298,7 +429,7 @@ def run(args):
         notes.append("VAE decode skipped (--no-vae): FPS columns are DiT only")
     elif comfy is None:
         notes.append("VAE decode skipped: the host's WanVAE is not importable; FPS columns are DiT only")
-    else:
+    elif any(k in vae_keys for k in keys):
         decoder = StreamingVAEDecoder(build_vae(comfy, vae_dim, device, dtype))
 
     torch.manual_seed(0)
@@ -309,63 +440,108 @@ def run(args):
             dit = WanDiT(cfg, device=device, dtype=dtype).eval()
         text_ctx = torch.randn(1, text_len, cfg.text_dim, device=device, dtype=dtype)
 
-    variants = {"sdpa": (sdpa_attention, None)}
-    if "sdpa-flash" in wanted:
-        if device.type == "cuda":
-            variants["sdpa-flash"] = (flash_only_attention(), None)
-        else:
-            notes.append("sdpa-flash: n/a on CPU (flash kernel is CUDA only)")
-    if "xformers" in wanted:
-        if xformers_available():
-            variants["xformers"] = (xformers_attention, None)
-        else:
-            notes.append("xformers: not installed, skipped")
-    if "host" in wanted:
-        if comfy is not None:
-            variants["host optimized_attention"] = (host_attention(comfy), None)
-        else:
-            notes.append("host attention: host not importable, skipped")
-    if "sdpa" not in wanted:
-        variants.pop("sdpa")
-    if args.compile:
-        variants["sdpa + torch.compile"] = (sdpa_attention, "default")
-    if device.type != "cuda":
-        notes.append("CUDA graphs: n/a on CPU")
-    elif args.cuda_graphs:
-        variants["sdpa + compile + CUDA graphs"] = (sdpa_attention, "reduce-overhead")
-    else:
-        notes.append("CUDA graphs: not run (pass --cuda-graphs)")
-    if not args.compile:
-        notes.append("torch.compile: not run (pass --compile)"
-                     + ("; n/a for GPU figures on this CPU run" if smoke else ""))
+    variants = {}
+    for key in keys:
+        if key == "sdpa":
+            variants[key] = (sdpa_attention, None)
+        elif key == "sdpa-flash":
+            if device.type == "cuda":
+                variants[key] = (flash_only_attention(), None)
+            else:
+                notes.append("sdpa-flash: n/a on CPU (flash kernel is CUDA only)")
+        elif key == "xformers":
+            if xformers_available():
+                variants[key] = (xformers_attention, None)
+            else:
+                notes.append("xformers: not installed, skipped")
+        elif key == "host":
+            if comfy is not None:
+                variants[key] = (host_attention(comfy), None)
+            else:
+                notes.append("host attention: host not importable, skipped")
+        elif key == "compile":
+            variants[key] = (sdpa_attention, "default")
+        elif key == "cuda-graphs":
+            if device.type == "cuda":
+                variants[key] = (sdpa_attention, "reduce-overhead")
+            else:
+                notes.append("CUDA graphs: n/a on CPU")
+    if "compile" not in keys and "cuda-graphs" not in keys:
+        notes.append("torch.compile / CUDA graphs: not run (pass --compile / --cuda-graphs)")
+    if "compile" in variants and args.compile_backend != "inductor":
+        notes.append(f"torch.compile backend {args.compile_backend!r} (plumbing check, not a speed figure)")
 
-    setup = (f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}, "
-             f"torch {torch.__version__}, dtype {str(dtype).replace('torch.', '')}, config dim {cfg.dim} x "
-             f"{cfg.num_layers} layers, latent {lh}x{lw} (video {8 * lh}x{8 * lw}), {args.chunks} chunks x {CHUNK} "
-             f"latent frames, text {text_len} tokens, VAE dim {vae_dim if decoder else '-'}, repeats {repeats} "
-             f"after 1 warm-up")
+    gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
+    setup = (f"device {device}{gpu}, torch {torch.__version__}, dtype {str(dtype).replace('torch.', '')}, config dim "
+             f"{cfg.dim} x {cfg.num_layers} layers, latent {lh}x{lw} (video {8 * lh}x{8 * lw}), {args.chunks} chunks x "
+             f"{CHUNK} latent frames (KV cache keeps all), text {text_len} tokens, VAE dim "
+             f"{vae_dim if decoder else '-'}, repeats {repeats} after 1 warm-up")
     print(setup, flush=True)
-    results = {}
-    for name, (attn, cmode) in variants.items():
+    results, peaks = {}, {}
+    meta = {"setup": setup, "device": str(device), "gpu": gpu.strip(" ()") or None, "torch": torch.__version__,
+            "dtype": str(dtype).replace("torch.", ""), "config": {"dim": cfg.dim, "layers": cfg.num_layers,
+                                                                   "ffn_dim": cfg.ffn_dim},
+            "latent": [lh, lw], "chunks": args.chunks, "chunk_frames": CHUNK, "text_len": text_len,
+            "video_frames": video_frames(args.chunks * CHUNK, True), "smoke": smoke, "flop_formula": FLOP_FORMULA}
+
+    def dump():
+        if args.json:
+            Path(args.json).write_text(json.dumps({"meta": meta, "variants": _json_results(results, peaks),
+                                                   "notes": notes}, indent=1))
+
+    names = list(variants)
+    for n, key in enumerate(names):
+        attn, cmode = variants[key]
         t = time.perf_counter()
+        stop_at = None
+        if deadline is not None:
+            left = deadline - t
+            if left <= 0:
+                results[key] = "skipped: time budget spent"
+                dump()
+                continue
+            weights = [2.0 if k in vae_keys and decoder is not None else 1.0 for k in names[n:]]
+            stop_at = t + left * weights[0] / sum(weights)    # a variant that decodes too gets twice the share
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+
+        def on_row(rows, key=key):
+            results[key] = rows
+            if device.type == "cuda":
+                peaks[key] = torch.cuda.max_memory_allocated(device) / 2**30
+            dump()
         try:
-            results[name] = bench_variant(dit, cfg, text_ctx, attention=attn, compile_mode=cmode, lh=lh, lw=lw,
-                                          chunks=args.chunks, repeats=repeats, modes=modes, decoder=decoder,
-                                          device=device, dtype=dtype)
+            bench_variant(dit, cfg, text_ctx, attention=attn, compile_mode=cmode, lh=lh, lw=lw, chunks=args.chunks,
+                          repeats=repeats, modes=modes, decoder=decoder if key in vae_keys else None, device=device,
+                          dtype=dtype, stop_at=stop_at, compile_backend=args.compile_backend, on_row=on_row)
         except Exception as e:
             traceback.print_exc()
-            results[name] = f"failed: {type(e).__name__}: {e}"
-        print(f"  {name}: {time.perf_counter() - t:.1f} s", flush=True)
+            done = results.get(key)
+            results[key] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+            if isinstance(done, list) and done:
+                results[key + " (before failure)"] = done
+        dump()
+        print(f"  {VARIANT_NAMES[key]}: {time.perf_counter() - t:.1f} s", flush=True)
     if device.type == "cuda":
-        notes.append(f"peak GPU memory allocated {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB")
+        peak = torch.cuda.max_memory_allocated(device) / 2**30
+        notes.append(f"peak GPU memory allocated (whole process) {peak:.2f} GiB")
     notes.append(f"peak RSS {peak_rss_mb():.0f} MiB")
-    return results, setup, notes
+    dump()
+    named = {}
+    for key, res in results.items():
+        base = key.split(" (")[0]
+        label = VARIANT_NAMES.get(base, base) + key[len(base):]
+        named[label] = res if isinstance(res, str) else {"rows": res, "peak_mem_gib": peaks.get(key)}
+    return named, setup, notes
 
 
 def main(argv=None):
     args = parse(argv)
     if args.device.type != "cuda" and not args.smoke:
         print("no CUDA device: run with --smoke for a reduced-size CPU run (not GPU figures)")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"meta": {"device": "cpu"}, "variants": {},
+                                                   "notes": ["no CUDA device: not run"]}))
         return 2
     if args.device.type == "cpu":
         torch.set_num_threads(args.threads or min(2, torch.get_num_threads()))

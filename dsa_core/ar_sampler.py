@@ -181,9 +181,8 @@ def denoise_chunk(model, work: ARState, ladder: Ladder, policy: StepPolicy, *, h
         x0 = denoise(x, out.flow, s)
         t_head = time.perf_counter()
         conf = heuristic_confidence(x0_prev, x0) if want_heur else head(out.hidden, out.time_emb) if want_head else None
-        c_min = _chunk_confidence(conf, rec)
+        c_min, finite = _read_step(conf, x0, rec)
         rec.head_time_s += time.perf_counter() - t_head
-        check_step(x0, c_min, model=model, text=work.text, chunk=ci, step=k + 1)
         steps = k + 1
         rec.steps = steps
         rec.sigmas.append(s)
@@ -192,6 +191,10 @@ def denoise_chunk(model, work: ARState, ladder: Ladder, policy: StepPolicy, *, h
         reason = policy.decide(steps, c_min if policy.confidence_source else None)
         if reason is None and steps == max_steps:
             reason = "fixed" if isinstance(policy, FixedSteps) else "max_steps"
+        if finite is None and reason is not None:  # no confidence was read: check the chunk's output once
+            finite = bool(torch.isfinite(x0).all().tolist())
+        if finite is not None:
+            check_step(x0, c_min, finite, model=model, text=work.text, chunk=ci, step=steps)
         if callback is not None:
             callback(StepInfo(ci, chunk_number, num_chunks, steps, max_steps, s, x0, conf, reason is not None,
                               steps_before + steps, num_chunks * max_steps))
@@ -204,13 +207,17 @@ def denoise_chunk(model, work: ARState, ladder: Ladder, policy: StepPolicy, *, h
     raise ValueError(f"the {policy.name} policy allows no denoising step (max_steps {max_steps}); use at least 1")
 
 
-def _chunk_confidence(conf: Tensor | None, rec: ChunkRecord) -> float | None:
-    """The chunk's confidence (min over its frames and the batch) from per-frame [B, Tc] ones; records both."""
+def _read_step(conf: Tensor | None, x0: Tensor, rec: ChunkRecord) -> tuple[float | None, bool | None]:
+    """The chunk's confidence (min over its frames and the batch; the per-frame batch-mins are recorded) and
+    whether x0_hat is finite, read in ONE device-to-host transfer. Without a confidence nothing is read
+    (None, None): the caller checks the chunk's final x0_hat instead (NaN/Inf carry through every later step)."""
     if conf is None:
-        return None
+        return None, None
     frame_conf = conf.float().amin(dim=0)  # batch-min per frame
-    rec.frame_confidence.append([float(v) for v in frame_conf])
-    return float(frame_conf.min())
+    finite = torch.isfinite(x0).all().reshape(1).to(frame_conf)
+    values = torch.cat([frame_conf.reshape(-1), finite]).tolist()
+    rec.frame_confidence.append(values[:-1])
+    return min(values[:-1]), values[-1] == 1.0
 
 
 def commit_chunk(model, work: ARState, x0: Tensor, rec: ChunkRecord) -> None:

@@ -8,6 +8,12 @@ Numerics mirror the host's WanModel.forward: circular padding to the patch size,
 float32 then cast, float32 sinusoidal time embedding cast to x's dtype, per-frame modulation
 added in x's dtype, RoPE in float32 (see rope.py), output cropped to the input size.
 Attention inside a chunk is full; across chunks it reads the cache (earlier frames' K/V).
+
+Speed: each block is two attention-free pieces (`_attn_in`: modulation, norm, q/k/v, RoPE; `_attn_out`: output
+projection, cross-attention, FFN) around the self-attention call, so they can be compiled or captured as CUDA
+graphs with shapes that never depend on the cache length (the cache write/read stays outside them). The
+modulation vectors of all blocks are formed in one add per forward (with the host's rounding), the RoPE
+rotation matrices once per forward.
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ from torch import Tensor, nn
 from .attention import AttentionFn, sdpa_attention
 from .config import WanConfig
 from .kv_cache import KVCache, tokens_per_frame
-from .rope import apply_rope, rope_cos_sin
+from .rope import apply_rope, rope_cos_sin, rope_freqs
 
 
 @dataclass
@@ -139,7 +145,7 @@ class CausalWan:
         grid = tuple(z.shape[2:])
         ft, gh, gw = grid
         tpf = gh * gw
-        z = z.flatten(2).transpose(1, 2)  # [B, L, dim]
+        z = z.flatten(2).transpose(1, 2).contiguous()  # [B, L, dim]
 
         # per-frame time embedding, [B, F, dim]
         if t.ndim == 1:
@@ -149,16 +155,17 @@ class CausalWan:
         e = dit.time_embedding(sinusoidal_embedding(cfg.freq_dim, t.reshape(-1)).to(x.dtype)).reshape(b, ft, -1)
         e0 = dit.time_projection(e).unflatten(2, (6, cfg.dim))  # [B, F, 6, dim]
 
-        cos, sin = rope_cos_sin(self.head_dim, frame_start, ft, gh, gw, device=x.device)
+        freqs = rope_freqs(*rope_cos_sin(self.head_dim, frame_start, ft, gh, gw, device=x.device))
         if text.batch != b:
             if text.batch != 1:
                 raise ValueError(f"text context batch {text.batch} does not match latent batch {b}")
             text = TextContext([(k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)) for k, v in text.kv])
 
+        mods = self._modulations(e0, x)
         for i, block in enumerate(dit.blocks):
             if self.between_blocks is not None:
                 self.between_blocks()
-            z = self._block(i, block, z, e0, cos, sin, text.kv[i], self_attend, ft, tpf)
+            z = self._block(i, block, z, mods[i], freqs, text.kv[i], self_attend, ft, tpf)
 
         hidden = z.unflatten(1, (ft, tpf)).mean(dim=2)
         out = self._head(z, e, ft, tpf)
@@ -166,31 +173,46 @@ class CausalWan:
         return ChunkOutput(flow=flow, hidden=hidden, time_emb=e)
 
     # ---- pieces -----------------------------------------------------------------------------
-    def _block(self, i, block, x, e0, cos, sin, text_kv, self_attend, ft, tpf):
+    def _modulations(self, e0: Tensor, x: Tensor) -> Tensor:
+        """[num_layers, B, F, 6, dim]: every block's modulation + e0, scales (1, 4) already offset by 1.
+
+        Rounds as the host does per block (modulation + e0 in x's dtype, then 1 + scale), in 3 kernels per
+        forward instead of 3 per block."""
+        m = torch.stack([blk.modulation.to(device=x.device, dtype=x.dtype) for blk in self.dit.blocks])
+        mods = m.view(m.shape[0], 1, 1, 6, -1) + e0.unsqueeze(0)
+        mods[:, :, :, 1::3] += 1
+        return mods
+
+    def _block(self, i, block, x, mod, freqs, text_kv, self_attend, ft, tpf):
+        q, k, v = self._attn_in(block, x, mod, freqs, ft, tpf)
+        return self._attn_out(block, x, self_attend(i, q, k, v), mod, text_kv, ft, tpf)
+
+    def _attn_in(self, block, x, mod, freqs, ft, tpf):
+        """Self-attention inputs q, k (RoPE'd), v [B, H, L, D] of one block; mod [B, F, 6, dim]."""
         b, L, dim = x.shape
         n, d = self.num_heads, self.head_dim
-        mod = block.modulation.to(device=x.device, dtype=x.dtype).unsqueeze(0) + e0  # [B, F, 6, dim]
-        m = [mi.unsqueeze(2) for mi in mod.unbind(2)]  # each [B, F, 1, dim]
+        sa = block.self_attn
+        y = torch.addcmul(mod[:, :, 0:1], block.norm1(x).view(b, ft, tpf, dim), mod[:, :, 1:2]).view(b, L, dim)
+        q = apply_rope(sa.norm_q(sa.q(y)).view(b, L, n, d), freqs).transpose(1, 2)
+        k = apply_rope(sa.norm_k(sa.k(y)).view(b, L, n, d), freqs).transpose(1, 2)
+        v = sa.v(y).view(b, L, n, d).transpose(1, 2)
+        return q, k, v
+
+    def _attn_out(self, block, x, attn, mod, text_kv, ft, tpf):
+        """The rest of the block after self-attention (attn [B, L, H*D]): gated residual, cross-attention, FFN."""
+        b, L, dim = x.shape
+        n, d = self.num_heads, self.head_dim
 
         def per_frame(y):
             return y.reshape(b, ft, tpf, dim)
 
-        x = x.contiguous()
-        sa = block.self_attn
-        y = torch.addcmul(m[0], per_frame(block.norm1(x)), 1 + m[1]).reshape(b, L, dim)
-        q = apply_rope(sa.norm_q(sa.q(y)).view(b, L, n, d), cos, sin).transpose(1, 2)
-        k = apply_rope(sa.norm_k(sa.k(y)).view(b, L, n, d), cos, sin).transpose(1, 2)
-        v = sa.v(y).view(b, L, n, d).transpose(1, 2)
-        y = sa.o(self_attend(i, q, k, v))
-        x = torch.addcmul(per_frame(x), per_frame(y), m[2]).reshape(b, L, dim)
-
+        x = torch.addcmul(per_frame(x), per_frame(block.self_attn.o(attn)), mod[:, :, 2:3]).view(b, L, dim)
         ca = block.cross_attn
         qc = ca.norm_q(ca.q(block.norm3(x))).view(b, L, n, d).transpose(1, 2)
         kt, vt = text_kv
         x = x + ca.o(self.attention(qc, kt.to(qc.dtype), vt.to(qc.dtype)))
-
-        y = block.ffn(torch.addcmul(m[3], per_frame(block.norm2(x)), 1 + m[4]).reshape(b, L, dim))
-        return torch.addcmul(per_frame(x), per_frame(y), m[5]).reshape(b, L, dim)
+        y = block.ffn(torch.addcmul(mod[:, :, 3:4], per_frame(block.norm2(x)), mod[:, :, 4:5]).view(b, L, dim))
+        return torch.addcmul(per_frame(x), per_frame(y), mod[:, :, 5:6]).view(b, L, dim)
 
     def _head(self, x, e, ft, tpf):
         head = self.dit.head

@@ -1,6 +1,8 @@
 """Non-finite values after a denoising step: fail the run, naming the likely source, instead of returning NaN.
 
-The check costs one fused reduction and one scalar read per step. Only when it fails are the inputs looked
+The check costs one fused reduction per step, read with the step's confidences in the sampler's one transfer
+(policies without a confidence check each chunk's output once: NaN/Inf carry through every later step). Only
+when it fails are the inputs looked
 at (the prompt's K/V, the weights, the head, the dtype) to say where the NaN/Inf most likely came from.
 """
 from __future__ import annotations
@@ -14,9 +16,10 @@ class NonFiniteError(FloatingPointError):
     """A step produced NaN or Inf; the message names the likely source and what to change."""
 
 
-def check_step(x0: torch.Tensor, confidence: float | None, *, model, text, chunk: int, step: int) -> None:
-    """Raises NonFiniteError when this step's denoised estimate or the chunk's confidence is not finite."""
-    latent_ok = bool(torch.isfinite(x0).all())
+def check_step(x0: torch.Tensor, confidence: float | None, latent_ok: bool, *, model, text, chunk: int,
+               step: int) -> None:
+    """Raises NonFiniteError when this step's denoised estimate (``latent_ok``: the sampler read whether x0 is
+    finite together with the confidence, in the step's one transfer) or the chunk's confidence is not finite."""
     if latent_ok and (confidence is None or math.isfinite(confidence)):
         return
     where = f"chunk {chunk}, step {step}"

@@ -184,18 +184,22 @@ class KVCache:
                              f"{self.num_heads}, {self.tokens_per_frame} tokens per frame, head_dim {self.head_dim})")
         self._ensure_owned(layer)
         ks, vs = self._kv[layer]
-        slots = [self.slot(f) for f in range(frame_start, frame_start + tc)]
         k5, v5 = k.unflatten(2, (tc, self.tokens_per_frame)), v.unflatten(2, (tc, self.tokens_per_frame))
-        if slots == list(range(slots[0], slots[0] + tc)):
-            ks[:, :, slots[0]:slots[0] + tc].copy_(k5)
-            vs[:, :, slots[0]:slots[0] + tc].copy_(v5)
-        else:
-            idx = torch.tensor(slots, device=ks.device)
-            ks.index_copy_(2, idx, k5.to(ks.dtype))
-            vs.index_copy_(2, idx, v5.to(vs.dtype))
+        # the chunk's frames occupy at most two contiguous slot runs (the ring wraps once at most): slice
+        # copies straight into the storage, no index tensor (a host-to-device copy on CUDA)
+        done = 0
+        while done < tc:
+            s0 = self.slot(frame_start + done)
+            run = 1
+            while done + run < tc and self.slot(frame_start + done + run) == s0 + run:
+                run += 1
+            ks[:, :, s0:s0 + run].copy_(k5[:, :, done:done + run])
+            vs[:, :, s0:s0 + run].copy_(v5[:, :, done:done + run])
+            done += run
 
     def visible(self, layer: int, end_frame: int) -> tuple[Tensor, Tensor]:
-        """K, V [B, H, L, D] of every frame a chunk ending at end_frame attends to (sink + window)."""
+        """K, V [B, H, L, D] of every frame a chunk ending at end_frame attends to (sink + window): views of the
+        storage, no copy; once the window is full, L is the same for every chunk (static shapes)."""
         n = min(end_frame, self.capacity_frames)
         ks, vs = self._kv[layer]
         return ks[:, :, :n].flatten(2, 3), vs[:, :, :n].flatten(2, 3)

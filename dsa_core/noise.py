@@ -37,6 +37,9 @@ class SeededNoise:
     def sample(self, chunk_key: int, step_index: int, shape, device=None, dtype=None) -> torch.Tensor:
         g = torch.Generator(device="cpu").manual_seed(derive_seed(self.seed, chunk_key, step_index))
         x = torch.randn(tuple(shape), generator=g, dtype=torch.float32)
+        if device is not None and torch.device(device).type == "cuda":
+            # pinned + non_blocking: the upload does not make the host wait for the GPU queue
+            return x.pin_memory().to(device=device, non_blocking=True).to(dtype or torch.float32)
         return x.to(device=device, dtype=dtype or torch.float32)
 
     def to_dict(self) -> dict:

@@ -34,10 +34,16 @@ def rope_cos_sin(head_dim: int, frame_start: int, frames: int, h: int, w: int,
     return torch.cos(ang).float(), torch.sin(ang).float()
 
 
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate consecutive pairs of x [B, L, H, D] in float32; returns x's dtype."""
-    xf = x.float().unflatten(-1, (-1, 2))
-    x0, x1 = xf[..., 0], xf[..., 1]
-    c, s = cos[None, :, None, :], sin[None, :, None, :]
-    out = torch.stack([c * x0 - s * x1, s * x0 + c * x1], dim=-1)
-    return out.flatten(-2).type_as(x)
+def rope_freqs(cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotation matrices [1, L, 1, head_dim/2, 2, 2] (float32) from rope_cos_sin, in the host's layout
+    ([[cos, -sin], [sin, cos]] per pair). Built once per forward and shared by every block."""
+    return torch.stack([cos, -sin, sin, cos], dim=-1).view(1, cos.shape[0], 1, cos.shape[1], 2, 2)
+
+
+def apply_rope(x: Tensor, freqs: Tensor) -> Tensor:
+    """Rotate consecutive pairs of x [B, L, H, D] in float32 (as the host's apply_rope1: one multiply and
+    one fused multiply-add over the pairs, 4 kernels in all); returns x's dtype."""
+    xf = x.float().reshape(*x.shape[:-1], -1, 1, 2)
+    out = freqs[..., 0] * xf[..., 0]
+    out.addcmul_(freqs[..., 1], xf[..., 1])
+    return out.reshape(x.shape).type_as(x)

@@ -83,7 +83,8 @@ class CausalWanDecoder:
         x = self.vae.conv2(latent.to(device=self.device, dtype=self.dtype))
         outs = []
         for i in range(x.shape[2]):
-            outs.append(self.vae.decoder(x[:, :, i:i + 1], feat_cache=feat, feat_idx=[0]))
+            o = self.vae.decoder(x[:, :, i:i + 1], feat_cache=feat, feat_idx=[0])
+            outs.extend(o if isinstance(o, list) else [o])  # newer hosts' decoders return a list of pieces
         out = torch.cat(outs, 2)
         del outs, x
         expect = self.video_frames(latent.shape[2], state)

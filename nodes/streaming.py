@@ -43,9 +43,11 @@ def wan_decoder(vae) -> CausalWanDecoder:
         raise DSAInputError(f"this VAE ({kind}) is not the Wan 2.1 VAE: connect wan_2.1_vae.safetensors from Load "
                             "VAE (DSA models use Wan 2.1's 16-channel latent; the toy model uses DSA Toy VAE), or "
                             "disconnect vae and decode with VAE Decode")
-    from comfy.ldm.wan.vae import count_conv3d
+    import comfy.ldm.wan.vae as wan_vae
 
-    return CausalWanDecoder(fsm, device=vae.device, dtype=vae.vae_dtype, slots=count_conv3d(fsm.decoder),
+    # the host's own count of the decoder's cache slots (count_conv3d until 0.3.x, count_cache_layers after)
+    count = getattr(wan_vae, "count_cache_layers", None) or wan_vae.count_conv3d
+    return CausalWanDecoder(fsm, device=vae.device, dtype=vae.vae_dtype, slots=count(fsm.decoder),
                             source=weakref.ref(fsm))
 
 

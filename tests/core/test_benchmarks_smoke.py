@@ -57,7 +57,7 @@ def test_gpu_bench_smoke_on_cpu(capsys):
         results, setup, notes = bench_gpu.run(args)
     finally:
         bench_gpu.SMOKE_CFG = saved
-    rows = results["sdpa"]
+    rows = results["sdpa"]["rows"]
     assert [r["mode"] for r in rows] == ["fixed-4", "adaptive-2"]
     for r in rows:
         for key in ("latency_s", "fps", "dit_fps", "dit_ms_chunk", "overhead"):

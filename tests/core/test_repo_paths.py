@@ -17,6 +17,7 @@ PATH_RE = re.compile(r"(?<![\w./-])(?:" + "|".join(re.escape(t) for t in TOP) + 
 NAME_RE = re.compile(r"(?<![\w./-])[\w-]+\.(?:py|md)\b")
 URL_RE = re.compile(r"\w+://\S+")
 HOST_FILES = {"main.py", "comfyui_version.py", "sd.py"}  # ComfyUI's own files, named where the host is handled
+OUTPUT_FILES = {"gpu_check.md"}  # what the GPU check writes into its output folder
 # ../shared/hosts is where CI finds a host release tarball; nothing else outside the repository may be cited.
 WORK_ITEM_RE = re.compile(r"\b(?:issue|work item|ticket)s?\s*#?\s*\d+|acceptance criteria|\.\./shared\b(?!/hosts)",
                           re.I)
@@ -45,7 +46,7 @@ def _resolves(token: str, here: Path, names: set[str]) -> bool:
             return True
         if not token.endswith("/") and any(p.parent.glob(p.name + "*")):  # a prefix such as toy_
             return True
-    return "/" not in token and (token in names or token in HOST_FILES)
+    return "/" not in token and (token in names or token in HOST_FILES or token in OUTPUT_FILES)
 
 
 def test_every_named_path_exists():
