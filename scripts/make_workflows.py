@@ -20,7 +20,7 @@ HEAD = "self_forcing_dsa_head.safetensors"
 TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
 VAE = "wan_2.1_vae.safetensors"
 TOY_GENERATOR = "dsa_toy_wan.safetensors"
-TOY_PROMPT = "toy_red_square_moving_right_fast_on_black.safetensors"
+TOY_PROMPT = "toy_red_square_drifting_right_on_black.safetensors"
 
 PROMPT_A = "A red fox trots through fresh snow in a birch forest, morning light, cinematic tracking shot"
 PROMPT_B = "The fox stops and looks up as snow starts falling heavily, close-up"
@@ -121,7 +121,7 @@ def toy_demo():
         N(1, "DSAModelLoader", (0, 0), {"generator": TOY_GENERATOR, "head": "auto (embedded in the generator file, else none)",
                                         "weight_dtype": "default"}),
         N(2, "DSAPromptEmbedding", (0, 160), {"embedding": TOY_PROMPT}),
-        sampler(5, (380, 0), (1, 0), (2, 0), (1, 1), seed=7, width=64, height=64, length=33, policy="confidence",
+        sampler(5, (380, 0), (1, 0), (2, 0), (1, 1), seed=7, width=64, height=64, length=45, policy="confidence",
                 threshold_preset="custom", threshold=0.3),
         N(6, "DSAToyDecode", (760, 0), {}, {"samples": (5, 0)}),
         N(7, "SaveAnimatedWEBP", (1100, 0), {"filename_prefix": "dsa/toy", "fps": 4.0}, {"images": (6, 0)},

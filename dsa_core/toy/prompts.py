@@ -9,12 +9,12 @@ from . import world as W
 
 # The committed demo prompts (models/toy/prompts/toy_<prompt>.safetensors), chosen to show easy and hard chunks.
 DEMO_SCENES = [
-    W.Scene("square", "red", "moving right fast", "black"),
-    W.Scene("disc", "yellow", "bouncing", "grey"),
-    W.Scene("square", "white", "appearing", "black"),
-    W.Scene("disc", "green", "still", "black"),
-    W.Scene("disc", "cyan", "drifting down", "grey"),
-    W.Scene("square", "magenta", "moving up fast", "grey"),
+    W.Scene("square", "red", "drifting right", "black"),
+    W.Scene("disc", "yellow", "still", "grey"),
+    W.Scene("square", "white", "drifting down", "black"),
+    W.Scene("disc", "green", "drifting left", "black"),
+    W.Scene("disc", "cyan", "drifting up", "grey"),
+    W.Scene("square", "magenta", "still", "black"),
 ]
 
 
