@@ -65,8 +65,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "demo-output", help="where the video and chart go")
     ap.add_argument("--prompt", default=None, help="a toy prompt file from models/toy/prompts (default: the template's)")
     ap.add_argument("--threshold", default=None,
-                    help="quality, balanced, fast or a number in [0, 1] (default: the template's, 0.3)")
-    ap.add_argument("--seed", type=int, default=7)
+                    help="quality, balanced, fast or a number in [0, 1] (default: the template's, 0.4)")
+    ap.add_argument("--seed", type=int, default=2)
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
