@@ -26,7 +26,7 @@ class ToyPrompts:
 
 
 def prompt_file_name(scene: W.Scene) -> str:
-    """'a red square moving right fast on black' -> 'toy_red_square_moving_right_fast_on_black.safetensors'
+    """'a red square drifting right on black' -> 'toy_red_square_drifting_right_on_black.safetensors'
     (artists pick prompts by file name in ComfyUI)."""
     words = scene.prompt.split()
     return "toy_" + "_".join(words[1:] if words[0] == "a" else words) + ".safetensors"
