@@ -117,7 +117,7 @@ def event_steps_chart(rows: list[dict], width: int = 760, height: int = 420) -> 
         d.line([(l, Y), (width - r, Y)], fill=GRID)
         d.text((l - 20, Y - 5), str(v), fill=FG, font=font)
     n = max(1, len(runs))
-    slot = (width - l - r) / (n + 1)
+    slot = (width - l - r) / (n + 1.5)
     for i, run in enumerate(runs):
         h = run["heldout"]
         colour = SERIES[run["kind"]][0]
