@@ -16,6 +16,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
 from server_host import ServerHost  # noqa: E402  (the harness the tests use)
 from workflow_tools import ui_to_api  # noqa: E402
 
@@ -44,14 +45,33 @@ def build_prompt(object_info: dict, prompt_file: str | None, threshold: str | No
     return api, sampler, report
 
 
+def chunk_events(prompt_path: Path, video_path: Path) -> list[str] | None:
+    """What each chunk of the saved video shows, judged by the toy world (dsa_core.toy.world): 'start',
+    'none' (a continuation) or the event ('recolour' / 'jump') whose allowed continuation is nearest."""
+    import numpy as np
+    from PIL import Image, ImageSequence
+
+    from dsa_core.prompt_files import load_prompt_embedding
+    from dsa_core.toy import world as W
+    try:
+        scene = W.scene_from_prompt(load_prompt_embedding(prompt_path).prompt)
+    except ValueError:
+        return None
+    with Image.open(video_path) as im:
+        frames = [np.asarray(f.convert("RGB"), dtype=np.float64) / 255.0 for f in ImageSequence.Iterator(im)]
+    half = W.PIXEL_SCALE // 2
+    rgb = np.stack([f[half::W.PIXEL_SCALE, half::W.PIXEL_SCALE] for f in frames])  # back to latent resolution
+    return [c.kind for c in W.SceneFitter().chunk_scores(scene, W.encode_rgb(rgb)[0])]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=REPO / "demo-output", help="where the video and chart go")
     ap.add_argument("--prompt", default=None,
                     help="a toy prompt file from models/toy/prompts (default: the template's)")
     ap.add_argument("--threshold", default=None,
-                    help="quality, balanced, fast or a number in [0, 1] (default: the template's, 0.3)")
-    ap.add_argument("--seed", type=int, default=7)
+                    help="quality, balanced, fast or a number in [0, 1] (default: the template's, 0.4)")
+    ap.add_argument("--seed", type=int, default=2)
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -68,12 +88,7 @@ def main(argv=None) -> int:
             print(f"ComfyUI {host.url}: queued the toy DSA workflow ({len(prompt)} nodes)")
             stream = demo_stream.StreamWriter(a.out, time.time())
             status = demo_stream.wait_streaming(ws, pid, stream, timeout=600)
-            for ev in ws.events:
-                if ev["type"] == "dsa.steps" and "chunk" in ev["data"]:
-                    d = ev["data"]
-                    conf = ", ".join(f"{c:.2f}" for c in d["record"]["confidence"] if c is not None)
-                    print(f"  chunk {d['chunk'] + 1}/{d['num_chunks']}: {d['record']['steps']} steps "
-                          f"({d['record']['stop_reason']}), confidence after each step: {conf}")
+            chunks = [ev["data"] for ev in ws.events if ev["type"] == "dsa.steps" and "chunk" in ev["data"]]
             ws.close()
             if status != "success":
                 raise SystemExit(f"the workflow ended with {status}:\n{host.log()[-3000:]}")
@@ -87,8 +102,19 @@ def main(argv=None) -> int:
                     shutil.copyfile(src, dst)
                     copied.append(dst)
             (a.out / "step_report.txt").write_text(summary + "\n")
+            emb_node = next(v for v in prompt.values() if v["class_type"] == "DSAPromptEmbedding")
+            prompt_file = emb_node["inputs"]["embedding"]
         finally:
             host.stop()
+    video = next((p for p in copied if p.suffix == ".webp"), None)
+    events = chunk_events(REPO / "models" / "toy" / "prompts" / prompt_file, video) if video else None
+    for i, d in enumerate(chunks):
+        conf = ", ".join(f"{c:.2f}" for c in d["record"]["confidence"] if c is not None)
+        ev = ""
+        if events is not None and i < len(events):
+            ev = {"start": "first chunk (no context)", "none": "continuation"}.get(events[i], f"EVENT ({events[i]})")
+        print(f"  chunk {d['chunk'] + 1}/{d['num_chunks']}: {d['record']['steps']} steps "
+              f"({d['record']['stop_reason']}), {ev}; confidence after each step: {conf}")
     print(summary)
     print(stream.summary())
     for p in copied:

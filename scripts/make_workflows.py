@@ -34,7 +34,7 @@ MODEL_DOWNLOADS = {
     VAE: {"name": VAE, "url": f"{REPACK}/vae/{VAE}", "directory": "vae"},
     TEXT_ENCODER: {"name": TEXT_ENCODER, "url": f"{REPACK}/text_encoders/{TEXT_ENCODER}", "directory": "text_encoders"},
 }
-TOY_PROMPT = "toy_red_square_moving_right_fast_on_black.safetensors"
+TOY_PROMPT = "toy_green_disc_drifting_left_on_black.safetensors"
 
 CONVERT_COMMAND = f"python -m dsa_core.convert self_forcing_dmd.pt {GENERATOR}"
 
@@ -176,16 +176,18 @@ def toy_demo():
     return [
         N(100, "MarkdownNote", (-460, 0), size=(420, 300), text=(
             "## DSA toy demo: runs anywhere, no downloads\nA tiny causal Wan (the pack's bundled toy model, trained "
-            "by `python -m dsa_core.toy.reproduce`) on synthetic moving shapes. The prompt is a stored embedding; the "
-            "toy decoder maps its latents to colours. Watch the chart on the sampler: easy chunks stop early.\n\n"
-            "The toy head's confidence reads \"better than this fraction of training frames\"; on this model "
-            "threshold 0.3 takes about 3 steps per chunk (presets: balanced 0.75 ~5, fast 0.5 ~4).")),
+            "by `python -m dsa_core.toy.reproduce`) on synthetic shapes: 4 chunks; later chunks either continue the "
+            "motion or hold a random event (the shape changes colour or jumps). The prompt is a stored embedding; the "
+            "toy decoder maps its latents to colours. Watch the chart on the sampler: the steps differ per chunk.\n\n"
+            "The toy head's confidence after step k reads \"more settled than this fraction of chunks at step k\" "
+            "(step-rank label); on this model threshold 0.4 gives the first chunk 6 steps and most later chunks 1; "
+            "0.75 and up take all 6.")),
         N(1, "DSAModelLoader", (0, 0), {"generator": TOY_GENERATOR,
                                         "head": "auto (embedded in the generator file, else none)",
                                         "weight_dtype": "default"}),
         N(2, "DSAPromptEmbedding", (0, 160), {"embedding": TOY_PROMPT}),
-        sampler(5, (380, 0), (1, 0), (2, 0), (1, 1), seed=7, width=64, height=64, length=33, policy="confidence",
-                threshold_preset="custom", threshold=0.3),
+        sampler(5, (380, 0), (1, 0), (2, 0), (1, 1), seed=2, width=64, height=64, length=45, policy="confidence",
+                threshold_preset="custom", threshold=0.4),
         N(6, "DSAToyDecode", (760, 0), {}, {"samples": (5, 0)}),
         N(7, "SaveAnimatedWEBP", (1100, 0), {"filename_prefix": "dsa/toy", "fps": 4.0}, {"images": (6, 0)},
           size=(420, 420)),

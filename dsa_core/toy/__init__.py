@@ -15,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_DIR = REPO_ROOT / "models" / "toy"
 MODEL_FILE = MODEL_DIR / "dsa_toy_wan.safetensors"
 PROMPT_DIR = MODEL_DIR / "prompts"
-DEFAULT_PROMPT = "toy_red_square_moving_right_fast_on_black.safetensors"
+DEFAULT_PROMPT = "toy_green_disc_drifting_left_on_black.safetensors"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,18 @@ from . import demo_assets, write_gif
 from .world import decode_to_rgb
 
 
+def chunk_lines(prompt: str, latent, rec) -> list[str]:
+    """Per chunk: its steps and what the toy world says it holds (first chunk, continuation, or an event)."""
+    from . import world as W
+    try:
+        kinds = [c.kind for c in W.SceneFitter().chunk_scores(W.scene_from_prompt(prompt), latent)]
+    except ValueError:  # not a toy-world prompt
+        kinds = [None] * len(rec.chunks)
+    names = {"start": "first chunk (no context)", "none": "continuation", None: "?"}
+    return [f"  chunk {i + 1}: {c.steps} steps ({c.stop_reason}), {names.get(k, f'EVENT ({k})')}"
+            for i, (c, k) in enumerate(zip(rec.chunks, kinds))]
+
+
 def main(argv=None) -> int:
     assets = demo_assets()
     ap = argparse.ArgumentParser(prog="python -m dsa_core.toy.demo", description=__doc__,
@@ -36,7 +48,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=str(assets.model))
     ap.add_argument("--prompt", default="0", help="index into models/toy/prompts, or a prompt file path")
     ap.add_argument("--threshold", default="balanced", help="preset name or a number in [0, 1]")
-    ap.add_argument("--frames", type=int, default=assets.num_frames, help="latent frames (multiple of 3)")
+    ap.add_argument("--frames", type=int, default=assets.num_frames,
+                    help=f"latent frames (a multiple of {assets.chunk_frames})")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)  # a 1M-parameter model: threads only add overhead (and thrash on busy machines)
@@ -57,7 +70,9 @@ def main(argv=None) -> int:
     report = rec.to_dict()
     draw_step_chart(report).save(out / "toy_step_chart.png")
     (out / "toy_record.json").write_text(json.dumps(report, indent=1))
-    print(f"prompt: {emb.prompt!r}\n{rec.summary()}\nsteps per chunk: {[c.steps for c in rec.chunks]}")
+    print(f"prompt: {emb.prompt!r}\n{rec.summary()}")
+    for line in chunk_lines(emb.prompt, lat[0], rec):
+        print(line)
     print(f"wrote {gif}, {out / 'toy_step_chart.png'}, {out / 'toy_record.json'}")
     return 0
 

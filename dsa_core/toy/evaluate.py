@@ -1,18 +1,22 @@
-"""Evaluation of the toy model: quality against NFE for fixed step counts and a sweep of thresholds.
+"""Evaluation of the toy model: can per-chunk step allocation be told apart from chance?
 
-Metrics (documented choices, see world.SceneFitter), both against the prompt's real videos (every start
-position / bounce direction / appearing frame the world can produce is enumerated):
+Units. Every (prompt, seed) pair is one unit: one video of 4 chunks. The pairs are split in two halves
+(``split_pairs``: per prompt, half of the seeds each): thresholds and schedules are chosen on the
+*selection* half and every reported number is measured on the *held-out* half.
 
-- main: energy distance between the videos generated for a prompt (one per seed) and the prompt's real
-  videos, averaged over prompts (``energy``, lower is better, 0 = the same distribution). It penalises
-  blur, mode collapse and off-prompt videos alike;
-- fidelity: the mean squared RGB error of each video to its nearest real video (``mse`` / ``psnr``). It
-  rewards blur (a blurred hedge over positions sits close to every real video), so it is reported, never
-  used alone: in the toy run the 1-step output is a blur that scores the best PSNR and the worst energy.
-
-The teacher's multi-step sample from the same noise is NOT the reference:
-a stochastic AR sampler and an ODE sampler started from the same noise produce different, equally valid
-videos, so distances between them would measure disagreement, not quality.
+Metrics (world.SceneFitter, all against the world's exact rules, lower is better):
+- ``cond``: per chunk, the MSE to the nearest continuation the world allows given the generated prefix
+  (its last frame fitted to the nearest state), averaged over chunks: the main quality number;
+- ``realism``: per frame, the MSE to the nearest frame the scene can show at all (any colour/position);
+- ``energy``: per prompt, the energy distance between its generated videos (one per seed in the half)
+  and the world's videos of that prompt, averaged over prompts; it catches collapse, e.g. a generator
+  that never makes events;
+- the event rate: the fraction of later chunks whose nearest allowed continuation is an event, against
+  the world's EVENT_P.
+Each row carries 95% bootstrap intervals (over pairs for cond/realism/NFE, over prompts for energy).
+Controls: each threshold run is followed by its matched-random control (the run's own step counts per
+half, shuffled across that half's chunks, content ignored); run vs control is a paired bootstrap over
+pairs.
 
 NFE per chunk counts every generator forward of the chunk: its denoising steps + the t = 0 commit pass.
 """
@@ -23,27 +27,43 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..ar_sampler import sample_video
 from ..causal_wan import CausalWan
-from ..policies import ConfidencePolicy, FixedSteps, StepPolicy
+from ..flow_step import denoise, renoise
+from ..noise import SeededNoise
+from ..policies import (
+    CONFIDENCE_HEAD,
+    CONFIDENCE_HEURISTIC,
+    ConfidencePolicy,
+    FixedSteps,
+    HeuristicPolicy,
+    StepPolicy,
+    heuristic_confidence,
+)
 from ..schedules import extended_ladder, self_forcing_ladder
 from ..training.progress import progress
 from . import world as W
+from .stats import bootstrap_ci, paired_diff_ci, spearman, verdict
 
 
 class MatchedRandomSteps(StepPolicy):
-    """Control for a confidence run: the run's per-chunk step counts (its histogram), shuffled (seeded) and
-    handed out to the chunks in order, ignoring the content. Same NFE, same spread, no information: if
-    the head allocates steps well, the confidence run beats this control at equal cost."""
+    """Control for a confidence run: the run's per-chunk step counts, shuffled (seeded) and handed out to
+    the chunks in order, ignoring the content. Same NFE, same spread, no information: if the head
+    allocates steps well, the confidence run beats this control at equal cost. ``groups``: a list of
+    histograms, each shuffled separately and queued one after the other (one per evaluation half, so
+    each half's NFE matches exactly)."""
 
     name = "matched_random"
     confidence_source = None
 
-    def __init__(self, hist: dict, seed: int = 0):
-        counts = [int(k) for k, n in sorted(hist.items(), key=lambda kv: int(kv[0])) for _ in range(int(n))]
-        order = torch.randperm(len(counts), generator=torch.Generator().manual_seed(seed))
-        self._queue = [counts[int(i)] for i in order]
-        self._max = max(counts)
+    def __init__(self, hist: dict | None = None, seed: int = 0, groups: list | None = None):
+        groups = groups if groups is not None else [hist]
+        g = torch.Generator().manual_seed(seed)
+        self._queue = []
+        for h in groups:
+            counts = [int(k) for k, n in sorted(h.items(), key=lambda kv: int(kv[0])) for _ in range(int(n))]
+            order = torch.randperm(len(counts), generator=g)
+            self._queue += [counts[int(i)] for i in order]
+        self._max = max(self._queue)
         self._target = None
 
     def max_steps(self, ladder) -> int:
@@ -53,6 +73,34 @@ class MatchedRandomSteps(StepPolicy):
         if steps_done == 1:  # a new chunk
             self._target = self._queue.pop(0) if self._queue else self._max
         return "random" if steps_done >= self._target else None
+
+
+class IndexSchedule(StepPolicy):
+    """A fixed number of steps per chunk index (e.g. [4, 2, 2, 2]: the first chunk, which has no
+    context, gets more); chunks past the list take its last entry. Content ignored."""
+
+    name = "index_schedule"
+    confidence_source = None
+
+    def __init__(self, steps):
+        self.steps = [int(s) for s in steps]
+        if not self.steps or min(self.steps) < 1:
+            raise ValueError(f"an index schedule needs steps >= 1 per chunk, got {steps}")
+        self._chunk = -1
+
+    def max_steps(self, ladder) -> int:
+        n = max(self.steps)
+        if n > len(ladder):
+            raise ValueError(f"index schedule {self.steps} exceeds the ladder's {len(ladder)} levels")
+        return n
+
+    def decide(self, steps_done, confidence):
+        if steps_done == 1:
+            self._chunk += 1
+        return "schedule" if steps_done >= self.steps[min(self._chunk, len(self.steps) - 1)] else None
+
+    def to_dict(self):
+        return {"name": self.name, "steps": self.steps}
 
 
 def eval_scenes(per_motion: int = 2, seed: int = 999) -> list:
@@ -66,165 +114,424 @@ def eval_scenes(per_motion: int = 2, seed: int = 999) -> list:
     return out
 
 
-@dataclass
-class PolicyResult:
-    name: str
-    kind: str                    # 'fixed' | 'confidence'
-    value: float                 # steps or threshold
-    mse: float = 0.0
-    psnr: float = 0.0
-    energy: float = 0.0          # mean over prompts of the energy distance to the prompt's real videos
-    nfe_per_chunk: float = 0.0
-    steps_per_chunk: float = 0.0
-    steps_hist: dict = field(default_factory=dict)       # steps -> chunk count
-    steps_by_motion: dict = field(default_factory=dict)  # motion -> mean steps per chunk
-    steps_by_chunk: list = field(default_factory=list)   # chunk index -> mean steps
-    mse_by_chunk: list = field(default_factory=list)
-
-    def to_dict(self):
-        return dict(self.__dict__)
-
-
-@torch.no_grad()
-def evaluate_policy(dit, head, policy, scenes, seeds, fitter: W.SceneFitter, ladder=None, name="", kind="",
-                    value=0.0, frames: int = W.NUM_FRAMES) -> PolicyResult:
-    cw = CausalWan(dit, dit.config)
-    ladder = ladder or extended_ladder(self_forcing_ladder(), 6)
-    mses, nfes, steps, energies = [], [], [], []
-    hist, by_motion, by_chunk, mse_chunk = {}, {}, {}, {}
-    for scene in scenes:
-        text = cw.encode_text(W.prompt_embedding(scene)[None])
-        videos = []
-        for seed in seeds:
-            lat, _, rec = sample_video(cw, text, num_frames=frames, latent_h=W.LATENT_H, latent_w=W.LATENT_W,
-                                       chunk_frames=W.CHUNK_FRAMES, ladder=ladder, policy=policy, seed=seed,
-                                       head=head, record_confidence=False)
-            videos.append(lat[0])
-            mses.append(fitter.fit_error(scene, lat[0]))
-            fe = fitter.frame_errors(scene, lat[0])
-            for i, c in enumerate(rec.chunks):
-                nfes.append(c.nfe)
-                steps.append(c.steps)
-                hist[c.steps] = hist.get(c.steps, 0) + 1
-                by_motion.setdefault(scene.motion, []).append(c.steps)
-                by_chunk.setdefault(i, []).append(c.steps)
-                mse_chunk.setdefault(i, []).append(float(fe[c.frame_start:c.frame_start + c.num_frames].mean()))
-        if len(videos) > 1:
-            energies.append(fitter.energy_distance(scene, torch.stack(videos)))
-    mse = sum(mses) / len(mses)
-    return PolicyResult(name=name, kind=kind, value=value, mse=mse, psnr=10 * math.log10(1 / max(mse, 1e-10)),
-                        energy=sum(energies) / len(energies) if energies else float("nan"),
-                        nfe_per_chunk=sum(nfes) / len(nfes), steps_per_chunk=sum(steps) / len(steps),
-                        steps_hist=dict(sorted(hist.items())),
-                        steps_by_motion={k: sum(v) / len(v) for k, v in by_motion.items()},
-                        steps_by_chunk=[sum(by_chunk[i]) / len(by_chunk[i]) for i in sorted(by_chunk)],
-                        mse_by_chunk=[sum(mse_chunk[i]) / len(mse_chunk[i]) for i in sorted(mse_chunk)])
-
-
-def sweep(dit, head, scenes, seeds, fixed_steps=(1, 2, 3, 4, 5, 6),
-          thresholds=(0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9), max_steps: int = 6, show_progress=True,
-          kind_name: str = "confidence", matched_random: bool = False) -> list[PolicyResult]:
-    """Fixed step counts, then the head's thresholds; with ``matched_random`` each threshold run whose
-    chunks did not all take the same number of steps is followed by its MatchedRandomSteps control."""
-    fitter = W.SceneFitter()
-    ladder = extended_ladder(self_forcing_ladder(), max_steps)
-    jobs = [("fixed", k) for k in fixed_steps] + [("confidence", t) for t in thresholds]
-    out = []
-    bar = progress(total=len(jobs), desc="evaluation", disable=not show_progress)
-    for kind, v in jobs:
-        if kind == "fixed":
-            pol, name = FixedSteps(int(v)), f"fixed {int(v)}"
-        else:
-            label = {"confidence": "DSA", "calibrated": "DSA-cal"}.get(kind_name, "DSA-ship")
-            pol, name = ConfidencePolicy(float(v), 1, max_steps), f"{label} thr {v:g}"
-        out.append(evaluate_policy(dit, head if kind == "confidence" else None, pol, scenes, seeds, fitter, ladder,
-                                   name, kind if kind == "fixed" else kind_name, float(v)))
-        if matched_random and kind != "fixed" and len(out[-1].steps_hist) > 1:
-            control = MatchedRandomSteps(out[-1].steps_hist, seed=int(1000 * v))
-            out.append(evaluate_policy(dit, None, control, scenes, seeds, fitter, ladder, f"{name} random control",
-                                       kind_name + "_random", float(v)))
-        bar.update(1)
-        bar.set_postfix_str(f"{name}: NFE/chunk {out[-1].nfe_per_chunk:.2f} energy {out[-1].energy:.4f}")
-    bar.close()
-    return out
-
-
-@torch.no_grad()
-def confidence_calibration(dit, head, scenes, seeds, max_steps: int = 6) -> dict:
-    """Does the head's confidence after step k predict the chunk's error if it stopped at k?
-
-    For every chunk of fixed-``max_steps`` runs, the x0_hat after each step is scored against the nearest
-    allowed video (per-frame error of the chunk's frames, after the full video is fitted with that chunk
-    replaced) -- here simplified to the fitted video of the final output. Returns the Spearman rank
-    correlation between confidence and (negative) chunk error, pooled over steps, and per step.
-    """
-    from ..ar_sampler import sample_video as sv
-    fitter = W.SceneFitter()
-    cw = CausalWan(dit, dit.config)
-    ladder = extended_ladder(self_forcing_ladder(), max_steps)
-    confs, errs, ks = [], [], []
-    for scene in scenes:
-        text = cw.encode_text(W.prompt_embedding(scene)[None])
-        for seed in seeds:
-            per_step = {}
-
-            def cb(info):
-                per_step[(info.chunk_number, info.step)] = (info.x0.clone(), float(info.confidence.min()))
-            lat, _, rec = sv(cw, text, num_frames=W.NUM_FRAMES, latent_h=W.LATENT_H, latent_w=W.LATENT_W,
-                             chunk_frames=W.CHUNK_FRAMES, ladder=ladder, policy=FixedSteps(max_steps), seed=seed,
-                             head=head, callback=cb)
-            for (ci, k), (x0, c) in per_step.items():
-                fs = ci * W.CHUNK_FRAMES
-                v = lat.clone()
-                v[:, :, fs:fs + W.CHUNK_FRAMES] = x0
-                fe = fitter.frame_errors(scene, v[0])
-                errs.append(float(fe[fs:fs + W.CHUNK_FRAMES].mean()))
-                confs.append(c)
-                ks.append(k)
-
-    def spearman(a, b):
-        if len(a) < 3:
-            return float("nan")
-        ra = torch.tensor(a).argsort().argsort().float()
-        rb = torch.tensor(b).argsort().argsort().float()
-        ra, rb = ra - ra.mean(), rb - rb.mean()
-        return float((ra * rb).sum() / (ra.norm() * rb.norm()).clamp_min(1e-12))
-
-    neg = [-e for e in errs]
-    per = {}
-    for k in sorted(set(ks)):
-        idx = [i for i, kk in enumerate(ks) if kk == k]
-        per[k] = {"spearman": spearman([confs[i] for i in idx], [neg[i] for i in idx]),
-                  "mean_conf": sum(confs[i] for i in idx) / len(idx), "mean_err": sum(errs[i] for i in idx) / len(idx)}
-    return {"pooled_spearman": spearman(confs, neg), "per_step": per}
-
-
-def trivial_baselines(scenes, mean_videos: int = 256, seed: int = 0, n_per_prompt: int = 4) -> dict:
-    """Reference scores on the same metrics, for the reproduction table.
-
-    'background only': every frame is the prompt's background colour (no shape at all).
-    'prompt mean video': the pixel-wise mean of ``mean_videos`` clean videos the prompt allows (a perfectly
-    blurred hedge over positions: the best possible MSE without knowing the position, a poor energy).
-    'real videos': ``n_per_prompt`` random clean videos of the prompt, the sampling-noise floor of the
-    energy distance at that many videos per prompt (its expectation is 0; MSE 0).
-    Returns {name: {"mse", "psnr", "energy"}} (mean over ``scenes``, as in evaluate_policy).
-    """
-    import numpy as np
-    fitter = W.SceneFitter()
+def split_pairs(n_prompts: int, seeds: list, seed: int = 12345) -> dict:
+    """{'selection': [(prompt index, seed)], 'heldout': [...]}: for every prompt its seeds are shuffled
+    and split in halves, so both halves hold every prompt (needed for the per-prompt energy distance)."""
     g = torch.Generator().manual_seed(seed)
-    errs = {"background only": [], "prompt mean video": [], "real videos": []}
-    energy = {k: [] for k in errs}
-    for s in scenes:
-        bg = np.broadcast_to(np.array(W.BACKGROUNDS[s.background]), (W.NUM_FRAMES, W.LATENT_H, W.LATENT_W, 3))
-        real = W.encode_rgb(np.stack([W.sample_video(s, g) for _ in range(n_per_prompt)]))
-        mean = np.stack([W.sample_video(s, g) for _ in range(mean_videos)]).mean(0)
-        for name, lat in (("background only", W.encode_rgb(bg.copy())), ("prompt mean video", W.encode_rgb(mean))):
-            errs[name].append(fitter.fit_error(s, lat[0]))
-            energy[name].append(fitter.energy_distance(s, lat.expand(n_per_prompt, -1, -1, -1, -1)))
-        errs["real videos"].append(sum(fitter.fit_error(s, v) for v in real) / n_per_prompt)
-        energy["real videos"].append(fitter.energy_distance(s, real))
-    out = {}
-    for k, v in errs.items():
-        mse = sum(v) / len(v)
-        out[k] = {"mse": mse, "psnr": 10 * math.log10(1 / max(mse, 1e-10)), "energy": sum(energy[k]) / len(energy[k])}
+    sel, held = [], []
+    for p in range(n_prompts):
+        order = [seeds[int(i)] for i in torch.randperm(len(seeds), generator=g)]
+        h = len(order) // 2
+        sel += [(p, s) for s in sorted(order[:h])]
+        held += [(p, s) for s in sorted(order[h:])]
+    return {"selection": sel, "heldout": held}
+
+
+@dataclass
+class VideoResult:
+    """One generated video, chunk by chunk."""
+    prompt: int
+    seed: int
+    steps: list
+    nfe: list
+    cond: list
+    realism: list
+    event: list
+    kinds: list
+    confidence: list = field(default_factory=list)  # per chunk, per step: the chunk's confidence (fixed runs)
+    step_cond: list = field(default_factory=list)   # per chunk, per step: cond error of that step's x0_hat
+
+
+class Evaluator:
+    """Runs policies over (prompt, seed) pairs and scores every chunk."""
+
+    def __init__(self, dit, scenes: list, max_steps: int = 6, real_videos: int = 128):
+        self.cw = CausalWan(dit, dit.config)
+        self.scenes = scenes
+        self.ladder = extended_ladder(self_forcing_ladder(), max_steps)
+        self.max_steps = max_steps
+        self.fitter = W.SceneFitter(real_videos=real_videos)
+        self._text = {}
+        self.latents: dict = {}  # (run name, prompt, seed) -> latent [16, T, H, W]
+
+    def text(self, p: int):
+        if p not in self._text:
+            self._text[p] = self.cw.encode_text(W.prompt_embedding(self.scenes[p])[None])
+        return self._text[p]
+
+    @torch.no_grad()
+    def run(self, name: str, policy: StepPolicy, pairs: list, head=None, per_step: bool = False) -> list:
+        """One VideoResult per pair (all pairs sampled as one batch, see ``batched_sample``); with
+        ``per_step`` also every step's x0_hat scored and the head's chunk confidence after every step."""
+        ctx = torch.stack([W.prompt_embedding(self.scenes[p]) for p, _ in pairs])
+        lat, steps, nfe, confs, x0s = batched_sample(self.cw, self.cw.encode_text(ctx), [s for _, s in pairs],
+                                                     policy, self.ladder, head=head, record=per_step)
+        out = []
+        for i, (p, seed) in enumerate(pairs):
+            scene, video = self.scenes[p], lat[i]
+            self.latents[(name, p, seed)] = video
+            sc = self.fitter.chunk_scores(scene, video)
+            r = VideoResult(p, seed, steps[i], nfe[i], [s.conditional for s in sc], [s.realism for s in sc],
+                            [s.event for s in sc], [s.kind for s in sc])
+            if per_step:
+                for ci in range(len(steps[i])):
+                    f0 = ci * W.CHUNK_FRAMES
+                    errs = []
+                    for x0 in x0s[ci]:
+                        v = video.clone()
+                        v[:, f0:f0 + W.CHUNK_FRAMES] = x0[i]
+                        errs.append(self.fitter.chunk_scores(scene, v, chunks=[ci], realism=False)[0].conditional)
+                    r.step_cond.append(errs)
+                    r.confidence.append([c[i] for c in confs[ci]] if confs[ci] else [])
+            out.append(r)
+        return out
+
+
+def _stop_rule(policy: StepPolicy, n_videos: int, n_chunks: int):
+    """(video, chunk, steps done, confidence) -> stop? for every policy the evaluation uses; content-free
+    policies are resolved to per-(video, chunk) step counts in the order sample_video would hand them out
+    (video by video, chunk by chunk)."""
+    if isinstance(policy, MatchedRandomSteps):
+        q = list(policy._queue)
+        return lambda i, c, k, conf: k >= (q[i * n_chunks + c] if i * n_chunks + c < len(q) else policy._max)
+    if isinstance(policy, IndexSchedule):
+        return lambda i, c, k, conf: k >= policy.steps[min(c, len(policy.steps) - 1)]
+    if isinstance(policy, FixedSteps):
+        return lambda i, c, k, conf: False  # stops at max_steps
+    return lambda i, c, k, conf: policy.decide(k, conf) is not None
+
+
+@torch.no_grad()
+def batched_sample(cw, text, seeds: list, policy: StepPolicy, ladder, head=None, record: bool = False,
+                   num_frames: int = W.NUM_FRAMES, chunk_frames: int = W.CHUNK_FRAMES):
+    """Evaluation sampler: B videos (one per seed, ``text`` batched to B) generated together, each video
+    stopping each chunk on its own decision. The maths is ar_sampler.sample_video's with batch 1 (the same
+    SeededNoise per video, the same x0 and re-noising formulas, one t = 0 commit of each video's own exit
+    x0); a video that has stopped rides along in the batch unchanged until all have stopped, so only
+    wall time differs (tested against sample_video). Returns (latents [B, 16, T, H, W], steps [B][chunks],
+    nfe [B][chunks], confidences [chunk][step][B] if record, x0s [chunk][step] [B, ...] if record)."""
+    b = len(seeds)
+    dtype = text.kv[0][0].dtype
+    noise = [SeededNoise(s) for s in seeds]
+    max_steps = policy.max_steps(ladder)
+    n_chunks = num_frames // chunk_frames
+    rule = _stop_rule(policy, b, n_chunks)
+    want_head = head is not None and (policy.confidence_source == CONFIDENCE_HEAD or record)
+    want_heur = policy.confidence_source == CONFIDENCE_HEURISTIC
+    cache = cw.new_cache(b, W.LATENT_H, W.LATENT_W, chunk_frames, None, 0, num_frames, device=None, dtype=dtype)
+    shape1 = (1, W.LATENT_CHANNELS, chunk_frames, W.LATENT_H, W.LATENT_W)
+    frames, steps, nfe = [], [[0] * n_chunks for _ in range(b)], [[0] * n_chunks for _ in range(b)]
+    confs, x0s = [], []
+    for c in range(n_chunks):
+        fs = c * chunk_frames
+        x = torch.cat([n.sample(fs, 0, shape1, dtype=dtype) for n in noise])
+        final = torch.zeros_like(x)
+        done = [False] * b
+        x0_prev = None
+        c_conf, c_x0 = [], []
+        for k in range(max_steps):
+            s = ladder.sigmas[k]
+            out = cw.forward_chunk(x, torch.full((b,), 1000.0 * s, dtype=dtype), text, cache, fs)
+            x0 = denoise(x, out.flow, s)
+            conf = None
+            if want_heur:
+                conf = heuristic_confidence(x0_prev, x0)
+            elif want_head:
+                conf = head(out.hidden, out.time_emb)
+            cmin = conf.float().amin(dim=1).tolist() if conf is not None else [None] * b
+            if record:
+                c_conf.append(cmin if want_head else None)
+                c_x0.append(x0.clone())
+            for i in range(b):
+                if done[i]:
+                    continue
+                use = cmin[i] if policy.confidence_source else None
+                if k + 1 == max_steps or rule(i, c, k + 1, use):
+                    done[i] = True
+                    steps[i][c], nfe[i][c] = k + 1, k + 2
+                    final[i] = x0[i]
+            if all(done):
+                break
+            eps = torch.cat([n.sample(fs, k + 1, shape1, dtype=torch.float32) for n in noise])
+            x = renoise(x0, eps, ladder.sigmas[k + 1])
+            x0_prev = x0
+        cw.forward_chunk(final, torch.zeros(b, dtype=dtype), text, cache, fs)
+        frames.append(final)
+        confs.append([v for v in c_conf if v is not None])
+        x0s.append(c_x0)
+    return torch.cat(frames, 2), steps, nfe, confs, x0s
+
+
+# ---- rows -----------------------------------------------------------------------------------------
+def _mean(v):
+    return sum(v) / len(v) if v else float("nan")
+
+
+def row_stats(ev: Evaluator, name: str, results: list, seed: int = 0) -> dict:
+    """The table row of one run on one half: means with 95% bootstrap intervals."""
+    cond = [_mean(r.cond) for r in results]
+    real = [_mean(r.realism) for r in results]
+    nfe = [_mean(r.nfe) for r in results]
+    steps_all = [s for r in results for s in r.steps]
+    later = [(s, e) for r in results for s, e in zip(r.steps[1:], r.event[1:])]
+    ev_steps = [s for s, e in later if e]
+    co_steps = [s for s, e in later if not e]
+    by_prompt = {}
+    for r in results:
+        by_prompt.setdefault(r.prompt, []).append(ev.latents[(name, r.prompt, r.seed)])
+    energies = [ev.fitter.energy_distance(ev.scenes[p], torch.stack(v)) for p, v in by_prompt.items() if len(v) > 1]
+    hist = {}
+    for s in steps_all:
+        hist[s] = hist.get(s, 0) + 1
+    n_chunks = len(results[0].steps)
+    return {
+        "cond": bootstrap_ci(cond, seed=seed), "realism": bootstrap_ci(real, seed=seed),
+        "nfe_per_chunk": bootstrap_ci(nfe, seed=seed),
+        "energy": bootstrap_ci(energies, seed=seed) if energies else (float("nan"),) * 3,
+        "steps_per_chunk": _mean(steps_all), "steps_hist": dict(sorted(hist.items())),
+        "steps_by_chunk": [_mean([r.steps[i] for r in results]) for i in range(n_chunks)],
+        "event_rate": _mean([float(e) for _, e in later]), "world_event_rate": W.EVENT_P,
+        "steps_event": _mean(ev_steps), "steps_continuation": _mean(co_steps),
+        "n_event_chunks": len(ev_steps), "n_continuation_chunks": len(co_steps), "pairs": len(results),
+        "per_pair_cond": cond,
+    }
+
+
+@dataclass
+class Row:
+    name: str
+    kind: str          # fixed | joint | calibrated | heuristic | index | oracle | *_random
+    value: object      # steps, threshold, schedule
+    heldout: dict
+    selection: dict | None = None
+    control_of: str | None = None
+
+    def to_dict(self, keep_pairs: bool = False) -> dict:
+        d = {"name": self.name, "kind": self.kind, "value": self.value, "control_of": self.control_of,
+             "heldout": dict(self.heldout), "selection": dict(self.selection) if self.selection else None}
+        if not keep_pairs:
+            for h in ("heldout", "selection"):
+                if d[h]:
+                    d[h].pop("per_pair_cond", None)
+        return d
+
+
+def evaluate_run(ev: Evaluator, name: str, kind: str, value, policy_fn, halves: dict, head=None,
+                 per_step: bool = False, control: bool = False, control_seed: int = 0) -> tuple[list, dict]:
+    """Run ``policy_fn()`` on selection + held-out pairs (in that order, one policy instance); with
+    ``control`` also its matched-random control. Returns (rows, raw results by half)."""
+    pairs = halves["selection"] + halves["heldout"]
+    res = ev.run(name, policy_fn(), pairs, head=head, per_step=per_step)
+    n_sel = len(halves["selection"])
+    raw = {"selection": res[:n_sel], "heldout": res[n_sel:]}
+    row = Row(name, kind, value, row_stats(ev, name, raw["heldout"]), row_stats(ev, name, raw["selection"]))
+    rows = [row]
+    if control and len(row.heldout["steps_hist"]) + len(row.selection["steps_hist"]) > 2:
+        groups = [row.selection["steps_hist"], row.heldout["steps_hist"]]
+        cname = f"{name} random control"
+        cres = ev.run(cname, MatchedRandomSteps(groups=groups, seed=control_seed), pairs)
+        crow = Row(cname, kind + "_random", value, row_stats(ev, cname, cres[n_sel:]),
+                   row_stats(ev, cname, cres[:n_sel]), control_of=name)
+        d = paired_diff_ci(row.heldout["per_pair_cond"], crow.heldout["per_pair_cond"])
+        row.heldout["vs_control"] = {"diff": d, "verdict": verdict(d)}
+        rows.append(crow)
+    return rows, raw
+
+
+# ---- per-chunk analyses on a fixed-max-steps run with the head -----------------------------------
+def conf_gain_spearman(results: list) -> dict:
+    """Spearman between the head's confidence after step k and the chunk's gain from further steps
+    (cond error of step k's x0_hat minus that of the last step's), among chunks at the SAME step k, per
+    k (1 .. max-1) and averaged: a pure step counter scores 0; "confident = little left to gain" is
+    negative."""
+    per_k = {}
+    if not results or not results[0].confidence or not results[0].confidence[0]:
+        return {"mean": float("nan"), "per_step": {}}
+    kmax = len(results[0].step_cond[0])
+    for k in range(kmax - 1):
+        conf = [r.confidence[c][k] for r in results for c in range(len(r.steps))]
+        gain = [r.step_cond[c][k] - r.step_cond[c][-1] for r in results for c in range(len(r.steps))]
+        per_k[k + 1] = spearman(conf, gain)
+    vals = [v for v in per_k.values() if not math.isnan(v)]
+    return {"mean": _mean(vals), "per_step": per_k}
+
+
+def oracle_rows(results: list, nfe_targets) -> list[dict]:
+    """Upper bound: per chunk the step count chosen knowing every step's cond error (measured on the
+    x0_hat after each step of a fixed-max-steps run, prefixes as generated there), under a budget
+    matching each NFE target (Lagrangian: each chunk minimises err_k + lam * k; lam bisected)."""
+    errs = [r.step_cond[c] for r in results for c in range(len(r.steps))]
+    out = []
+    for target in nfe_targets:
+        lo, hi = 0.0, 1.0
+        for _ in range(60):
+            lam = (lo + hi) / 2
+            ks = [min(range(len(e)), key=lambda k: e[k] + lam * k) for e in errs]
+            if _mean([k + 2 for k in ks]) > target:
+                lo = lam
+            else:
+                hi = lam
+        ks = [min(range(len(e)), key=lambda k: e[k] + hi * k) for e in errs]
+        n = len(results[0].steps)
+        per_pair = [_mean([errs[i * n + c][ks[i * n + c]] for c in range(n)]) for i in range(len(results))]
+        nfe_pair = [_mean([ks[i * n + c] + 2 for c in range(n)]) for i in range(len(results))]
+        out.append({"nfe_target": target, "cond": bootstrap_ci(per_pair), "nfe_per_chunk": bootstrap_ci(nfe_pair),
+                    "steps_per_chunk": _mean([k + 1 for k in ks]), "per_pair_cond": per_pair})
     return out
+
+
+def interp(points: list, x: float) -> float | None:
+    """Linear interpolation of sorted (nfe, value) points at x; None outside their range."""
+    pts = sorted(points)
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (x - x0) / (x1 - x0) * (y1 - y0)
+    if pts and abs(pts[0][0] - x) < 1e-9:
+        return pts[0][1]
+    return None
+
+
+def summary(rows: list, spear: dict, balanced: float = 0.75) -> dict:
+    """The headline numbers on the held-out half (definitions in results/toy_repro/README.md)."""
+    by = {r.name: r for r in rows}
+    fixed4 = by["fixed 4"].heldout
+    f4_cond, f4_lo, f4_hi = fixed4["cond"]
+    tol = 0.5 * (f4_hi - f4_lo)
+    joint = sorted([r for r in rows if r.kind == "joint"], key=lambda r: r.heldout["nfe_per_chunk"][0])
+    ok = [r for r in joint if r.heldout["cond"][0] <= f4_cond + tol]
+    cheapest = ok[0] if ok else None
+    ok_sel = [r for r in joint if r.selection["cond"][0] <= by["fixed 4"].selection["cond"][0]
+              + 0.5 * (by["fixed 4"].selection["cond"][2] - by["fixed 4"].selection["cond"][1])]
+    chosen = ok_sel[0] if ok_sel else None
+    runs = [r for r in rows if "vs_control" in r.heldout]
+    wins = [r.name for r in runs if r.heldout["vs_control"]["verdict"] == "better"]
+    losses = [r.name for r in runs if r.heldout["vs_control"]["verdict"] == "worse"]
+    bal = next((r for r in joint if abs(float(r.value) - balanced) < 1e-9), None)
+    curve = [(r.heldout["nfe_per_chunk"][0], r.heldout["cond"][0]) for r in joint]
+
+    def beats(others):
+        checks = []
+        for o in others:
+            x, (c, lo, hi) = o.heldout["nfe_per_chunk"][0], o.heldout["cond"]
+            y = interp(curve, x)
+            if y is not None:
+                checks.append({"name": o.name, "nfe": x, "their_cond": c, "joint_cond_at_nfe": y,
+                               "better_beyond_half_ci": y < c - 0.5 * (hi - lo)})
+        return (bool(checks) and all(ch["better_beyond_half_ci"] for ch in checks)), checks
+
+    idx = [r for r in rows if r.kind == "index"]
+    heur = [r for r in rows if r.kind == "heuristic"]
+    b_idx, idx_checks = beats(idx)
+    b_heur, heur_checks = beats(heur)
+    return {
+        "nfe_ratio_at_fixed4_quality": (cheapest.heldout["nfe_per_chunk"][0] / fixed4["nfe_per_chunk"][0]
+                                        if cheapest else None),
+        "nfe_ratio_threshold": cheapest.value if cheapest else None,
+        "nfe_ratio_at_fixed4_quality_selected_threshold": (
+            {"threshold": chosen.value, "ratio": chosen.heldout["nfe_per_chunk"][0] / fixed4["nfe_per_chunk"][0],
+             "cond": chosen.heldout["cond"][0]} if chosen else None),
+        "random_control_wins": len(wins), "random_control_losses": len(losses),
+        "random_control_ties": len(runs) - len(wins) - len(losses),
+        "random_control_win_runs": wins, "random_control_loss_runs": losses,
+        "event_minus_continuation_steps": (bal.heldout["steps_event"] - bal.heldout["steps_continuation"]
+                                           if bal else None),
+        "event_minus_continuation_threshold": balanced,
+        "spearman_conf_vs_gain": spear["mean"],
+        "spearman_conf_vs_gain_per_step": spear["per_step"],
+        "beats_index_schedule": b_idx, "beats_index_schedule_checks": idx_checks,
+        "beats_heuristic": b_heur, "beats_heuristic_checks": heur_checks,
+    }
+
+
+def trivial_baselines(scenes, n_per_prompt: int = 8, seed: int = 0, fitter: W.SceneFitter | None = None) -> dict:
+    """Reference scores for the table: 'real videos' (``n_per_prompt`` fresh samples of the world: the
+    noise floor of the energy distance, cond 0) and 'frozen first frame' (a real first frame held still
+    for the whole video: a generator that ignores motion and never makes events)."""
+    import numpy as np
+    fitter = fitter or W.SceneFitter()
+    g = torch.Generator().manual_seed(seed)
+    out = {"real videos": {"cond": [], "energy": [], "event_rate": []},
+           "frozen first frame": {"cond": [], "energy": [], "event_rate": []}}
+    for s in scenes:
+        vids = [W.sample_video(s, g) for _ in range(n_per_prompt)]
+        for name, lat in (("real videos", W.encode_rgb(np.stack(vids))),
+                          ("frozen first frame", W.encode_rgb(np.stack([np.repeat(v[:1], len(v), 0) for v in vids])))):
+            for v in lat:
+                sc = fitter.chunk_scores(s, v)
+                out[name]["cond"].append(_mean([c.conditional for c in sc]))
+                out[name]["event_rate"].append(_mean([float(c.event) for c in sc[1:]]))
+            out[name]["energy"].append(fitter.energy_distance(s, lat))
+    return {k: {m: _mean(v) for m, v in d.items()} for k, d in out.items()}
+
+
+def fixed_policy(k):
+    return lambda: FixedSteps(int(k))
+
+
+def confidence_policy(t, max_steps=6):
+    return lambda: ConfidencePolicy(float(t), 1, max_steps)
+
+
+def heuristic_policy(t, max_steps=6):
+    return lambda: HeuristicPolicy(float(t), 1, max_steps)
+
+
+def index_policy(steps):
+    return lambda: IndexSchedule(steps)
+
+
+def run_all(dit, joint_head, cal_head, scenes, seeds, thresholds, heuristic_thresholds, index_candidates,
+            show_progress: bool = True, log=print) -> dict:
+    """The whole evaluation: rows for fixed 1..6, the joint and calibrated head sweeps with controls, the
+    heuristic sweep, the index schedule chosen on the selection half, the oracle; Spearman; summary."""
+    ev = Evaluator(dit, scenes)
+    halves = split_pairs(len(scenes), seeds)
+    rows, jobs = [], []
+    jobs += [("fixed", k, f"fixed {k}", fixed_policy(k), None) for k in range(1, 7)]
+    jobs += [("joint", t, f"DSA joint thr {t:g}", confidence_policy(t), joint_head) for t in thresholds]
+    if cal_head is not None:
+        jobs += [("calibrated", t, f"DSA calibrated thr {t:g}", confidence_policy(t), cal_head) for t in thresholds]
+    jobs += [("heuristic", t, f"heuristic thr {t:g}", heuristic_policy(t), None) for t in heuristic_thresholds]
+    bar = progress(total=len(jobs) + len(index_candidates) + 1, desc="evaluation", disable=not show_progress)
+    raw_fixed6 = None
+    for kind, v, name, fn, head in jobs:
+        per_step = kind == "fixed" and v == 6
+        r, raw = evaluate_run(ev, name, kind, v, fn, halves, head=joint_head if per_step else head,
+                              per_step=per_step, control=kind in ("joint", "calibrated"),
+                              control_seed=int(1000 * float(v)) + (7 if kind == "calibrated" else 0))
+        if per_step:
+            raw_fixed6 = raw
+        rows += r
+        bar.update(1)
+        h = r[0].heldout
+        bar.set_postfix_str(f"{name}: NFE {h['nfe_per_chunk'][0]:.2f} cond {h['cond'][0]:.5f}")
+        log(f"{name}: NFE {h['nfe_per_chunk'][0]:.2f} cond {h['cond'][0]:.5f} energy {h['energy'][0]:.4f} "
+            f"events {h['event_rate']:.2f} steps ev/cont {h['steps_event']:.2f}/{h['steps_continuation']:.2f}"
+            + (f" vs control {h['vs_control']['verdict']}" if "vs_control" in h else ""))
+    # index schedules: chosen on the selection half only
+    f4_sel = next(r for r in rows if r.name == "fixed 4").selection
+    cands = []
+    for sched in index_candidates:
+        name = "index " + "-".join(str(s) for s in sched)
+        res = ev.run(name, IndexSchedule(sched), halves["selection"])
+        st = row_stats(ev, name, res)
+        cands.append((sched, st))
+        bar.update(1)
+    tol = 0.5 * (f4_sel["cond"][2] - f4_sel["cond"][1])
+    good = [c for c in cands if c[1]["cond"][0] <= f4_sel["cond"][0] + tol]
+    best = (min(good, key=lambda c: c[1]["nfe_per_chunk"][0]) if good else min(cands, key=lambda c: c[1]["cond"][0]))
+    name = "index " + "-".join(str(s) for s in best[0]) + " (chosen on selection)"
+    res = ev.run(name, IndexSchedule(best[0]), halves["heldout"])
+    rows.append(Row(name, "index", list(best[0]), row_stats(ev, name, res), best[1]))
+    bar.update(1)
+    bar.close()
+    spear = conf_gain_spearman(raw_fixed6["heldout"])
+    joint_nfes = [r.heldout["nfe_per_chunk"][0] for r in rows if r.kind == "joint"]
+    oracle = oracle_rows(raw_fixed6["heldout"], sorted(set(round(x, 2) for x in joint_nfes if 2 < x < 7)))
+    for o in oracle:
+        h = {"cond": o["cond"], "nfe_per_chunk": o["nfe_per_chunk"], "steps_per_chunk": o["steps_per_chunk"]}
+        rows.append(Row(f"oracle at NFE {o['nfe_target']:.2f}", "oracle", o["nfe_target"], h))
+    return {"rows": rows, "spearman": spear, "summary": summary(rows, spear),
+            "index_candidates": [{"schedule": s, "selection": {k: v for k, v in st.items() if k != "per_pair_cond"}}
+                                 for s, st in cands],
+            "halves": {k: [list(p) for p in v] for k, v in halves.items()}, "evaluator": ev}

@@ -9,12 +9,12 @@ from . import world as W
 
 # The committed demo prompts (models/toy/prompts/toy_<prompt>.safetensors), chosen to show easy and hard chunks.
 DEMO_SCENES = [
-    W.Scene("square", "red", "moving right fast", "black"),
-    W.Scene("disc", "yellow", "bouncing", "grey"),
-    W.Scene("square", "white", "appearing", "black"),
-    W.Scene("disc", "green", "still", "black"),
-    W.Scene("disc", "cyan", "drifting down", "grey"),
-    W.Scene("square", "magenta", "moving up fast", "grey"),
+    W.Scene("square", "red", "drifting right", "black"),
+    W.Scene("disc", "yellow", "still", "grey"),
+    W.Scene("square", "white", "drifting down", "black"),
+    W.Scene("disc", "green", "drifting left", "black"),
+    W.Scene("disc", "cyan", "drifting up", "grey"),
+    W.Scene("square", "magenta", "still", "black"),
 ]
 
 
@@ -26,7 +26,7 @@ class ToyPrompts:
 
 
 def prompt_file_name(scene: W.Scene) -> str:
-    """'a red square moving right fast on black' -> 'toy_red_square_moving_right_fast_on_black.safetensors'
+    """'a red square drifting right on black' -> 'toy_red_square_drifting_right_on_black.safetensors'
     (artists pick prompts by file name in ComfyUI)."""
     words = scene.prompt.split()
     return "toy_" + "_".join(words[1:] if words[0] == "a" else words) + ".safetensors"

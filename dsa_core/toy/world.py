@@ -1,23 +1,28 @@
-"""The toy world: synthetic videos made by code, a fixed linear "codec" into a 16-channel latent space,
-and prompt embeddings built from the scene attributes (toy-scale reproduction, not the paper's data).
+"""The toy world (v2): synthetic videos made by code in which chunk difficulty varies for a visible reason,
+a fixed linear "codec" into a 16-channel latent space, and prompt embeddings built from the scene
+attributes (toy-scale reproduction, not the paper's data). Everything is deterministic code; no video
+data is downloaded or stored.
 
-Everything here is deterministic code; no video data is downloaded or stored.
+Scenes. One shape (square or disc, side/diameter 3 latent pixels) of one of 7 colours on a black or grey
+background, in an 8 x 8 latent-pixel frame, 12 latent frames = 4 chunks of 3. Motions: ``still`` or
+``drifting <dir>`` (0.25 px/frame in the stated direction; the shape stops at the wall). Positions live on
+a 0.25 px grid (21 x 21 centres), so every frame is one of 7 x 441 renders per shape and background.
 
-Scenes. One shape (square or disc, side/diameter 3 latent pixels) of one of 7 colours on a black or
-grey background, in an 8 x 8 latent-pixel frame, 9 latent frames (3 chunks of 3). Motions:
+Chunks and events. The first chunk starts at a uniformly random grid position (not in the prompt), so it
+is uncertain. Every later chunk is a *continuation* (fully determined by the last frame before it, i.e.
+by what the KV cache holds) unless an *event* happens at its first frame, which the prompt does not
+determine. At each chunk boundary, independently:
 
-  still                     the shape sits at a random position (hard only in the first chunk)
-  drifting <dir>            0.25 px/frame in a stated direction (easy to continue)
-  moving <dir> fast         0.75 px/frame, reflecting off the walls
-  bouncing                  (+-0.75, +-0.5) px/frame, random signs, reflecting off the walls
-  appearing                 background only until a random frame in 1..8, then a still shape at a random
-                            position: the chunk where it appears is genuinely uncertain
+  P(no event)  = 1 - EVENT_P             = 0.60  the motion simply continues
+  P(recolour)  = EVENT_P * 1/2            = 0.20  the shape takes one of the 6 other colours (uniform)
+  P(jump)      = EVENT_P * 1/2            = 0.20  the shape jumps (a cut) to a grid position at least
+                                                  JUMP_MIN px away from where it would have been (uniform),
+                                                  then keeps its motion
 
-So the difficulty of a chunk varies within a video and across prompts, which is what step allocation
-exploits. The start position (and the appearing frame, and the bouncing signs) are not in the prompt:
-a prompt describes a distribution of videos. Positions and velocities are multiples of 0.25 px and the
-walls lie on that grid, so every trajectory stays on a 0.25 px grid; ``fit_error`` uses that to find
-the nearest video a prompt allows exactly (real data has fit error 0).
+So a video holds on average 3 x 0.4 = 1.2 events, and 78% of videos hold at least one. ``continuations``
+enumerates every allowed next chunk given the state at the end of the prefix, with its exact probability;
+``sample_video`` draws from exactly that enumeration, so the per-chunk conditional metric
+(``SceneFitter.chunk_scores``) is exact.
 
 Rendering: 4x4 supersampled coverage per latent pixel (anti-aliased, so sub-pixel motion is visible).
 
@@ -29,14 +34,15 @@ one video frame (no temporal compression, unlike Wan's VAE).
 
 Prompts. A fixed random vector (seeded from the word) for each attribute word, one token per slot
 [colour, shape, motion, direction, background], zero-padded to PROMPT_TOKENS = 8 tokens of 4096 channels
-(Wan's UMT5 width; Wan also zero-pads its context). The all-zero context is the "empty prompt" used for
-classifier-free-guidance dropout.
+(Wan's UMT5 width; Wan also zero-pads its context). The colour is the shape's colour at the start. The
+all-zero context is the "empty prompt" used for classifier-free-guidance dropout.
 """
 from __future__ import annotations
 
 import hashlib
 import math
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -44,28 +50,32 @@ from torch import Tensor
 
 LATENT_CHANNELS = 16
 LATENT_H = LATENT_W = 8
-NUM_FRAMES = 9
 CHUNK_FRAMES = 3
+NUM_CHUNKS = 4
+NUM_FRAMES = CHUNK_FRAMES * NUM_CHUNKS
 PIXEL_SCALE = 8
 CODEC_SEED = 20260604
 SCALE = 4.0            # latent = SCALE * E (2 rgb - 1): per-channel mean square 0.1-2.4, near normalised Wan latents
 TEXT_DIM = 4096
 PROMPT_TOKENS = 8
 SUPERSAMPLE = 4
-GRID = 0.25            # positions and velocities are multiples of this (latent pixels)
+GRID = 0.25            # centres are multiples of this (latent pixels)
 HALF = 1.5             # half side / radius of a shape
-LO, HI = HALF, LATENT_W - HALF  # centre range (on the grid)
+LO, HI = HALF, LATENT_W - HALF  # centre range
+NPOS = int(round((HI - LO) / GRID)) + 1   # 21 grid values per axis
+EVENT_P = 0.4          # probability of an event at each chunk boundary (see the module docstring)
+EVENT_KINDS = {"recolour": 0.5, "jump": 0.5}
+JUMP_MIN = 2.0         # a jump lands at least this far (px, Chebyshev) from where the shape would have been
 
 COLOURS = {
     "red": (0.9, 0.15, 0.15), "green": (0.15, 0.8, 0.2), "blue": (0.2, 0.35, 0.95), "yellow": (0.95, 0.85, 0.1),
     "cyan": (0.1, 0.85, 0.9), "magenta": (0.9, 0.2, 0.85), "white": (0.95, 0.95, 0.95),
 }
+COLOUR_NAMES = tuple(COLOURS)
 BACKGROUNDS = {"black": (0.05, 0.05, 0.05), "grey": (0.45, 0.45, 0.45)}
 SHAPES = ("square", "disc")
-DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
-MOTIONS = (["still"] + [f"drifting {d}" for d in DIRECTIONS] + [f"moving {d} fast" for d in DIRECTIONS]
-           + ["bouncing", "appearing"])
-DRIFT_SPEED, FAST_SPEED, BOUNCE_VEL = 0.25, 0.75, (0.75, 0.5)
+DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+MOTIONS = ["still"] + [f"drifting {d}" for d in DIRECTIONS]
 
 
 # ---- scenes --------------------------------------------------------------------------------------
@@ -78,13 +88,7 @@ class Scene:
 
     @property
     def prompt(self) -> str:
-        m = self.motion
-        if m == "still":
-            desc = "sitting still"
-        elif m == "appearing":
-            desc = "appearing"
-        else:
-            desc = m
+        desc = "sitting still" if self.motion == "still" else self.motion
         return f"a {self.colour} {self.shape} {desc} on {self.background}"
 
     def to_dict(self) -> dict:
@@ -102,33 +106,11 @@ def random_scene(g: torch.Generator) -> Scene:
     return Scene(pick(SHAPES), pick(COLOURS), pick(MOTIONS), pick(BACKGROUNDS))
 
 
-def _velocity(motion: str, signs=(1, 1)) -> tuple[float, float]:
-    if motion in ("still", "appearing"):
-        return 0.0, 0.0
-    if motion == "bouncing":
-        return BOUNCE_VEL[0] * signs[0], BOUNCE_VEL[1] * signs[1]
-    parts = motion.split()
-    d = DIRECTIONS[parts[1]]
-    speed = FAST_SPEED if motion.endswith("fast") else DRIFT_SPEED
-    return d[0] * speed, d[1] * speed
-
-
-def _reflect(p: np.ndarray) -> np.ndarray:
-    """Positions bouncing between LO and HI (triangle wave)."""
-    span = HI - LO
-    q = np.mod(p - LO, 2 * span)
-    return LO + np.where(q > span, 2 * span - q, q)
-
-
-def trajectory(motion: str, start: tuple[float, float], frames: int = NUM_FRAMES, signs=(1, 1),
-               appear: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(centres [frames, 2] (x, y), visible [frames] bool) for a motion from a start centre."""
-    vx, vy = _velocity(motion, signs)
-    f = np.arange(frames, dtype=np.float64)
-    xs = _reflect(start[0] + vx * f)
-    ys = _reflect(start[1] + vy * f)
-    visible = f >= appear if motion == "appearing" else np.ones(frames, dtype=bool)
-    return np.stack([xs, ys], 1), visible
+def velocity(motion: str) -> tuple[int, int]:
+    """Grid units (0.25 px) per frame."""
+    if motion == "still":
+        return 0, 0
+    return DIRECTIONS[motion.split()[1]]
 
 
 # ---- rendering -----------------------------------------------------------------------------------
@@ -147,30 +129,118 @@ def coverage(shape: str, cx: float, cy: float) -> np.ndarray:
     return m.reshape(LATENT_H, SUPERSAMPLE, LATENT_W, SUPERSAMPLE).mean(axis=(1, 3))
 
 
-def render(scene: Scene, centres: np.ndarray, visible: np.ndarray) -> np.ndarray:
-    """RGB video [T, H, W, 3] in [0, 1]."""
-    bg = np.array(BACKGROUNDS[scene.background])
-    fg = np.array(COLOURS[scene.colour])
-    out = np.empty((len(centres), LATENT_H, LATENT_W, 3))
-    for i, ((cx, cy), vis) in enumerate(zip(centres, visible)):
-        a = coverage(scene.shape, cx, cy)[..., None] if vis else np.zeros((LATENT_H, LATENT_W, 1))
-        out[i] = bg * (1 - a) + fg * a
+@lru_cache(maxsize=None)
+def frame_table(shape: str, background: str) -> np.ndarray:
+    """Every frame a scene of this shape and background can show: [7 colours, 441 positions, H, W, 3]
+    (position index = iy * NPOS + ix, centre = LO + GRID * i)."""
+    vals = LO + GRID * np.arange(NPOS)
+    cov = np.stack([coverage(shape, x, y) for y in vals for x in vals])[..., None]  # [441, H, W, 1]
+    bg = np.array(BACKGROUNDS[background])
+    out = np.stack([bg * (1 - cov) + np.array(COLOURS[c]) * cov for c in COLOUR_NAMES])
+    out.setflags(write=False)
     return out
 
 
-def _grid_values(lo: float, hi: float) -> np.ndarray:
-    return np.arange(round(lo / GRID), round(hi / GRID) + 1) * GRID
+# ---- the generative process: states, continuations, sampling ------------------------------------
+@dataclass(frozen=True)
+class State:
+    """What a frame shows: the shape's grid position (ix, iy in 0..20) and colour index."""
+    ix: int
+    iy: int
+    colour: int
 
 
-def sample_video(scene: Scene, g: torch.Generator, frames: int = NUM_FRAMES) -> np.ndarray:
-    """One random clean RGB video [T, H, W, 3] of a scene (start position, signs, appear frame random)."""
-    grid = _grid_values(LO, HI)
-    ix = torch.randint(len(grid), (2,), generator=g)
-    start = (float(grid[ix[0]]), float(grid[ix[1]]))
-    signs = tuple(int(v) * 2 - 1 for v in torch.randint(2, (2,), generator=g))
-    appear = int(torch.randint(1, frames, (1,), generator=g))
-    centres, visible = trajectory(scene.motion, start, frames, signs, appear)
-    return render(scene, centres, visible)
+@dataclass
+class Continuations:
+    """Every allowed chunk given a prefix: positions [N, F] (index iy * NPOS + ix), colours [N, F],
+    exact probabilities [N] (sum 1), kinds [N] ('start' | 'none' | 'recolour' | 'jump')."""
+    positions: np.ndarray
+    colours: np.ndarray
+    probs: np.ndarray
+    kinds: list
+
+    def __len__(self):
+        return len(self.probs)
+
+    def frames(self, scene: Scene) -> np.ndarray:
+        """RGB [N, F, H, W, 3]."""
+        return frame_table(scene.shape, scene.background)[self.colours, self.positions]
+
+    @property
+    def is_event(self) -> np.ndarray:
+        return np.array([k in EVENT_KINDS for k in self.kinds])
+
+
+def _track(ix: np.ndarray, iy: np.ndarray, motion: str, frames: int) -> np.ndarray:
+    """Position indices [N, frames] of shapes starting at (ix, iy) (frame 0) and moving by ``motion``,
+    stopping at the walls."""
+    vx, vy = velocity(motion)
+    t = np.arange(frames)
+    xs = np.clip(ix[:, None] + vx * t, 0, NPOS - 1)
+    ys = np.clip(iy[:, None] + vy * t, 0, NPOS - 1)
+    return ys * NPOS + xs
+
+
+def continuations(scene: Scene, prev: State | None, frames: int = CHUNK_FRAMES) -> Continuations:
+    """The exact distribution of the next chunk (``frames`` frames) given the last frame's state ``prev``
+    (None: the first chunk, which starts anywhere in the prompt's colour)."""
+    grid = np.arange(NPOS)
+    if prev is None:
+        ix, iy = np.meshgrid(grid, grid)
+        ix, iy = ix.ravel(), iy.ravel()
+        pos = _track(ix, iy, scene.motion, frames)
+        col = np.full(pos.shape, COLOUR_NAMES.index(scene.colour))
+        return Continuations(pos, col, np.full(len(pos), 1.0 / len(pos)), ["start"] * len(pos))
+    vx, vy = velocity(scene.motion)
+    nx, ny = min(max(prev.ix + vx, 0), NPOS - 1), min(max(prev.iy + vy, 0), NPOS - 1)  # where it would be
+    own = _track(np.array([nx]), np.array([ny]), scene.motion, frames)
+    others = [c for c in range(len(COLOUR_NAMES)) if c != prev.colour]
+    jx, jy = np.meshgrid(grid, grid)
+    far = np.maximum(np.abs(jx - nx), np.abs(jy - ny)) * GRID >= JUMP_MIN
+    jx, jy = jx[far], jy[far]
+    jumps = _track(jx, jy, scene.motion, frames)
+    pos = np.concatenate([own, np.repeat(own, len(others), 0), jumps])
+    col = np.concatenate([np.full((1, frames), prev.colour), np.repeat(np.array(others)[:, None], frames, 1),
+                          np.full((len(jumps), frames), prev.colour)])
+    p_rec, p_jump = EVENT_P * EVENT_KINDS["recolour"], EVENT_P * EVENT_KINDS["jump"]
+    probs = np.concatenate([[1.0 - EVENT_P], np.full(len(others), p_rec / len(others)),
+                            np.full(len(jumps), p_jump / len(jumps))])
+    kinds = ["none"] + ["recolour"] * len(others) + ["jump"] * len(jumps)
+    return Continuations(pos, col, probs, kinds)
+
+
+def state_of(positions: np.ndarray, colours: np.ndarray, i: int, j: int = -1) -> State:
+    p = int(positions[i, j])
+    return State(p % NPOS, p // NPOS, int(colours[i, j]))
+
+
+def sample_states(scene: Scene, g: torch.Generator, frames: int = NUM_FRAMES,
+                  chunk: int = CHUNK_FRAMES) -> tuple[np.ndarray, np.ndarray, list]:
+    """One draw of the process: (positions [T], colours [T], kind of each chunk), chunk by chunk from
+    ``continuations`` (so sampling and enumeration are the same distribution by construction)."""
+    pos, col, kinds, prev = [], [], [], None
+    for _ in range(frames // chunk):
+        c = continuations(scene, prev, chunk)
+        cdf = np.cumsum(c.probs)
+        i = min(int(np.searchsorted(cdf, float(torch.rand((), generator=g, dtype=torch.float64)) * cdf[-1],
+                                    side="right")), len(cdf) - 1)
+        pos.append(c.positions[i])
+        col.append(c.colours[i])
+        kinds.append(c.kinds[i])
+        prev = state_of(c.positions, c.colours, i)
+    return np.concatenate(pos), np.concatenate(col), kinds
+
+
+def render_states(scene: Scene, positions: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    return frame_table(scene.shape, scene.background)[colours, positions]
+
+
+def sample_video(scene: Scene, g: torch.Generator, frames: int = NUM_FRAMES, with_events: bool = False):
+    """One random clean RGB video [T, H, W, 3] of a scene; with ``with_events`` also the list of chunk
+    kinds ('start', then 'none' / 'recolour' / 'jump' per later chunk)."""
+    pos, col, kinds = sample_states(scene, g, frames)
+    video = render_states(scene, pos, col)
+    return (video, kinds) if with_events else video
 
 
 # ---- codec ---------------------------------------------------------------------------------------
@@ -217,8 +287,7 @@ def _word_vector(word: str) -> Tensor:
 
 def prompt_tokens(scene: Scene) -> list[str]:
     parts = scene.motion.split()
-    motion = {"still": "still", "drifting": "drifting", "moving": "moving-fast", "bouncing": "bouncing",
-              "appearing": "appearing"}[parts[0]]
+    motion = parts[0]
     direction = parts[1] if len(parts) > 1 else None
     toks = [scene.colour, scene.shape, motion]
     if direction:
@@ -247,6 +316,7 @@ def scene_from_prompt(text: str) -> Scene:
     raise ValueError(f"{text!r} is not a toy-world prompt (e.g. {all_scenes()[0].prompt!r})")
 
 
+
 # ---- batches -------------------------------------------------------------------------------------
 def make_batch(batch: int, g: torch.Generator, frames: int = NUM_FRAMES, scenes=None):
     """(latents [B, 16, T, H, W], contexts [B, 8, 4096], scenes) of random scenes."""
@@ -256,93 +326,110 @@ def make_batch(batch: int, g: torch.Generator, frames: int = NUM_FRAMES, scenes=
     return encode_rgb(vids), ctx, scenes
 
 
-# ---- the reproduction's quality metric ----------------------------------------------------------
-class SceneFitter:
-    """Distance from a generated video to the nearest clean video its prompt allows.
+# ---- the reproduction's quality metrics ---------------------------------------------------------
+@dataclass
+class ChunkScore:
+    """One chunk of one generated video, scored against the world (RGB MSE units, lower is better).
 
-    Every video a scene allows is enumerated exactly (start centre on the 0.25 px grid, bouncing signs,
-    appearing frame), rendered once, and the generated video's RGB (decoded at latent resolution) is
-    compared with all of them: ``fit_error`` = min over allowed videos of the mean squared RGB error
-    (in [0, 1] units). Real videos score exactly 0. It measures fidelity (sharp, right shape and colour,
-    clean background) and motion consistency (the whole trajectory must match one allowed trajectory)
-    together; it does not measure diversity.
+    conditional: MSE of the chunk to the nearest continuation the world allows given the generated prefix
+        (the prefix's last frame fitted to the nearest state; the first chunk: any start position).
+    realism: mean over the chunk's frames of the MSE to the nearest frame the scene can show at all
+        (any position, any colour): is each frame a clean render, whatever the story.
+    event: the nearest allowed continuation is an event (recolour or jump); False for the first chunk.
     """
+    conditional: float
+    realism: float
+    event: bool
+    kind: str
 
-    def __init__(self, frames: int = NUM_FRAMES):
-        self.frames = frames
+
+class SceneFitter:
+    """The world-side metrics of the reproduction (see ChunkScore and ``energy_distance``)."""
+
+    def __init__(self, frames: int = NUM_FRAMES, chunk: int = CHUNK_FRAMES, real_videos: int = 256):
+        self.frames, self.chunk, self.real_videos = frames, chunk, real_videos
         self._cache: dict = {}
 
-    def candidates(self, scene: Scene) -> Tensor:
-        key = scene
+    def _table(self, scene: Scene) -> Tensor:
+        key = ("table", scene.shape, scene.background)
         if key not in self._cache:
-            grid = _grid_values(LO, HI)
-            # per-position single frames, rendered once
-            pos = [(x, y) for y in grid for x in grid]
-            index = {p: i for i, p in enumerate(pos)}
-            bg = np.array(BACKGROUNDS[scene.background])
-            fg = np.array(COLOURS[scene.colour])
-            frames_at = np.stack([bg * (1 - coverage(scene.shape, x, y)[..., None])
-                                  + fg * coverage(scene.shape, x, y)[..., None] for x, y in pos])
-            empty = np.broadcast_to(bg, (LATENT_H, LATENT_W, 3))
-            sign_sets = [(a, b) for a in (1, -1) for b in (1, -1)] if scene.motion == "bouncing" else [(1, 1)]
-            appears = range(1, self.frames) if scene.motion == "appearing" else [0]
-            vids = []
-            for signs in sign_sets:
-                for ap in appears:
-                    for p in pos:
-                        centres, visible = trajectory(scene.motion, p, self.frames, signs, ap)
-                        idx = [index[(float(round(cx / GRID) * GRID), float(round(cy / GRID) * GRID))]
-                               for cx, cy in centres]
-                        vids.append(np.stack([frames_at[i] if v else empty for i, v in zip(idx, visible)]))
-            self._cache[key] = torch.as_tensor(np.stack(vids), dtype=torch.float32)  # [N, T, H, W, 3]
+            t = frame_table(scene.shape, scene.background)
+            self._cache[key] = torch.tensor(t.reshape(-1, *t.shape[2:]), dtype=torch.float32)  # [7*441, H, W, 3]
         return self._cache[key]
 
-    def fit_error(self, scene: Scene, latent: Tensor) -> float:
-        """latent [16, T, H, W] (one video) -> min MSE in RGB against every allowed video."""
+    def fit_state(self, scene: Scene, frame_rgb: Tensor) -> tuple[State, float]:
+        """Nearest state (and its MSE) for one RGB frame [H, W, 3]."""
+        err = (self._table(scene) - frame_rgb[None]).pow(2).flatten(1).mean(1)
+        i = int(err.argmin())
+        c, p = divmod(i, NPOS * NPOS)
+        return State(p % NPOS, p // NPOS, c), float(err[i])
+
+    def chunk_scores(self, scene: Scene, latent: Tensor, chunks=None, realism: bool = True) -> list[ChunkScore]:
+        """latent [16, T, H, W] (one video) -> a ChunkScore per chunk (``chunks``: only these; ``realism``
+        False skips that term, reported as nan)."""
         rgb = latent_to_rgb_small(latent[None])[0]  # [T, H, W, 3]
-        cand = self.candidates(scene)
-        err = (cand - rgb[None]).pow(2).flatten(1).mean(1)
-        return float(err.min())
+        n = rgb.shape[0] // self.chunk
+        real = torch.full((rgb.shape[0],), float("nan"))
+        if realism:
+            table = self._table(scene).flatten(1)
+            flat = rgb.flatten(1)
+            d2 = (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ table.T + table.pow(2).sum(1)[None])
+            real = d2.min(1).values.clamp_min(0) / flat.shape[1]
+        out = []
+        for ci in (chunks if chunks is not None else range(n)):
+            f0 = ci * self.chunk
+            seg = rgb[f0:f0 + self.chunk]
+            prev = None if ci == 0 else self.fit_state(scene, rgb[f0 - 1])[0]
+            cont = continuations(scene, prev, self.chunk)
+            cand = torch.as_tensor(cont.frames(scene), dtype=torch.float32)  # [N, F, H, W, 3]
+            err = (cand - seg[None]).pow(2).flatten(1).mean(1)
+            i = int(err.argmin())
+            out.append(ChunkScore(float(err[i]), float(real[f0:f0 + self.chunk].mean()), cont.kinds[i] in EVENT_KINDS,
+                                  cont.kinds[i]))
+        return out
+
+    def fit_error(self, scene: Scene, latent: Tensor) -> float:
+        """Mean over chunks of the conditional error (0 for every real video)."""
+        s = self.chunk_scores(scene, latent)
+        return sum(c.conditional for c in s) / len(s)
+
+    def real(self, scene: Scene) -> Tensor:
+        """``real_videos`` clean videos of the scene (seeded by the prompt), RGB flattened [N, T*H*W*3]."""
+        key = ("real", scene)
+        if key not in self._cache:
+            seed = int.from_bytes(hashlib.sha256(scene.prompt.encode()).digest()[:4], "little")
+            g = torch.Generator().manual_seed(seed)
+            v = np.stack([sample_video(scene, g, self.frames) for _ in range(self.real_videos)])
+            self._cache[key] = torch.as_tensor(v, dtype=torch.float64).flatten(1)
+        return self._cache[key]
 
     def energy_distance(self, scene: Scene, latents: Tensor) -> float:
         """Energy distance between n >= 2 generated videos of one prompt and the prompt's real videos.
 
         ED = 2 E d(X, Y) - E d(X, X') - E d(Y, Y'), d = RMS RGB difference over the whole video, X the
-        generated videos (latents [n, 16, T, H, W]), Y every allowed clean video (uniform, as the world
-        samples them). 0 iff the two distributions are equal (in the limit). Unlike ``fit_error`` it does
-        not reward blur: a blurred hedge sits close to every real video but has no spread (E d(X, X')
-        ~ 0), so it scores far from 0, as do mode collapse and off-prompt videos. E d(X, X') uses
-        i != j pairs only (unbiased).
+        generated videos (latents [n, 16, T, H, W]), Y ``real_videos`` samples of the world (fixed per
+        prompt). 0 iff the two distributions are equal (in the limit). It does not reward blur (a hedge
+        has no spread), and it penalises mode collapse, e.g. a generator that never makes events.
+        E d(X, X') and E d(Y, Y') use i != j pairs only (unbiased).
         """
         if latents.shape[0] < 2:
             raise ValueError("energy_distance needs at least 2 videos per prompt")
-        x = latent_to_rgb_small(latents).flatten(1)
-        y = self.candidates(scene).flatten(1)
+        x = latent_to_rgb_small(latents).flatten(1).double()
+        y = self.real(scene)
         dim = x.shape[1]
-        dxy = torch.cdist(x[None].double(), y[None].double())[0].mean() / dim ** 0.5
+        dxy = torch.cdist(x[None], y[None])[0].mean() / dim ** 0.5
         n = x.shape[0]
-        dxx = torch.cdist(x[None].double(), x[None].double())[0].sum() / (n * (n - 1)) / dim ** 0.5
+        dxx = torch.cdist(x[None], x[None])[0].sum() / (n * (n - 1)) / dim ** 0.5
         return float(2 * dxy - dxx - self.spread(scene))
 
     def spread(self, scene: Scene) -> float:
-        """E d(Y, Y') over the prompt's allowed videos (cached)."""
+        """E d(Y, Y') over the prompt's real sample (cached)."""
         key = ("spread", scene)
         if key not in self._cache:
-            y = self.candidates(scene).flatten(1).double()
-            tot = 0.0
-            for i in range(0, y.shape[0], 512):
-                tot += float(torch.cdist(y[i:i + 512][None], y[None])[0].sum())
+            y = self.real(scene)
             n = y.shape[0]
-            self._cache[key] = tot / (n * (n - 1)) / y.shape[1] ** 0.5 if n > 1 else 0.0
+            self._cache[key] = float(torch.cdist(y[None], y[None])[0].sum()) / (n * (n - 1)) / y.shape[1] ** 0.5
         return self._cache[key]
-
-    def frame_errors(self, scene: Scene, latent: Tensor) -> Tensor:
-        """Per-frame MSE [T] against the best-fitting allowed video (for per-chunk breakdowns)."""
-        rgb = latent_to_rgb_small(latent[None])[0]
-        cand = self.candidates(scene)
-        err = (cand - rgb[None]).pow(2).flatten(1).mean(1)
-        best = cand[int(err.argmin())]
-        return (best - rgb).pow(2).flatten(1).mean(1)
 
 
 def psnr(mse: float) -> float:

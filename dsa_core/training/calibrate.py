@@ -31,7 +31,7 @@ from .checkpointing import load_training_state, save_training_state
 from .dmd import HeadObjective
 from .progress import progress
 from .rollout import randn_fn, rollout
-from .targets import RunningScale, confidence_label, x0_agreement_distance
+from .targets import DEFAULT_TOLERANCE, RunningScale, confidence_label, rank_within_step, x0_agreement_distance
 
 
 @dataclass
@@ -51,6 +51,8 @@ class CalibConfig:
     target: str = "x0_agreement"
     tau: float | None = None
     median_label: float = 0.5      # the label a median distance gets: tau = median / log2(1 / median_label)
+    label: str = "exp2"            # 'exp2', 'step_rank' (rank among frames at the same step) or 'tolerance'
+                                   # (1 if d <= tau, tau default targets.DEFAULT_TOLERANCE), targets.py
     seed: int = 0
 
     def to_dict(self):
@@ -130,9 +132,17 @@ class HeadCalibrator:
         """The label temperature: fixed, or the median distance scaled so it is labelled ``median_label``."""
         if self.cfg.tau is not None:
             return float(self.cfg.tau)
+        if self.cfg.label == "tolerance":
+            return DEFAULT_TOLERANCE
         return self.scale.tau / math.log2(1.0 / self.cfg.median_label)
 
     def labels(self) -> Tensor:
+        if self.cfg.label == "step_rank":
+            return rank_within_step(self.data.distance, self.data.step)
+        if self.cfg.label == "tolerance":
+            return (self.data.distance <= self.tau).float()
+        if self.cfg.label != "exp2":
+            raise ValueError(f"unknown calibration label {self.cfg.label!r}; choose 'exp2', 'step_rank' or 'tolerance'")
         return confidence_label(self.data.distance, self.tau)
 
     def train(self, epochs: int | None = None, show_progress=True, ckpt_path=None) -> dict:

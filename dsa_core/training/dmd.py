@@ -70,7 +70,7 @@ class DMDConfig:
     critic_shift: float = 5.0
     real_guidance: float = 1.0           # teacher CFG scale in the real score (1 = no CFG)
     target: str = "teacher_residual"
-    target_label: str = "rank"           # 'rank' (1 - empirical CDF) or 'exp2' (2^(-d/tau)), targets.py
+    target_label: str = "rank"           # 'rank', 'step_rank', 'exp2' or 'tolerance' (targets.py)
     target_window: int = 2048
     target_tau: float | None = None      # fixed tau for the 'exp2' label instead of the running median
     head_sigma: float | None = 0.15      # teacher_residual / dmd_grad read at this fixed re-noising level
@@ -239,9 +239,11 @@ class DMDTrainer:
             dist = dmd_grad_distance(pf, pr) if cfg.target == "dmd_grad" else teacher_residual_distance(video, pr)
         else:
             dist = x0_agreement_distance(video, ro.final_x0)
+        steps = torch.tensor(exits).repeat_interleave(cfg.chunk_frames)[None].expand(dist.shape[0], -1)
         all_d = torch.tensor(D.gather_floats(dist.flatten().tolist(), self.env))
-        self.target.scale.update(all_d)
-        label = self.target.label(dist.to(dev), update=False)
+        all_k = torch.tensor(D.gather_floats(steps.flatten().float().tolist(), self.env)).long()
+        self.target.update(all_d, all_k)
+        label = self.target.label(dist.to(dev), update=False, steps=steps.to(dev))
         h_loss = self.head_obj(ro.exit_hidden.float(), ro.exit_time_emb.float(), label)
         self.opt_head.zero_grad(set_to_none=True)
         h_loss.backward()
@@ -294,7 +296,7 @@ class DMDTrainer:
                             modules={"student": self.student, "critic": self.critic, "head": self.head},
                             optimizers={"gen": self.opt_gen, "critic": self.opt_critic, "head": self.opt_head},
                             generators={"main": self.g},
-                            extra_tensors={"target_window": self.target.scale.state_tensor()},
+                            extra_tensors={"target_window": self.target.state_tensor()},
                             info={"kind": "dmd", "config": self.cfg.to_dict(), "history": self.history,
                                   "head_config": self.head.config.to_json(),
                                   "generator_config": self.student.config.to_json()})
@@ -312,6 +314,6 @@ class DMDTrainer:
             st.load_generator("main", self.g)
         else:  # each rank has its own stream: re-derive from the seed and step
             self.g.manual_seed(self.cfg.seed * 1000003 + self.env.rank + 7919 * st.step)
-        self.target.scale.load_state_tensor(st.extra("target_window"))
+        self.target.load_state_tensor(st.extra("target_window"))
         self.step = st.step
         self.history = {k: list(v) for k, v in st.info.get("history", {}).items()} or self.history

@@ -10,6 +10,16 @@ d never matter and one threshold scale in [0, 1] applies:
       Labels spread over the whole [0, 1] range whatever the spread of d.
   ``exp2`` (default for head-only calibration): c* = 2 ** (-d / tau), tau the window's median: d = 0
       gives 1, d = tau gives 0.5. When d varies little around its median, labels bunch near 0.5.
+  ``step_rank`` (reconstruction; default of the toy reproduction): c* = 1 - F_k(d), F_k the empirical
+      CDF of recent distances of frames that exited at the SAME step k (one window per step). The labels
+      have mean 1/2 at every step, so a head cannot fit them by counting steps: all it can learn is which
+      frames, among those at step k, are more settled than the others. c* = 0.75 after step k reads "more
+      settled than 75% of the chunks the generator makes at step k". d = 0 (nothing left to change, e.g.
+      x0_agreement at the last step) is labelled 1.
+  ``tolerance`` (reconstruction): c* = 1 if d <= tol else 0, tol fixed (``tau``, default
+      DEFAULT_TOLERANCE). Under BCE the head estimates P(d <= tol): with x0_agreement, "the probability
+      that more steps would change this frame by less than tol". The presets then are quality levels:
+      balanced 0.75 = stop once the chunk's least settled frame is within tolerance with probability 0.75.
 
 Targets
   ``teacher_residual`` (default for joint training): d = per-frame RMS of x - x_real, where x_real is the
@@ -34,7 +44,10 @@ import torch
 from torch import Tensor
 
 TARGET_NAMES = ("teacher_residual", "dmd_grad", "x0_agreement")
-LABEL_NAMES = ("rank", "exp2")
+LABEL_NAMES = ("rank", "exp2", "step_rank", "tolerance")
+# x0_agreement RMS in latent units (per channel and pixel); 0.1 is ~0.029 RMS in RGB for the toy codec, a
+# change one barely sees (reconstruction: a toy choice, real latents need their own)
+DEFAULT_TOLERANCE = 0.1
 
 
 def frame_rms(diff: Tensor) -> Tensor:
@@ -95,8 +108,52 @@ def confidence_label(d: Tensor, tau: float) -> Tensor:
     return torch.exp2(-d.float() / tau)
 
 
+class StepScales:
+    """One RunningScale per exit step (for the ``step_rank`` label)."""
+
+    def __init__(self, window: int = 2048):
+        self.window = int(window)
+        self.scales: dict[int, RunningScale] = {}
+
+    def _get(self, k: int) -> RunningScale:
+        if k not in self.scales:
+            self.scales[k] = RunningScale(self.window)
+        return self.scales[k]
+
+    def update(self, d: Tensor, steps: Tensor) -> None:
+        d, steps = d.detach().float().flatten().cpu(), steps.detach().flatten().cpu()
+        for k in steps.unique().tolist():
+            self._get(int(k)).update(d[steps == k])
+
+    def label(self, d: Tensor, steps: Tensor) -> Tensor:
+        out = torch.empty_like(d.float())
+        for k in steps.unique().tolist():
+            m = steps == k
+            out[m] = 1.0 - self._get(int(k)).cdf(d[m])
+        return torch.where(d <= 0, torch.ones_like(out), out).clamp(0.0, 1.0)
+
+    def state_tensor(self) -> Tensor:
+        """[N, 2] rows (step, distance) of every window."""
+        rows = [torch.stack([torch.full_like(s.values, k), s.values], 1) for k, s in sorted(self.scales.items())]
+        return torch.cat(rows) if rows else torch.zeros(0, 2)
+
+    def load_state_tensor(self, t: Tensor | None) -> None:
+        self.scales = {}
+        if t is not None and t.numel():
+            self.update(t[:, 1], t[:, 0].long())
+
+
+def rank_within_step(d: Tensor, steps: Tensor) -> Tensor:
+    """The ``step_rank`` label over a whole data set at once (head-only calibration): 1 - F_k(d) with F_k
+    the CDF of the distances at the same step; d = 0 labelled 1."""
+    sc = StepScales(window=max(1, d.numel()))
+    sc.update(d, steps)
+    return sc.label(d, steps)
+
+
 class HeadTarget:
-    """A named target and label: ``label(distance)`` updates the running window and returns c* [B, T]."""
+    """A named target and label: ``label(distance, steps)`` (optionally updating the running windows)
+    returns c* [B, T]; ``steps`` [B, T] (0-based exit step of each frame) is needed by ``step_rank``."""
 
     def __init__(self, name: str = "teacher_residual", window: int = 2048, tau: float | None = None,
                  label: str = "rank"):
@@ -104,19 +161,49 @@ class HeadTarget:
             raise ValueError(f"unknown head target {name!r}; choose one of {TARGET_NAMES}")
         if label not in LABEL_NAMES:
             raise ValueError(f"unknown head label {label!r}; choose one of {LABEL_NAMES}")
-        if label == "rank" and tau is not None:
-            raise ValueError("a fixed tau only applies to the 'exp2' label; the 'rank' label has no scale")
+        if label in ("rank", "step_rank") and tau is not None:
+            raise ValueError(f"a fixed tau only applies to the 'exp2' and 'tolerance' labels; the {label!r} label "
+                             "has no scale")
         self.name, self.label_name = name, label
+        if label == "tolerance" and tau is None:
+            tau = DEFAULT_TOLERANCE
         self.scale = RunningScale(window, tau)
+        self.step_scales = StepScales(window)
 
-    def label(self, distance: Tensor, update: bool = True) -> Tensor:
-        if update:
+    def update(self, distance: Tensor, steps: Tensor | None = None) -> None:
+        if self.label_name == "step_rank":
+            if steps is None:
+                raise ValueError("the 'step_rank' label needs each frame's exit step")
+            self.step_scales.update(distance, steps)
+        else:
             self.scale.update(distance)
+
+    def label(self, distance: Tensor, update: bool = True, steps: Tensor | None = None) -> Tensor:
+        if update:
+            self.update(distance, steps)
         if self.label_name == "rank":
             return (1.0 - self.scale.cdf(distance)).clamp(0.0, 1.0)
+        if self.label_name == "step_rank":
+            if steps is None:
+                raise ValueError("the 'step_rank' label needs each frame's exit step")
+            return self.step_scales.label(distance, steps.to(distance.device))
+        if self.label_name == "tolerance":
+            return (distance.float() <= self.scale.tau).float()
         return confidence_label(distance, self.scale.tau)
 
+    def state_tensor(self) -> Tensor:
+        return self.step_scales.state_tensor() if self.label_name == "step_rank" else self.scale.state_tensor()
+
+    def load_state_tensor(self, t: Tensor | None) -> None:
+        if self.label_name == "step_rank":
+            self.step_scales.load_state_tensor(t)
+        else:
+            self.scale.load_state_tensor(t)
+
     def to_dict(self) -> dict:
-        formula = "c* = 1 - F(d), F the window's empirical CDF" if self.label_name == "rank" else "c* = 2**(-d/tau)"
+        formula = {"rank": "c* = 1 - F(d), F the window's empirical CDF",
+                   "step_rank": "c* = 1 - F_k(d), F_k the empirical CDF of frames that exited at the same step k",
+                   "tolerance": "c* = 1 if d <= tol else 0 (the head estimates P(d <= tol)); tol = tau",
+                   "exp2": "c* = 2**(-d/tau)"}[self.label_name]
         return {"name": self.name, "label_kind": self.label_name, "tau": self.scale.tau, "fixed_tau": self.scale.fixed,
                 "window": self.scale.window, "label": formula}

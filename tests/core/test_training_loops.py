@@ -201,7 +201,8 @@ def test_dmd_resume_is_exact(small_teacher, tmp_path):
     assert a.history["critic_loss"] == c.history["critic_loss"]
 
 
-@pytest.mark.parametrize("target,label", [("x0_agreement", "exp2"), ("dmd_grad", "rank"), ("teacher_residual", "exp2")])
+@pytest.mark.parametrize("target,label", [("x0_agreement", "exp2"), ("dmd_grad", "rank"), ("teacher_residual", "exp2"),
+                                          ("x0_agreement", "step_rank"), ("x0_agreement", "tolerance")])
 def test_other_targets_in_joint_training(small_teacher, target, label):
     tr = _dmd_trainer(small_teacher, target=target, target_label=label)
     out = tr.train_step()
@@ -339,3 +340,25 @@ def test_torchrun_two_ranks_gloo(small_teacher, tmp_path):
     assert st.step == 2
     window = st.extra("target_window")
     assert window.numel() == 2 * 2 * 1 * 6  # steps x ranks x batch x frames: both ranks' frames were gathered
+
+
+def test_head_calibration_labels_step_rank_and_tolerance(tiny_dit):
+    """The calibration's other labels: 'step_rank' has mean 1/2 at every step but the last (label 1: the
+    last step agrees with itself); 'tolerance' is 1 exactly where the distance is within tolerance."""
+    from dsa_core.training.targets import DEFAULT_TOLERANCE
+    cfg = CalibConfig(batch=2, rollouts=2, max_steps=4, epochs=1, hidden_dim=16, label="step_rank", **SMALL)
+    cal = HeadCalibrator(copy.deepcopy(tiny_dit), cfg, RandomPrompts(4))
+    cal.collect(show_progress=False)
+    lab = cal.labels()
+    for k in range(3):
+        assert float(lab[cal.data.step == k].mean()) == pytest.approx(0.5, abs=0.02)
+    assert bool((lab[cal.data.step == 3] == 1).all())
+    tol = HeadCalibrator(copy.deepcopy(tiny_dit), CalibConfig(**{**cfg.to_dict(), "label": "tolerance"}),
+                         RandomPrompts(4))
+    tol.data = cal.data
+    assert tol.tau == DEFAULT_TOLERANCE
+    assert torch.equal(tol.labels(), (cal.data.distance <= DEFAULT_TOLERANCE).float())
+    bad = HeadCalibrator(copy.deepcopy(tiny_dit), CalibConfig(**{**cfg.to_dict(), "label": "linear"}), RandomPrompts(4))
+    bad.data = cal.data
+    with pytest.raises(ValueError, match="unknown calibration label"):
+        bad.labels()

@@ -1,0 +1,270 @@
+"""The toy world's exact continuations, its per-chunk metric, the evaluation statistics, the batched
+evaluation sampler and the step-rank head label that cannot collapse to the step index."""
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from dsa_core.ar_sampler import sample_video
+from dsa_core.confidence_head import ConfidenceHead, HeadConfig
+from dsa_core.policies import ConfidencePolicy, FixedSteps, HeuristicPolicy
+from dsa_core.toy import world as W
+from dsa_core.toy.evaluate import (
+    Evaluator,
+    IndexSchedule,
+    MatchedRandomSteps,
+    VideoResult,
+    batched_sample,
+    conf_gain_spearman,
+    oracle_rows,
+    split_pairs,
+)
+from dsa_core.toy.stats import bootstrap_ci, paired_diff_ci, spearman, verdict
+from dsa_core.training.targets import HeadTarget, rank_within_step
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# ---- world ------------------------------------------------------------------------------------------
+def test_continuations_are_an_exact_distribution():
+    scene = W.Scene("square", "red", "drifting right", "black")
+    first = W.continuations(scene, None)
+    assert len(first) == W.NPOS ** 2 and first.probs.sum() == pytest.approx(1.0)
+    assert set(first.kinds) == {"start"}
+    prev = W.State(5, 7, W.COLOUR_NAMES.index("red"))
+    c = W.continuations(scene, prev)
+    assert c.probs.sum() == pytest.approx(1.0)
+    kinds = Counter(c.kinds)
+    assert kinds["none"] == 1 and kinds["recolour"] == len(W.COLOURS) - 1 and kinds["jump"] > 100
+    p = {k: float(c.probs[[i for i, kk in enumerate(c.kinds) if kk == k]].sum()) for k in kinds}
+    assert p["none"] == pytest.approx(1 - W.EVENT_P)
+    assert p["recolour"] == pytest.approx(W.EVENT_P / 2) and p["jump"] == pytest.approx(W.EVENT_P / 2)
+    # the continuation moves one grid step (0.25 px) per frame to the right, colour kept
+    none = c.positions[c.kinds.index("none")]
+    assert [int(v) % W.NPOS for v in none] == [6, 7, 8] and all(int(v) // W.NPOS == 7 for v in none)
+    # jumps land at least JUMP_MIN px away from where the shape would have been
+    for i in np.flatnonzero(np.array(c.kinds) == "jump"):
+        x, y = int(c.positions[i, 0]) % W.NPOS, int(c.positions[i, 0]) // W.NPOS
+        assert max(abs(x - 6), abs(y - 7)) * W.GRID >= W.JUMP_MIN
+    # drifting stops at the wall
+    wall = W.continuations(scene, W.State(W.NPOS - 1, 0, 0))
+    assert [int(v) % W.NPOS for v in wall.positions[0]] == [W.NPOS - 1] * W.CHUNK_FRAMES
+
+
+def test_sampled_videos_follow_the_enumeration_and_its_event_rate():
+    scene = W.Scene("disc", "cyan", "still", "grey")
+    g = torch.Generator().manual_seed(0)
+    fitter = W.SceneFitter()
+    kinds = Counter()
+    for _ in range(300):
+        video, ks = W.sample_video(scene, g, with_events=True)
+        kinds.update(ks[1:])
+        assert ks[0] == "start" and video.shape == (W.NUM_FRAMES, W.LATENT_H, W.LATENT_W, 3)
+    n = sum(kinds.values())
+    assert abs((kinds["recolour"] + kinds["jump"]) / n - W.EVENT_P) < 0.05  # 900 boundaries: sd ~0.016
+    assert abs(kinds["recolour"] - kinds["jump"]) / n < 0.06
+    # a real video scores 0 on every chunk and its events are recognised as such
+    for _ in range(10):
+        video, ks = W.sample_video(scene, g, with_events=True)
+        sc = fitter.chunk_scores(scene, W.encode_rgb(video)[0])
+        assert all(s.conditional < 1e-10 and s.realism < 1e-6 for s in sc)
+        assert [s.kind for s in sc] == ks and [s.event for s in sc] == [k in W.EVENT_KINDS for k in ks]
+
+
+def test_conditional_metric_penalises_what_the_world_does_not_allow():
+    g = torch.Generator().manual_seed(2)
+    scene = W.Scene("square", "yellow", "drifting down", "black")
+    while True:
+        video, ks = W.sample_video(scene, g, with_events=True)
+        if ks[1] == "none":
+            break
+    fitter = W.SceneFitter()
+    lat = W.encode_rgb(video)[0]
+    frozen = W.encode_rgb(np.repeat(video[:1], W.NUM_FRAMES, 0))[0]  # a clean frame that stops moving
+    s = fitter.chunk_scores(scene, frozen)
+    assert s[0].conditional > 1e-4 and all(c.realism < 1e-6 for c in s)  # realistic frames, wrong story
+    noisy = fitter.chunk_scores(scene, lat + 0.3 * torch.randn(lat.shape, generator=g))
+    assert all(c.conditional > 5e-4 for c in noisy)
+    wrong = fitter.chunk_scores(W.Scene("square", "yellow", "drifting down", "grey"), lat)
+    assert all(c.realism > 1e-2 for c in wrong)  # wrong background: no frame of that scene looks like this
+
+
+def test_energy_distance_catches_a_generator_that_never_makes_events():
+    g = torch.Generator().manual_seed(4)
+    scene = W.Scene("disc", "green", "drifting left", "grey")
+    fitter = W.SceneFitter(real_videos=64)
+    real, calm = [], []
+    while len(calm) < 12:
+        v, ks = W.sample_video(scene, g, with_events=True)
+        if len(real) < 12:
+            real.append(v)
+        if all(k in ("start", "none") for k in ks):
+            calm.append(v)
+    e_real = fitter.energy_distance(scene, W.encode_rgb(np.stack(real)))
+    e_calm = fitter.energy_distance(scene, W.encode_rgb(np.stack(calm)))
+    assert e_calm > 2 * abs(e_real)
+    with pytest.raises(ValueError, match="at least 2"):
+        fitter.energy_distance(scene, W.encode_rgb(np.stack(real[:1])))
+
+
+# ---- statistics -------------------------------------------------------------------------------------
+def test_bootstrap_intervals_and_paired_verdicts():
+    g = torch.Generator().manual_seed(0)
+    x = 1.0 + torch.randn(400, generator=g)
+    m, lo, hi = bootstrap_ci(x)
+    assert lo < m < hi and lo < 1.0 < hi and 0.1 < hi - lo < 0.3  # ~ 2 * 1.96 / sqrt(400) = 0.196
+    m2, lo2, hi2 = bootstrap_ci(x[:40])
+    assert hi2 - lo2 > 2 * (hi - lo)
+    a = torch.randn(100, generator=g)
+    assert verdict(paired_diff_ci(a - 0.5, a + 0.01 * torch.randn(100, generator=g))) == "better"
+    assert verdict(paired_diff_ci(a + 0.5, a)) == "worse"
+    assert verdict(paired_diff_ci(a + 0.01 * torch.randn(100, generator=g), a)) == "tie"
+    with pytest.raises(ValueError):
+        paired_diff_ci([1.0, 2.0], [1.0])
+
+
+def test_spearman():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert spearman([1, 1, 1], [1, 2, 3]) != spearman([1, 1, 1], [1, 2, 3])  # no spread: nan
+
+
+# ---- evaluation pieces ------------------------------------------------------------------------------
+def test_split_pairs_halves_every_prompt():
+    h = split_pairs(3, list(range(10)))
+    assert not set(h["selection"]) & set(h["heldout"])
+    for half in h.values():
+        assert Counter(p for p, _ in half) == {0: 5, 1: 5, 2: 5}
+
+
+def test_matched_random_control_keeps_each_half_histogram():
+    pol = MatchedRandomSteps(groups=[{1: 3, 4: 1}, {2: 2}], seed=0)
+    got = []
+    for _ in range(6):
+        k = 1
+        while pol.decide(k, None) is None:
+            k += 1
+        got.append(k)
+    assert sorted(got[:4]) == [1, 1, 1, 4] and got[4:] == [2, 2]
+
+
+def test_batched_evaluation_sampler_matches_the_sampler(tiny_cw):
+    """Each video in the batch is what sample_video makes for its seed alone, with its own stop decisions."""
+    from dsa_core.schedules import extended_ladder, self_forcing_ladder
+    torch.manual_seed(0)
+    head = ConfidenceHead(HeadConfig(dim=tiny_cw.config.dim, hidden_dim=16))
+    ladder = extended_ladder(self_forcing_ladder(), 6)
+    scenes = [W.Scene("square", "red", "still", "black"), W.Scene("disc", "blue", "drifting up", "grey")]
+    ctx = torch.stack([W.prompt_embedding(s) for s in scenes])
+    seeds = [3, 9]
+    for pol in (FixedSteps(2), IndexSchedule([3, 1]), ConfidencePolicy(0.5, 1, 6), HeuristicPolicy(0.9, 1, 6)):
+        lat, steps, nfe, _, _ = batched_sample(tiny_cw, tiny_cw.encode_text(ctx), seeds, pol, ladder, head=head)
+        for i, sd in enumerate(seeds):
+            one, _, rec = sample_video(tiny_cw, tiny_cw.encode_text(ctx[i:i + 1]), num_frames=W.NUM_FRAMES,
+                                       latent_h=W.LATENT_H, latent_w=W.LATENT_W, chunk_frames=W.CHUNK_FRAMES,
+                                       ladder=ladder, policy=pol if not isinstance(pol, IndexSchedule)
+                                       else IndexSchedule([3, 1]), seed=sd, head=head)
+            assert steps[i] == [c.steps for c in rec.chunks] and nfe[i] == [c.nfe for c in rec.chunks], pol
+            torch.testing.assert_close(lat[i], one[0], atol=1e-4, rtol=1e-4)
+
+
+def test_evaluator_rows_spearman_and_oracle(tiny_dit):
+    ev = Evaluator(tiny_dit, [W.Scene("square", "red", "still", "black")], real_videos=16)
+    head = ConfidenceHead(HeadConfig(dim=tiny_dit.config.dim, hidden_dim=16))
+    res = ev.run("fixed 3", FixedSteps(3), [(0, 1), (0, 2), (0, 3)], head=head, per_step=True)
+    r = res[0]
+    assert len(r.steps) == W.NUM_CHUNKS and r.steps == [3] * W.NUM_CHUNKS and r.nfe == [4] * W.NUM_CHUNKS
+    assert len(r.step_cond) == W.NUM_CHUNKS and all(len(e) == 3 for e in r.step_cond)
+    assert r.step_cond[0][-1] == pytest.approx(r.cond[0], rel=1e-5)  # the last step's x0 is the output
+    assert all(len(c) == 3 and all(0 <= v <= 1 for v in c) for c in r.confidence)
+    sp = conf_gain_spearman(res)
+    assert set(sp["per_step"]) == {1, 2}
+
+
+def test_conf_gain_spearman_is_zero_for_a_step_counter_and_negative_for_a_good_head():
+    g = torch.Generator().manual_seed(0)
+    counter, good = [], []
+    for v in range(40):
+        gains = torch.rand(4, generator=g).tolist()  # per chunk: how much is left after step 1
+        errs = [[0.01 + gn / k for k in (1, 2, 3)] for gn in gains]
+        for c in errs:
+            c[-1] = 0.01
+        counter.append(VideoResult(0, v, [3] * 4, [4] * 4, [0.01] * 4, [0.0] * 4, [False] * 4, ["none"] * 4,
+                                   confidence=[[0.2, 0.6, 0.9]] * 4, step_cond=errs))
+        good.append(VideoResult(0, v, [3] * 4, [4] * 4, [0.01] * 4, [0.0] * 4, [False] * 4, ["none"] * 4,
+                                confidence=[[1 - gn, 1 - gn / 2, 1.0] for gn in gains], step_cond=errs))
+    assert conf_gain_spearman(counter)["per_step"][1] != conf_gain_spearman(counter)["per_step"][1]  # nan
+    assert conf_gain_spearman(good)["mean"] < -0.9
+    orc = oracle_rows(good, [2.5, 4.0])
+    assert orc[0]["nfe_per_chunk"][0] == pytest.approx(2.5, abs=0.1)
+    assert orc[1]["cond"][0] < orc[0]["cond"][0]
+
+
+# ---- the head label that cannot collapse to the step index ------------------------------------------
+def _synthetic_features(n, g, dim=32):
+    """Frames at exit steps 0..3; half are 'event' frames whose remaining change is 4x larger. Every
+    frame's remaining change shrinks with the step (as the real x0_agreement does), so a pooled rank
+    mostly encodes the step. The hidden state carries the event flag, the time embedding the step."""
+    step = torch.randint(4, (n,), generator=g)
+    event = torch.rand(n, generator=g) < 0.5
+    d = (0.4 / (1 + step.float())) * torch.where(event, 4.0, 1.0) * (1 + 0.1 * torch.rand(n, generator=g))
+    hidden = torch.randn(n, dim, generator=g) * 0.1
+    hidden[:, 0] += event.float() * 2 - 1
+    temb = torch.zeros(n, dim)
+    temb[torch.arange(n), 1 + step] = 3.0
+    return hidden, temb, d, step, event
+
+
+def _train_head(hidden, temb, labels, g, dim=32, epochs=300):
+    torch.manual_seed(0)
+    head = ConfidenceHead(HeadConfig(dim=dim, hidden_dim=32))
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    for _ in range(epochs):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(head.logits(hidden[:, None], temb[:, None])[:, 0],
+                                                                    labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return head
+
+
+def test_step_rank_label_has_mean_one_half_at_every_step():
+    g = torch.Generator().manual_seed(0)
+    _, _, d, step, _ = _synthetic_features(2000, g)
+    lab = rank_within_step(d, step)
+    for k in range(4):
+        assert float(lab[step == k].mean()) == pytest.approx(0.5, abs=0.01)
+    t = HeadTarget("x0_agreement", label="step_rank")
+    running = t.label(d[None], steps=step[None])
+    torch.testing.assert_close(running[0], lab)
+    assert float(t.label(torch.zeros(1, 2), steps=torch.ones(1, 2, dtype=torch.long), update=False).min()) == 1.0
+    with pytest.raises(ValueError, match="exit step"):
+        t.label(d[None])
+    with pytest.raises(ValueError, match="no scale"):
+        HeadTarget("x0_agreement", tau=0.1, label="step_rank")
+
+
+def test_head_trained_on_step_rank_is_not_a_step_counter():
+    """Pooled rank labels teach a step counter (confidence after step 1 low for every frame, after step 4
+    high); step-rank labels teach the head which frames are settled: after step 1 continuation frames are
+    confident and event frames are not, and the mean confidence no longer climbs with the step."""
+    g = torch.Generator().manual_seed(1)
+    hidden, temb, d, step, event = _synthetic_features(3000, g)
+    pooled = HeadTarget("x0_agreement", window=10 ** 6, label="rank").label(d)
+    ranked = rank_within_step(d, step)
+    h_pool = _train_head(hidden, temb, pooled, g)
+    h_rank = _train_head(hidden, temb, ranked, g)
+    hv, tv, dv, sv, ev = _synthetic_features(2000, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        cp = h_pool(hv[:, None], tv[:, None])[:, 0]
+        cr = h_rank(hv[:, None], tv[:, None])[:, 0]
+    s1 = sv == 0
+    gap_rank = float(cr[s1 & ~ev].mean() - cr[s1 & ev].mean())
+    assert gap_rank > 0.35  # labels: continuation frames ~0.75, event frames ~0.25 at every step
+    climb_pool = float(cp[sv == 3].mean() - cp[sv == 0].mean())
+    climb_rank = float(cr[sv == 3].mean() - cr[sv == 0].mean())
+    assert climb_pool > 0.4 and abs(climb_rank) < 0.1
+    # within one step, confident = little left to change
+    assert spearman(cr[s1], dv[s1]) < -0.5
