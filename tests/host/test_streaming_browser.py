@@ -3,7 +3,7 @@ while the run is still executing (the player's frame count rises before the run 
 bounded rolling buffer of them. Screenshot in test-artifacts/browser/."""
 import json
 
-from test_browser import ARTIFACTS, REPO, new_errors, page  # noqa: F401  (page: the shared Chromium fixture)
+from test_browser import ARTIFACTS, RENDERERS, REPO, new_errors, page  # noqa: F401  (page: the shared Chromium fixture)
 
 LATENT_FRAMES = 135        # 45 chunks of 3: more frames than the player's rolling buffer (120) holds
 PLAYER_BUFFER = 120
@@ -12,7 +12,7 @@ PLAYER_BUFFER = 120
 def test_frames_play_in_the_node_while_the_run_executes(page):  # noqa: F811
     ui = json.loads((REPO / "workflows" / "dsa_toy_demo.json").read_text())
     page.run_async("""
-        const [wf, length] = args;
+        const [wf, length, seed] = args;
         await window.app.loadGraphData(wf, true, true, 'streaming');
         const api = window.comfyAPI.api.api;
         const t = window.__dsaStreamTest = {steps: [], end: null};
@@ -33,9 +33,11 @@ def test_frames_play_in_the_node_while_the_run_executes(page):  # noqa: F811
         window.app.graph.add(vae);
         vae.connect(0, sampler, sampler.findInputSlot('vae'));
         sampler.widgets.find(w => w.name === 'length').value = 4 * (length - 1) + 1;
+        // a seed of its own per renderer: the host answers a repeated prompt from its cache, with no events
+        sampler.widgets.find(w => w.name === 'seed').value = seed;
         window.__dsa.players = {};
         await window.app.queuePrompt(0, 1);
-    """, ui, LATENT_FRAMES)
+    """, ui, LATENT_FRAMES, 500 + RENDERERS.index(page.renderer))
     page.wait_for("window.__dsaStreamTest.end !== null", timeout=300)
     t = page.driver.execute_script("return window.__dsaStreamTest")
     sampler_id = page.driver.execute_script(
@@ -59,7 +61,7 @@ def test_frames_play_in_the_node_while_the_run_executes(page):  # noqa: F811
     """, sampler_id)
     page.driver.execute_script("return new Promise(r => setTimeout(r, 600))")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(ARTIFACTS / "toy_run_live_player.png")
+    page.screenshot(ARTIFACTS / f"toy_run_live_player_{page.renderer}.png")
     canvas = page.driver.find_element("css selector", "canvas.dsa-live-player")
-    canvas.screenshot(str(ARTIFACTS / "toy_run_live_player_widget.png"))
+    canvas.screenshot(str(ARTIFACTS / f"toy_run_live_player_widget_{page.renderer}.png"))
     assert new_errors(page) == []
