@@ -3,6 +3,7 @@
 The host imports this folder as a package: nodes come through the V3 entry point, js/ is served to the
 front end at /extensions/<folder name>/. dsa_core (pure PyTorch) never imports ComfyUI.
 """
+
 from .nodes import comfy_entrypoint
 
 WEB_DIRECTORY = "./js"

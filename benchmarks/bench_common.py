@@ -13,6 +13,7 @@ Frame counting (Self-Forcing's convention): T latent frames decode to 1 + 4 (T -
 (21 -> 81). The first chunk of 3 latent frames gives 9 video frames, every later chunk 12. FPS =
 video frames / wall time of the whole run (DiT, plus the VAE decode where the script runs it).
 """
+
 from __future__ import annotations
 
 import resource
@@ -30,12 +31,12 @@ from dsa_core.policies import ConfidencePolicy, FixedSteps  # noqa: E402
 # mode name -> per-chunk step pattern (None = Self-Forcing's fixed 4 steps)
 MODES = {
     "fixed-4": None,
-    "adaptive-3": (3, 2, 4),   # 3,2,4,3,2,4,3 over 7 chunks: mean 3.00
-    "adaptive-2": (2, 1, 3),   # 2,1,3,2,1,3,2 over 7 chunks: mean 2.00
+    "adaptive-3": (3, 2, 4),  # 3,2,4,3,2,4,3 over 7 chunks: mean 3.00
+    "adaptive-2": (2, 1, 3),  # 2,1,3,2,1,3,2 over 7 chunks: mean 2.00
 }
 
-SELF_FORCING = {"fps": 17.0, "latency_s": 0.69}   # Self-Forcing paper, chunk-wise, one H100
-DSA_PAPER = {"fps": 22.63}                          # DSA abstract, one H100 ("sub-second latency")
+SELF_FORCING = {"fps": 17.0, "latency_s": 0.69}  # Self-Forcing paper, chunk-wise, one H100
+DSA_PAPER = {"fps": 22.63}  # DSA abstract, one H100 ("sub-second latency")
 
 
 class ScriptedHead:
@@ -53,7 +54,7 @@ class ScriptedHead:
         self.chunk = self.step = 0
 
     def __call__(self, hidden, time_emb):
-        conf = self.real(hidden, time_emb)              # pay the real head's cost
+        conf = self.real(hidden, time_emb)  # pay the real head's cost
         self.step += 1
         stop = self.step >= self.pattern[self.chunk % len(self.pattern)]
         if stop or self.step >= self.max_steps:
@@ -133,12 +134,14 @@ def print_table(headers, rows, title=None):
 
 
 # ---- analytic FLOPs of one chunk-step (one generator forward over one chunk) ------------------------
-FLOP_FORMULA = ("FLOPs per chunk-step (one generator forward over one chunk, batch 1, multiply-add = 2) = "
-                "layers * [Lq * (12 d^2 + 4 d f) + 4 d Lq (Lk + Lt)] + 2 d Lq p (C_in + C_out); "
-                "Lq = chunk tokens, Lk = visible self-attention tokens (cache + chunk), Lt = text tokens, "
-                "d = dim, f = ffn_dim, p = patch volume; 12 d^2 = self-attn q,k,v,o + cross-attn q,o "
-                "(the text K/V are computed once per prompt and not counted), 4 d f = FFN, 4 d Lq (Lk + Lt) = "
-                "QK^T and PV of self- and cross-attention; norms, RoPE, modulation and softmax not counted")
+FLOP_FORMULA = (
+    "FLOPs per chunk-step (one generator forward over one chunk, batch 1, multiply-add = 2) = "
+    "layers * [Lq * (12 d^2 + 4 d f) + 4 d Lq (Lk + Lt)] + 2 d Lq p (C_in + C_out); "
+    "Lq = chunk tokens, Lk = visible self-attention tokens (cache + chunk), Lt = text tokens, "
+    "d = dim, f = ffn_dim, p = patch volume; 12 d^2 = self-attn q,k,v,o + cross-attn q,o "
+    "(the text K/V are computed once per prompt and not counted), 4 d f = FFN, 4 d Lq (Lk + Lt) = "
+    "QK^T and PV of self- and cross-attention; norms, RoPE, modulation and softmax not counted"
+)
 
 
 def chunk_step_flops(cfg, tokens_per_frame: int, chunk_frames: int, visible_frames: int, text_len: int) -> float:

@@ -21,6 +21,7 @@ What it measures (random weights: speed does not depend on what the weights are)
 Every timing is repeated after a warm-up run; tables print min/median over the repeats (the machine is
 shared: the minimum is the least disturbed figure, the median the typical one).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,7 +57,7 @@ from dsa_core.kv_cache import KVCache  # noqa: E402
 from dsa_core.policies import FixedSteps  # noqa: E402
 from dsa_core.wan_model import WanDiT, init_random_weights  # noqa: E402
 
-MID = WanConfig(dim=512, ffn_dim=2048, num_heads=4, num_layers=8)   # same as bench_generator.MID
+MID = WanConfig(dim=512, ffn_dim=2048, num_heads=4, num_layers=8)  # same as bench_generator.MID
 MICRO = WanConfig(dim=128, ffn_dim=128, num_heads=1, num_layers=1)  # smoke tests only
 CONFIGS = {"tiny": (TINY, 8, 8), "mid": (MID, 16, 16), "micro": (MICRO, 4, 4)}  # config, latent h, w
 CHUNK = 3
@@ -90,8 +91,9 @@ def _over(deadline) -> bool:
     return deadline is not None and time.perf_counter() > deadline
 
 
-def bench_sampler(name, cfg, lh, lw, *, chunks=7, repeats=3, modes=tuple(MODES), text_len=512, budget=None,
-                  items_after=0):
+def bench_sampler(
+    name, cfg, lh, lw, *, chunks=7, repeats=3, modes=tuple(MODES), text_len=512, budget=None, items_after=0
+):
     """One row per mode: latency, throughput, NFE and overhead ratio, min/median over ``repeats``
     (fewer when ``budget`` runs out; each row says how many)."""
     cw, text = build(cfg, text_len)
@@ -101,15 +103,24 @@ def bench_sampler(name, cfg, lh, lw, *, chunks=7, repeats=3, modes=tuple(MODES),
         deadline = budget.item_deadline(len(modes) - i + items_after) if budget else None
         policy, head = mode_policy(mode, cfg.dim)
         walls, firsts, laters, ratios, head_ms = [], [], [], [], []
-        for r in range(repeats + 1):           # run 0 is the warm-up
+        for r in range(repeats + 1):  # run 0 is the warm-up
             if r >= 2 and _over(deadline):
                 break
             if head is not None:
                 head.reset()
             timer.reset()
             t0 = time.perf_counter()
-            _, _, rec = sample_video(cw, text, num_frames=chunks * CHUNK, latent_h=lh, latent_w=lw,
-                                     chunk_frames=CHUNK, policy=policy, head=head, seed=0)
+            _, _, rec = sample_video(
+                cw,
+                text,
+                num_frames=chunks * CHUNK,
+                latent_h=lh,
+                latent_w=lw,
+                chunk_frames=CHUNK,
+                policy=policy,
+                head=head,
+                seed=0,
+            )
             wall = time.perf_counter() - t0
             if r == 0:
                 continue
@@ -121,34 +132,70 @@ def bench_sampler(name, cfg, lh, lw, *, chunks=7, repeats=3, modes=tuple(MODES),
             head_ms.append(1e3 * sum(c.head_time_s for c in rec.chunks) / steps)
         latent = chunks * CHUNK
         vframes = video_frames(latent, True)
-        rows.append({
-            "config": name, "mode": mode, "steps": rec.mean_steps_per_chunk, "nfe": rec.total_nfe,
-            "fixed_nfe": rec.fixed_nfe, "first_s": firsts, "later_s": laters, "wall_s": walls,
-            "latent_fps": [latent / w for w in walls], "video_fps": [vframes / w for w in walls],
-            "overhead": ratios, "head_ms_per_step": head_ms, "step_ms": 1e3 * timer.seconds / timer.calls,
-            "repeats": len(walls),
-        })
+        rows.append(
+            {
+                "config": name,
+                "mode": mode,
+                "steps": rec.mean_steps_per_chunk,
+                "nfe": rec.total_nfe,
+                "fixed_nfe": rec.fixed_nfe,
+                "first_s": firsts,
+                "later_s": laters,
+                "wall_s": walls,
+                "latent_fps": [latent / w for w in walls],
+                "video_fps": [vframes / w for w in walls],
+                "overhead": ratios,
+                "head_ms_per_step": head_ms,
+                "step_ms": 1e3 * timer.seconds / timer.calls,
+                "repeats": len(walls),
+            }
+        )
     timer.remove()
     return rows
 
 
 def print_sampler(rows, chunks):
-    hdr = ["config", "mode", "n", "steps/chunk", "NFE", "1st chunk ms", "later chunk ms", "latent fr/s",
-           "video fr/s", "overhead", "head ms/step"]
+    hdr = [
+        "config",
+        "mode",
+        "n",
+        "steps/chunk",
+        "NFE",
+        "1st chunk ms",
+        "later chunk ms",
+        "latent fr/s",
+        "video fr/s",
+        "overhead",
+        "head ms/step",
+    ]
     out = []
     for r in rows:
         # throughput: min column uses the fastest run (max fps), median the median run
         lf = sorted(r["latent_fps"], reverse=True)
         vf = sorted(r["video_fps"], reverse=True)
-        out.append([r["config"], r["mode"], r["repeats"], f"{r['steps']:.2f}", f"{r['nfe']}",
-                    fmt_mm(r["first_s"], 1e3), fmt_mm(r["later_s"], 1e3),
-                    f"{lf[0]:.2f}/{statistics.median(lf):.2f}", f"{vf[0]:.2f}/{statistics.median(vf):.2f}",
-                    fmt_mm(r["overhead"], 1, 3),
-                    fmt_mm(r["head_ms_per_step"], 1, 3) if r["mode"] != "fixed-4" else "- (no head)"])
-    print_table(hdr, out, f"1. Sampler: {chunks} chunks x {CHUNK} latent frames "
-                          f"(= {video_frames(chunks * CHUNK, True)} video frames); x/y = min/median "
-                          "(throughput: best/median) over n repeats; overhead = sampler wall / time in forward_chunk "
-                          "(goal <= 1.05)")
+        out.append(
+            [
+                r["config"],
+                r["mode"],
+                r["repeats"],
+                f"{r['steps']:.2f}",
+                f"{r['nfe']}",
+                fmt_mm(r["first_s"], 1e3),
+                fmt_mm(r["later_s"], 1e3),
+                f"{lf[0]:.2f}/{statistics.median(lf):.2f}",
+                f"{vf[0]:.2f}/{statistics.median(vf):.2f}",
+                fmt_mm(r["overhead"], 1, 3),
+                fmt_mm(r["head_ms_per_step"], 1, 3) if r["mode"] != "fixed-4" else "- (no head)",
+            ]
+        )
+    print_table(
+        hdr,
+        out,
+        f"1. Sampler: {chunks} chunks x {CHUNK} latent frames "
+        f"(= {video_frames(chunks * CHUNK, True)} video frames); x/y = min/median "
+        "(throughput: best/median) over n repeats; overhead = sampler wall / time in forward_chunk "
+        "(goal <= 1.05)",
+    )
 
 
 # ---- 2. head cost -------------------------------------------------------------------------------
@@ -164,12 +211,19 @@ def bench_head_cost(step_ms_by_config: dict, *, calls=300, dims=None):
         with torch.no_grad():
             for i in range(calls + 20):
                 t = time.perf_counter()
-                float(head(h, e).min())     # what the sampler does: head + .min() + host sync
+                float(head(h, e).min())  # what the sampler does: head + .min() + host sync
                 if i >= 20:
                     times.append(time.perf_counter() - t)
         n_head = sum(p.numel() for p in head.parameters())
-        rows.append({"config": name, "dim": dim, "head_params": n_head, "head_ms": [1e3 * t for t in times],
-                     "step_ms": step_ms_by_config.get(name)})
+        rows.append(
+            {
+                "config": name,
+                "dim": dim,
+                "head_params": n_head,
+                "head_ms": [1e3 * t for t in times],
+                "step_ms": step_ms_by_config.get(name),
+            }
+        )
     return rows
 
 
@@ -179,10 +233,21 @@ def print_head(rows):
         lo, med = min_med(r["head_ms"])
         step = r["step_ms"]
         rel = f"{100 * med / step:.2f} %" if step else "n/a (see bench_head.py)"
-        out.append([r["config"], r["dim"], f"{r['head_params'] / 1e6:.3f} M", f"{lo:.3f}/{med:.3f}",
-                    f"{step:.1f}" if step else "-", rel])
-    print_table(["config", "dim", "head params", "head ms (min/med)", "gen step ms (mean)", "head/step (med)"],
-                out, "2. Confidence head cost per step (one call per denoising step)")
+        out.append(
+            [
+                r["config"],
+                r["dim"],
+                f"{r['head_params'] / 1e6:.3f} M",
+                f"{lo:.3f}/{med:.3f}",
+                f"{step:.1f}" if step else "-",
+                rel,
+            ]
+        )
+    print_table(
+        ["config", "dim", "head params", "head ms (min/med)", "gen step ms (mean)", "head/step (med)"],
+        out,
+        "2. Confidence head cost per step (one call per denoising step)",
+    )
 
 
 # ---- 3. KV cache vs length ----------------------------------------------------------------------
@@ -193,13 +258,22 @@ def bench_kv(name, cfg, lh, lw, *, chunks=20, window=12, sink=3, repeats=2, budg
     for i, (label, win, snk) in enumerate((("keep-all", None, 0), (f"rolling w{window}+s{sink}", window, sink))):
         deadline = budget.item_deadline(2 - i) if budget else None
         per_chunk, nbytes = [], None
-        for r in range(repeats + 1):            # run 0: a 2-chunk warm-up
+        for r in range(repeats + 1):  # run 0: a 2-chunk warm-up
             if r >= 2 and _over(deadline):
                 break
             n = chunks if r else min(chunks, 2)
-            _, state, rec = sample_video(cw, text, num_frames=n * CHUNK, latent_h=lh, latent_w=lw,
-                                         chunk_frames=CHUNK, policy=FixedSteps(4), seed=0,
-                                         window_frames=win, sink_frames=snk)
+            _, state, rec = sample_video(
+                cw,
+                text,
+                num_frames=n * CHUNK,
+                latent_h=lh,
+                latent_w=lw,
+                chunk_frames=CHUNK,
+                policy=FixedSteps(4),
+                seed=0,
+                window_frames=win,
+                sink_frames=snk,
+            )
             if r:
                 per_chunk.append([c.wall_time_s for c in rec.chunks])
                 nbytes = state.cache.nbytes
@@ -219,12 +293,17 @@ def print_kv(res, every=None):
         vis_b = min(end, b["window"] + b["sink"])
         out.append([c, end, end, fmt_mm(a["per_chunk"][c], 1e3), vis_b, fmt_mm(b["per_chunk"][c], 1e3)])
     cfg = res["cfg"]
-    print_table(["chunk", "latent frames", f"{la}: keys (frames)", "ms/chunk", f"{lb}: keys", "ms/chunk"], out,
-                f"3. KV cache vs video length, {res['config']} (dim {cfg.dim}, {cfg.num_layers} layers, latent "
-                f"{res['lh']}x{res['lw']}), fixed 4 steps; ms = min/median over "
-                f"{len(a['per_chunk'][0])}/{len(b['per_chunk'][0])} repeats")
-    print(f"cache bytes allocated for {chunks * CHUNK} latent frames: {la} {a['bytes'] / 2**20:.1f} MiB, "
-          f"{lb} {b['bytes'] / 2**20:.1f} MiB (constant in length)")
+    print_table(
+        ["chunk", "latent frames", f"{la}: keys (frames)", "ms/chunk", f"{lb}: keys", "ms/chunk"],
+        out,
+        f"3. KV cache vs video length, {res['config']} (dim {cfg.dim}, {cfg.num_layers} layers, latent "
+        f"{res['lh']}x{res['lw']}), fixed 4 steps; ms = min/median over "
+        f"{len(a['per_chunk'][0])}/{len(b['per_chunk'][0])} repeats",
+    )
+    print(
+        f"cache bytes allocated for {chunks * CHUNK} latent frames: {la} {a['bytes'] / 2**20:.1f} MiB, "
+        f"{lb} {b['bytes'] / 2**20:.1f} MiB (constant in length)"
+    )
 
 
 def print_kv_full_size(window=12, sink=3):
@@ -234,8 +313,11 @@ def print_kv_full_size(window=12, sink=3):
         keep = KVCache.bytes_required(WAN21_T2V_1_3B, 60, 104, None, CHUNK, dtype=torch.bfloat16, total_frames=lat)
         roll = KVCache.bytes_required(WAN21_T2V_1_3B, 60, 104, window, CHUNK, sink_frames=sink, dtype=torch.bfloat16)
         out.append([lat, video_frames(lat, True), f"{keep / 2**30:.2f}", f"{roll / 2**30:.2f}"])
-    print_table(["latent frames", "video frames", "keep-all GiB", f"rolling w{window}+s{sink} GiB"], out,
-                "3b. Predicted KV cache, Wan 2.1 1.3B at 480x832, bf16, batch 1 (KVCache.bytes_required)")
+    print_table(
+        ["latent frames", "video frames", "keep-all GiB", f"rolling w{window}+s{sink} GiB"],
+        out,
+        "3b. Predicted KV cache, Wan 2.1 1.3B at 480x832, bf16, batch 1 (KVCache.bytes_required)",
+    )
 
 
 # ---- driver -------------------------------------------------------------------------------------
@@ -248,9 +330,10 @@ def run_all(args, out=print):
     sampler_budget = Budget(None if args.budget_s is None else 0.55 * args.budget_s)
     for j, name in enumerate(names):
         cfg, lh, lw = CONFIGS[name]
-        later_items = sum(len(MODES) for _ in names[j + 1:])
-        sampler_rows += bench_sampler(name, cfg, lh, lw, chunks=args.chunks, repeats=args.repeats,
-                                      budget=sampler_budget, items_after=later_items)
+        later_items = sum(len(MODES) for _ in names[j + 1 :])
+        sampler_rows += bench_sampler(
+            name, cfg, lh, lw, chunks=args.chunks, repeats=args.repeats, budget=sampler_budget, items_after=later_items
+        )
     rss["after sampler"] = peak_rss_mb()
     print_sampler(sampler_rows, args.chunks)
 
@@ -265,8 +348,17 @@ def run_all(args, out=print):
     if args.kv_chunks:
         cfg, lh, lw = CONFIGS[args.kv_config]
         left = None if args.budget_s is None else args.budget_s - (time.perf_counter() - t_start) - 10
-        kv = bench_kv(args.kv_config, cfg, lh, lw, chunks=args.kv_chunks, window=args.window, sink=args.sink,
-                      repeats=args.kv_repeats, budget=Budget(None if left is None else max(left, 0)))
+        kv = bench_kv(
+            args.kv_config,
+            cfg,
+            lh,
+            lw,
+            chunks=args.kv_chunks,
+            window=args.window,
+            sink=args.sink,
+            repeats=args.kv_repeats,
+            budget=Budget(None if left is None else max(left, 0)),
+        )
         print_kv(kv)
     print_kv_full_size(args.window, args.sink)
     rss["after kv"] = peak_rss_mb()
@@ -289,9 +381,12 @@ def parse(argv=None):
     ap.add_argument("--window", type=int, default=12)
     ap.add_argument("--sink", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--budget-s", type=float, default=None,
-                    help="time budget: repeats stop early (>= 1 kept) once spent; default 420 s, --quick 50 s; "
-                         "0 = no budget")
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="time budget: repeats stop early (>= 1 kept) once spent; default 420 s, --quick 50 s; 0 = no budget",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.repeats, args.chunks, args.kv_config, args.kv_chunks, args.kv_repeats = 2, 4, "tiny", 16, 2
@@ -307,14 +402,19 @@ def main(argv=None):
     args = parse(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # random weights can produce subnormals, which are slow on CPU
-    print(f"DSA CPU benchmark: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, {args.threads} threads (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}), "
-          f"fp32, chunk = {CHUNK} latent frames, random weights" + (" [--quick]" if args.quick else ""))
+    print(
+        f"DSA CPU benchmark: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, {args.threads} threads (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}), "
+        f"fp32, chunk = {CHUNK} latent frames, random weights" + (" [--quick]" if args.quick else "")
+    )
     print("load average at start (1/5/15 min): " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     with torch.no_grad():
         run_all(args)
-    print("load average at end (1/5/15 min): " + " ".join(f"{v:.2f}" for v in os.getloadavg())
-          + "  (above ~1 means other jobs shared the 2 cores: trust the min columns)")
+    print(
+        "load average at end (1/5/15 min): "
+        + " ".join(f"{v:.2f}" for v in os.getloadavg())
+        + "  (above ~1 means other jobs shared the 2 cores: trust the min columns)"
+    )
     return 0
 
 

@@ -6,6 +6,7 @@ the window is full, so the per-chunk time stays flat; keeping every frame (windo
 
     python benchmarks/bench_generator.py [--chunks 10] [--configs tiny,mid] [--threads 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,10 +33,26 @@ def run(name, cfg, lh, lw, chunks, chunk_frames, window, sink):
     dit = init_random_weights(WanDiT(cfg), seed=0).eval()
     cw = CausalWan(dit, cfg)
     total = chunks * chunk_frames
-    cache = cw.new_cache(1, lh, lw, chunk_frames, window_frames=window, sink_frames=sink,
-                         total_frames=total if window is None else None, dtype=torch.float32)
-    predicted = KVCache.bytes_required(cfg, lh, lw, window, chunk_frames, sink_frames=sink, dtype=torch.float32,
-                                       total_frames=total if window is None else None)
+    cache = cw.new_cache(
+        1,
+        lh,
+        lw,
+        chunk_frames,
+        window_frames=window,
+        sink_frames=sink,
+        total_frames=total if window is None else None,
+        dtype=torch.float32,
+    )
+    predicted = KVCache.bytes_required(
+        cfg,
+        lh,
+        lw,
+        window,
+        chunk_frames,
+        sink_frames=sink,
+        dtype=torch.float32,
+        total_frames=total if window is None else None,
+    )
     text = cw.encode_text(torch.randn(1, 32, cfg.text_dim))
     rows = []
     g = torch.Generator().manual_seed(0)
@@ -67,17 +84,23 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # random weights can drive softmax into subnormals, which are slow on CPU
-    print(f"torch {torch.__version__}, CPU, {args.threads} threads, fp32; chunk={args.chunk_frames} frames, "
-          f"5 forwards per chunk (4 steps + t=0 commit), ms/fwd = fastest of the 5")
+    print(
+        f"torch {torch.__version__}, CPU, {args.threads} threads, fp32; chunk={args.chunk_frames} frames, "
+        f"5 forwards per chunk (4 steps + t=0 commit), ms/fwd = fastest of the 5"
+    )
     for name in args.configs.split(","):
         cfg, lh, lw = CONFIGS[name]
         tpf = (lh // 2) * (lw // 2)
-        print(f"\n== {name}: dim {cfg.dim}, {cfg.num_heads} heads, {cfg.num_layers} layers, latent {lh}x{lw} "
-              f"({tpf} tokens/frame)")
+        print(
+            f"\n== {name}: dim {cfg.dim}, {cfg.num_heads} heads, {cfg.num_layers} layers, latent {lh}x{lw} "
+            f"({tpf} tokens/frame)"
+        )
         roll, pr, ar = run(name, cfg, lh, lw, args.chunks, args.chunk_frames, args.window, args.sink)
         full, pf, af = run(name, cfg, lh, lw, args.chunks, args.chunk_frames, None, 0)
-        print(f"{'chunk':>5} {'frames':>7} | {'rolling w' + str(args.window) + '+s' + str(args.sink):>22} | "
-              f"{'keep all frames':>22}")
+        print(
+            f"{'chunk':>5} {'frames':>7} | {'rolling w' + str(args.window) + '+s' + str(args.sink):>22} | "
+            f"{'keep all frames':>22}"
+        )
         print(f"{'':>5} {'':>7} | {'key frames':>10} {'ms/fwd':>11} | {'key frames':>10} {'ms/fwd':>11}")
         for (c, s, kr, mr, _), (_, _, kf, mf, _) in zip(roll, full):
             print(f"{c:>5} {s:>3}-{s + args.chunk_frames - 1:<3} | {kr:>10} {mr:>11.2f} | {kf:>10} {mf:>11.2f}")
@@ -85,9 +108,11 @@ def main(argv=None):
         steady = [r[3] for r in roll[fill:]]
         if len(steady) >= 2:
             half = len(steady) // 2
-            print(f"rolling, after the window fills: first half {statistics.mean(steady[:half]):.2f} ms, "
-                  f"second half {statistics.mean(steady[half:]):.2f} ms per forward "
-                  f"(keep-all grows {full[fill][3]:.2f} -> {full[-1][3]:.2f} ms)")
+            print(
+                f"rolling, after the window fills: first half {statistics.mean(steady[:half]):.2f} ms, "
+                f"second half {statistics.mean(steady[half:]):.2f} ms per forward "
+                f"(keep-all grows {full[fill][3]:.2f} -> {full[-1][3]:.2f} ms)"
+            )
         print(f"cache bytes rolling: predicted {pr:,} actual {ar:,} | keep-all: predicted {pf:,} actual {af:,}")
     return 0
 

@@ -34,6 +34,7 @@ with mode='reduce-overhead' (CUDA graphs; CUDA only).
 decodes); repeats stop early when it is spent (at least one measured run per mode, then the timed run).
 --json writes the results after every mode, so a run killed from outside keeps what it measured.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,7 +46,7 @@ import time
 import traceback
 from pathlib import Path
 
-if "--smoke" in sys.argv[1:]:   # CPU: passive OpenMP waits on a shared machine (see bench_cpu.py)
+if "--smoke" in sys.argv[1:]:  # CPU: passive OpenMP waits on a shared machine (see bench_cpu.py)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
@@ -73,12 +74,17 @@ from dsa_core.kv_cache import tokens_per_frame  # noqa: E402
 from dsa_core.wan_model import WanDiT, init_random_weights  # noqa: E402
 
 SMOKE_CFG = WanConfig(dim=256, ffn_dim=512, num_heads=2, num_layers=2)
-MICRO_CFG = WanConfig(dim=128, ffn_dim=128, num_heads=1, num_layers=1)   # the dry run's size
+MICRO_CFG = WanConfig(dim=128, ffn_dim=128, num_heads=1, num_layers=1)  # the dry run's size
 CHUNK = 3
 BACKENDS = ("sdpa", "sdpa-flash", "xformers", "host")
-VARIANT_NAMES = {"sdpa": "sdpa", "sdpa-flash": "sdpa-flash", "xformers": "xformers",
-                 "host": "host optimized_attention", "compile": "sdpa + torch.compile",
-                 "cuda-graphs": "sdpa + compile + CUDA graphs"}
+VARIANT_NAMES = {
+    "sdpa": "sdpa",
+    "sdpa-flash": "sdpa-flash",
+    "xformers": "xformers",
+    "host": "host optimized_attention",
+    "compile": "sdpa + torch.compile",
+    "cuda-graphs": "sdpa + compile + CUDA graphs",
+}
 
 
 # ---- host (ComfyUI) pieces, optional ------------------------------------------------------------
@@ -87,6 +93,7 @@ def import_host(device) -> tuple[object | None, str]:
     try:
         sys.path.insert(0, str(REPO / "tests"))
         import host_env
+
         if torch.device(device).type == "cpu":
             comfy = host_env.import_comfy_cpu()
         else:
@@ -96,6 +103,7 @@ def import_host(device) -> tuple[object | None, str]:
             import comfy
         import comfy.ldm.modules.attention  # noqa: F401
         import comfy.ldm.wan.vae  # noqa: F401
+
         return comfy, f"host ComfyUI imported from {Path(list(comfy.__path__)[0]).parent}"
     except Exception as e:  # no host on this machine, or it fails to import
         traceback.print_exc()
@@ -110,6 +118,7 @@ def host_attention(comfy):
 
     def attention(q, k, v):
         return optimized_attention(q, k, v, heads=q.shape[1], skip_reshape=True)
+
     return attention
 
 
@@ -119,6 +128,7 @@ def flash_only_attention():
     def attention(q, k, v):
         with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
             return sdpa_attention(q, k, v)
+
     return attention
 
 
@@ -132,6 +142,7 @@ class StreamingVAEDecoder:
 
     def __init__(self, vae):
         import comfy.ldm.wan.vae as wv
+
         counter = getattr(wv, "count_cache_layers", None) or wv.count_conv3d
         self.pairs = hasattr(wv, "count_cache_layers")
         self.vae, self.n = vae, counter(vae.decoder)
@@ -156,7 +167,7 @@ class StreamingVAEDecoder:
             i, self.first = 1, False
         step = 2 if self.pairs else 1
         while i + step <= x.shape[2]:
-            out += self._run(x[:, :, i:i + step])
+            out += self._run(x[:, :, i : i + step])
             i += step
         if i < x.shape[2]:
             self.pending = x[:, :, i:]
@@ -175,8 +186,16 @@ def build_vae(comfy, dim, device, dtype):
     """Wan 2.1 VAE architecture (z_dim 16, dim_mult 1,2,4,4, 2 res blocks, temporal down False,True,True)
     with random weights (the host's layers skip weight init)."""
     from comfy.ldm.wan.vae import WanVAE
-    vae = WanVAE(dim=dim, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                 temperal_downsample=[False, True, True], dropout=0.0)
+
+    vae = WanVAE(
+        dim=dim,
+        z_dim=16,
+        dim_mult=[1, 2, 4, 4],
+        num_res_blocks=2,
+        attn_scales=[],
+        temperal_downsample=[False, True, True],
+        dropout=0.0,
+    )
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, p in vae.named_parameters():
@@ -192,6 +211,7 @@ def build_vae(comfy, dim, device, dtype):
 # ---- torch.compile ------------------------------------------------------------------------------
 def _raise_recompile_limits():
     import torch._dynamo
+
     for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit", "accumulated_cache_size_limit"):
         if hasattr(torch._dynamo.config, name):
             setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 256))
@@ -220,15 +240,37 @@ class CompiledCausalWan(CausalWan):
 
 
 # ---- one variant (backend x compile) over all modes ---------------------------------------------
-def bench_variant(dit, cfg, text_ctx, *, attention, compile_mode, lh, lw, chunks, repeats, modes, decoder,
-                  device, dtype, stop_at=None, compile_backend="inductor", on_row=None):
+def bench_variant(
+    dit,
+    cfg,
+    text_ctx,
+    *,
+    attention,
+    compile_mode,
+    lh,
+    lw,
+    chunks,
+    repeats,
+    modes,
+    decoder,
+    device,
+    dtype,
+    stop_at=None,
+    compile_backend="inductor",
+    on_row=None,
+):
     """Rows (one per mode) for one attention backend / compile mode. ``stop_at`` (perf_counter time) ends the
     repeats early; every mode keeps at least one measured run."""
     if compile_mode is None:
         cw = CausalWan(dit, cfg, attention=attention)
     else:
-        cw = CompiledCausalWan(dit, cfg, attention=attention, mode=None if compile_mode == "default" else compile_mode,
-                               backend=compile_backend)
+        cw = CompiledCausalWan(
+            dit,
+            cfg,
+            attention=attention,
+            mode=None if compile_mode == "default" else compile_mode,
+            backend=compile_backend,
+        )
     with torch.no_grad():
         text = cw.encode_text(text_ctx)
     tpf, text_len = tokens_per_frame(cfg, lh, lw), text_ctx.shape[1]
@@ -263,9 +305,20 @@ def bench_variant(dit, cfg, text_ctx, *, attention, compile_mode, lh, lw, chunks
                 timer.reset()
             sync(device)
             t0 = time.perf_counter()
-            _, _, rec = sample_video(cw, text, num_frames=chunks * CHUNK, latent_h=lh, latent_w=lw,
-                                     chunk_frames=CHUNK, policy=policy, head=head, seed=0, device=device,
-                                     dtype=dtype, chunk_callback=on_chunk)
+            _, _, rec = sample_video(
+                cw,
+                text,
+                num_frames=chunks * CHUNK,
+                latent_h=lh,
+                latent_w=lw,
+                chunk_frames=CHUNK,
+                policy=policy,
+                head=head,
+                seed=0,
+                device=device,
+                dtype=dtype,
+                chunk_callback=on_chunk,
+            )
             sync(device)
             wall = time.perf_counter() - t0
             if decoder is not None:
@@ -274,36 +327,46 @@ def bench_variant(dit, cfg, text_ctx, *, attention, compile_mode, lh, lw, chunks
 
         t_warm = time.perf_counter()
         if not warm:
-            one_run()                               # warm-up (and compilation / graph capture): once per variant
+            one_run()  # warm-up (and compilation / graph capture): once per variant
             warm = True
         warm_s = time.perf_counter() - t_warm
+
         def time_left():
             return stop_at is None or time.perf_counter() < stop_at
 
         runs.append(one_run())
         timer_row = {}
-        if time_left():     # the timed run second, so that a tight budget still gets ms/step and TFLOP/s
+        if time_left():  # the timed run second, so that a tight budget still gets ms/step and TFLOP/s
             timer = ForwardTimer(cw, device)
             timed = one_run(timer)
             timer.remove()
             flops = run_flops(cfg, timed["rec"], tpf, text_len)
-            timer_row = {"overhead": (timed["wall"] - timed["decode"]) / timer.seconds,
-                         "ms_per_step": 1e3 * timer.seconds / timer.calls,
-                         "tflops": flops / timer.seconds / 1e12, "tflop_per_run": flops / 1e12}
+            timer_row = {
+                "overhead": (timed["wall"] - timed["decode"]) / timer.seconds,
+                "ms_per_step": 1e3 * timer.seconds / timer.calls,
+                "tflops": flops / timer.seconds / 1e12,
+                "tflop_per_run": flops / 1e12,
+            }
         while len(runs) < repeats and time_left():
             runs.append(one_run())
         rec = runs[-1]["rec"]
         vframes = video_frames(chunks * CHUNK, True)
         row = {
-            "mode": mode, "steps": rec.mean_steps_per_chunk, "nfe": rec.total_nfe, "vae": decoder is not None,
-            "repeats": len(runs), "warmup_s": warm_s,
+            "mode": mode,
+            "steps": rec.mean_steps_per_chunk,
+            "nfe": rec.total_nfe,
+            "vae": decoder is not None,
+            "repeats": len(runs),
+            "warmup_s": warm_s,
             "latency_s": [r["latency"] for r in runs],
             "fps": [vframes / r["wall"] for r in runs],
             "dit_fps": [vframes / (r["wall"] - r["decode"]) for r in runs],
             "dit_ms_chunk": [1e3 * (r["wall"] - r["decode"]) / chunks for r in runs],
             "vae_ms_chunk": [1e3 * r["decode"] / chunks for r in runs],
-            "overhead": timer_row.get("overhead"), "ms_per_step": timer_row.get("ms_per_step"),
-            "tflops": timer_row.get("tflops"), "tflop_per_run": timer_row.get("tflop_per_run"),
+            "overhead": timer_row.get("overhead"),
+            "ms_per_step": timer_row.get("ms_per_step"),
+            "tflops": timer_row.get("tflops"),
+            "tflop_per_run": timer_row.get("tflop_per_run"),
         }
         rows.append(row)
         if on_row is not None:
@@ -316,11 +379,30 @@ def _fmt(v, spec):
 
 
 def print_results(results, args, setup_line, notes):
-    label = ("CPU SMOKE RUN at reduced size -- NOT GPU FIGURES (only proves the script runs; the reference "
-             "rows are H100 figures and are not comparable)") if args.smoke else "GPU run"
+    label = (
+        (
+            "CPU SMOKE RUN at reduced size -- NOT GPU FIGURES (only proves the script runs; the reference "
+            "rows are H100 figures and are not comparable)"
+        )
+        if args.smoke
+        else "GPU run"
+    )
     print(f"\n== {label}\n{setup_line}")
-    hdr = ["variant", "mode", "steps/chunk", "NFE", "latency s", "FPS (DiT+VAE)", "FPS (DiT only)",
-           "DiT ms/chunk", "VAE ms/chunk", "ms/step", "TFLOP/s", "peak GiB", "overhead"]
+    hdr = [
+        "variant",
+        "mode",
+        "steps/chunk",
+        "NFE",
+        "latency s",
+        "FPS (DiT+VAE)",
+        "FPS (DiT only)",
+        "DiT ms/chunk",
+        "VAE ms/chunk",
+        "ms/step",
+        "TFLOP/s",
+        "peak GiB",
+        "overhead",
+    ]
     out = []
     for variant, res in results.items():
         if isinstance(res, str):
@@ -331,20 +413,45 @@ def print_results(results, args, setup_line, notes):
             fps = sorted(r["fps"], reverse=True)
             dfps = sorted(r["dit_fps"], reverse=True)
             vae = r["vae"]
-            out.append([variant, r["mode"], f"{r['steps']:.2f}", r["nfe"], fmt_mm(r["latency_s"], 1, 3) if vae else "-",
-                        f"{fps[0]:.2f}/{statistics.median(fps):.2f}" if vae else "-",
-                        f"{dfps[0]:.2f}/{statistics.median(dfps):.2f}",
-                        fmt_mm(r["dit_ms_chunk"], 1, 1), fmt_mm(r["vae_ms_chunk"], 1, 1) if vae else "-",
-                        _fmt(r["ms_per_step"], ".1f"), _fmt(r["tflops"], ".1f"), _fmt(peak, ".2f"),
-                        _fmt(r["overhead"], ".3f")])
+            out.append(
+                [
+                    variant,
+                    r["mode"],
+                    f"{r['steps']:.2f}",
+                    r["nfe"],
+                    fmt_mm(r["latency_s"], 1, 3) if vae else "-",
+                    f"{fps[0]:.2f}/{statistics.median(fps):.2f}" if vae else "-",
+                    f"{dfps[0]:.2f}/{statistics.median(dfps):.2f}",
+                    fmt_mm(r["dit_ms_chunk"], 1, 1),
+                    fmt_mm(r["vae_ms_chunk"], 1, 1) if vae else "-",
+                    _fmt(r["ms_per_step"], ".1f"),
+                    _fmt(r["tflops"], ".1f"),
+                    _fmt(peak, ".2f"),
+                    _fmt(r["overhead"], ".3f"),
+                ]
+            )
     blank = [""] * 7
-    out.append(["Self-Forcing (paper, 1xH100)", "chunk-wise, 4 steps", "4.00", 35, f"{SELF_FORCING['latency_s']:.2f}",
-                f"{SELF_FORCING['fps']:.2f}"] + blank)
+    out.append(
+        [
+            "Self-Forcing (paper, 1xH100)",
+            "chunk-wise, 4 steps",
+            "4.00",
+            35,
+            f"{SELF_FORCING['latency_s']:.2f}",
+            f"{SELF_FORCING['fps']:.2f}",
+        ]
+        + blank
+    )
     out.append(["DSA (paper, 1xH100)", "adaptive", "?", "?", "< 1 (sub-second)", f"{DSA_PAPER['fps']:.2f}"] + blank)
-    print_table(hdr, out, "x/y = min/median for times, best/median for FPS; latency = run start -> first chunk "
-                          "decoded; FPS = 81 video frames (21 latent) / wall time" if args.chunks == 7 else
-                f"x/y = min/median for times, best/median for FPS; FPS = {video_frames(args.chunks * CHUNK, True)} "
-                "video frames / wall time")
+    print_table(
+        hdr,
+        out,
+        "x/y = min/median for times, best/median for FPS; latency = run start -> first chunk "
+        "decoded; FPS = 81 video frames (21 latent) / wall time"
+        if args.chunks == 7
+        else f"x/y = min/median for times, best/median for FPS; FPS = {video_frames(args.chunks * CHUNK, True)} "
+        "video frames / wall time",
+    )
     print(f"note: {FLOP_FORMULA}")
     for n in notes:
         print(f"note: {n}")
@@ -361,12 +468,18 @@ def parse(argv=None):
     ap.add_argument("--latent", default=None, help="HxW latent size; default 60x104 (480x832); smoke 4x6")
     ap.add_argument("--vae-dim", type=int, default=None, help="default 96 (Wan 2.1); smoke 8")
     ap.add_argument("--no-vae", action="store_true")
-    ap.add_argument("--vae-variants", default="sdpa,compile,cuda-graphs",
-                    help="variants that decode with the VAE ('all' for every one); the others time the DiT only")
+    ap.add_argument(
+        "--vae-variants",
+        default="sdpa,compile,cuda-graphs",
+        help="variants that decode with the VAE ('all' for every one); the others time the DiT only",
+    )
     ap.add_argument("--attention", default="all", help="comma list of sdpa,sdpa-flash,xformers,host or 'all'")
-    ap.add_argument("--variants", default=None,
-                    help="comma list of sdpa,sdpa-flash,xformers,host,compile,cuda-graphs (overrides --attention, "
-                         "--compile, --cuda-graphs)")
+    ap.add_argument(
+        "--variants",
+        default=None,
+        help="comma list of sdpa,sdpa-flash,xformers,host,compile,cuda-graphs (overrides --attention, "
+        "--compile, --cuda-graphs)",
+    )
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--compile", action="store_true", help="add torch.compile rows (sdpa backend)")
     ap.add_argument("--cuda-graphs", action="store_true", help="add torch.compile mode='reduce-overhead' rows (CUDA)")
@@ -396,8 +509,9 @@ def _wanted_variants(args) -> list[str]:
 def _json_results(results, peaks):
     out = {}
     for key, res in results.items():
-        out[key] = res if isinstance(res, str) else {"name": VARIANT_NAMES[key], "rows": res,
-                                                     "peak_mem_gib": peaks.get(key)}
+        out[key] = (
+            res if isinstance(res, str) else {"name": VARIANT_NAMES[key], "rows": res, "peak_mem_gib": peaks.get(key)}
+        )
     return out
 
 
@@ -436,7 +550,7 @@ def run(args):
     with torch.no_grad():
         if smoke:
             dit = init_random_weights(WanDiT(cfg), seed=0).to(device=device, dtype=dtype).eval()
-        else:   # default torch init on the device: fast, and speed does not depend on the values
+        else:  # default torch init on the device: fast, and speed does not depend on the values
             dit = WanDiT(cfg, device=device, dtype=dtype).eval()
         text_ctx = torch.randn(1, text_len, cfg.text_dim, device=device, dtype=dtype)
 
@@ -472,22 +586,35 @@ def run(args):
         notes.append(f"torch.compile backend {args.compile_backend!r} (plumbing check, not a speed figure)")
 
     gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
-    setup = (f"device {device}{gpu}, torch {torch.__version__}, dtype {str(dtype).replace('torch.', '')}, config dim "
-             f"{cfg.dim} x {cfg.num_layers} layers, latent {lh}x{lw} (video {8 * lh}x{8 * lw}), {args.chunks} chunks x "
-             f"{CHUNK} latent frames (KV cache keeps all), text {text_len} tokens, VAE dim "
-             f"{vae_dim if decoder else '-'}, repeats {repeats} after 1 warm-up")
+    setup = (
+        f"device {device}{gpu}, torch {torch.__version__}, dtype {str(dtype).replace('torch.', '')}, config dim "
+        f"{cfg.dim} x {cfg.num_layers} layers, latent {lh}x{lw} (video {8 * lh}x{8 * lw}), {args.chunks} chunks x "
+        f"{CHUNK} latent frames (KV cache keeps all), text {text_len} tokens, VAE dim "
+        f"{vae_dim if decoder else '-'}, repeats {repeats} after 1 warm-up"
+    )
     print(setup, flush=True)
     results, peaks = {}, {}
-    meta = {"setup": setup, "device": str(device), "gpu": gpu.strip(" ()") or None, "torch": torch.__version__,
-            "dtype": str(dtype).replace("torch.", ""), "config": {"dim": cfg.dim, "layers": cfg.num_layers,
-                                                                   "ffn_dim": cfg.ffn_dim},
-            "latent": [lh, lw], "chunks": args.chunks, "chunk_frames": CHUNK, "text_len": text_len,
-            "video_frames": video_frames(args.chunks * CHUNK, True), "smoke": smoke, "flop_formula": FLOP_FORMULA}
+    meta = {
+        "setup": setup,
+        "device": str(device),
+        "gpu": gpu.strip(" ()") or None,
+        "torch": torch.__version__,
+        "dtype": str(dtype).replace("torch.", ""),
+        "config": {"dim": cfg.dim, "layers": cfg.num_layers, "ffn_dim": cfg.ffn_dim},
+        "latent": [lh, lw],
+        "chunks": args.chunks,
+        "chunk_frames": CHUNK,
+        "text_len": text_len,
+        "video_frames": video_frames(args.chunks * CHUNK, True),
+        "smoke": smoke,
+        "flop_formula": FLOP_FORMULA,
+    }
 
     def dump():
         if args.json:
-            Path(args.json).write_text(json.dumps({"meta": meta, "variants": _json_results(results, peaks),
-                                                   "notes": notes}, indent=1))
+            Path(args.json).write_text(
+                json.dumps({"meta": meta, "variants": _json_results(results, peaks), "notes": notes}, indent=1)
+            )
 
     names = list(variants)
     for n, key in enumerate(names):
@@ -501,7 +628,7 @@ def run(args):
                 dump()
                 continue
             weights = [2.0 if k in vae_keys and decoder is not None else 1.0 for k in names[n:]]
-            stop_at = t + left * weights[0] / sum(weights)    # a variant that decodes too gets twice the share
+            stop_at = t + left * weights[0] / sum(weights)  # a variant that decodes too gets twice the share
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
 
@@ -510,10 +637,26 @@ def run(args):
             if device.type == "cuda":
                 peaks[key] = torch.cuda.max_memory_allocated(device) / 2**30
             dump()
+
         try:
-            bench_variant(dit, cfg, text_ctx, attention=attn, compile_mode=cmode, lh=lh, lw=lw, chunks=args.chunks,
-                          repeats=repeats, modes=modes, decoder=decoder if key in vae_keys else None, device=device,
-                          dtype=dtype, stop_at=stop_at, compile_backend=args.compile_backend, on_row=on_row)
+            bench_variant(
+                dit,
+                cfg,
+                text_ctx,
+                attention=attn,
+                compile_mode=cmode,
+                lh=lh,
+                lw=lw,
+                chunks=args.chunks,
+                repeats=repeats,
+                modes=modes,
+                decoder=decoder if key in vae_keys else None,
+                device=device,
+                dtype=dtype,
+                stop_at=stop_at,
+                compile_backend=args.compile_backend,
+                on_row=on_row,
+            )
         except Exception as e:
             traceback.print_exc()
             done = results.get(key)
@@ -530,7 +673,7 @@ def run(args):
     named = {}
     for key, res in results.items():
         base = key.split(" (")[0]
-        label = VARIANT_NAMES.get(base, base) + key[len(base):]
+        label = VARIANT_NAMES.get(base, base) + key[len(base) :]
         named[label] = res if isinstance(res, str) else {"rows": res, "peak_mem_gib": peaks.get(key)}
     return named, setup, notes
 
@@ -540,8 +683,9 @@ def main(argv=None):
     if args.device.type != "cuda" and not args.smoke:
         print("no CUDA device: run with --smoke for a reduced-size CPU run (not GPU figures)")
         if args.json:
-            Path(args.json).write_text(json.dumps({"meta": {"device": "cpu"}, "variants": {},
-                                                   "notes": ["no CUDA device: not run"]}))
+            Path(args.json).write_text(
+                json.dumps({"meta": {"device": "cpu"}, "variants": {}, "notes": ["no CUDA device: not run"]})
+            )
         return 2
     if args.device.type == "cpu":
         torch.set_num_threads(args.threads or min(2, torch.get_num_threads()))

@@ -12,6 +12,7 @@ printed: on a shared CPU the minimum is the less contended figure.
 
 Run: python benchmarks/bench_head.py [--latent-h 8 --latent-w 8 --frames 3 --context 3 --device cpu]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,13 @@ def main():
     cache = cw.new_cache(1, h, w, f, total_frames=a.context + f, device=device, dtype=dtype)
     t0 = torch.zeros(1, device=device, dtype=dtype)
     for s in range(0, a.context, f):  # fill the context
-        cw.forward_chunk(torch.randn(1, 16, min(f, a.context - s), h, w, device=device, dtype=dtype), t0, text,
-                         cache, cache.frames_written)
+        cw.forward_chunk(
+            torch.randn(1, 16, min(f, a.context - s), h, w, device=device, dtype=dtype),
+            t0,
+            text,
+            cache,
+            cache.frames_written,
+        )
     x = torch.randn(1, 16, f, h, w, device=device, dtype=dtype)
     t = torch.full((1,), 937.5, device=device, dtype=dtype)
     out = cw.forward_chunk(x, t, text, cache, a.context)  # warm-up, and the inputs the head sees
@@ -78,21 +84,36 @@ def main():
     head_s, head_min = timed(lambda: head(out.hidden, out.time_emb).min().item(), a.head_repeats, device)
 
     tokens = f * ((h + 1) // 2) * ((w + 1) // 2)
-    head_flops = 2 * f * (head.fc1.in_features * head.fc1.out_features + head.fc2.in_features
-                          * head.fc2.out_features + head.out.in_features)
+    head_flops = (
+        2
+        * f
+        * (
+            head.fc1.in_features * head.fc1.out_features
+            + head.fc2.in_features * head.fc2.out_features
+            + head.out.in_features
+        )
+    )
     full_tokens = 3 * 1560
     gen_flops_full = 2 * n_gen * full_tokens  # lower bound: matmuls only, no attention
     print(f"device {device} ({torch.get_num_threads()} threads), dtype {a.dtype}, torch {torch.__version__}")
     print(f"generator: Wan2.1 1.3B shape (dim {cfg.dim}, {cfg.num_layers} layers), {n_gen / 1e9:.3f} B params")
     print(f"head: {n_head / 1e6:.3f} M params = {100 * n_head / n_gen:.3f} % of the generator")
-    print(f"one generator step: chunk of {f} latent frames at {h}x{w} ({tokens} tokens) over {a.context} cached "
-          f"frames: {step_s * 1e3:.1f} ms median, {step_min * 1e3:.1f} ms min of {a.repeats}")
-    print(f"head on that step's outputs: {head_s * 1e3:.3f} ms median, {head_min * 1e3:.3f} ms min of "
-          f"{a.head_repeats} (incl. the .item() the sampler does)")
-    print(f"head / step time at this reduced size: {100 * head_s / step_s:.3f} % (medians), "
-          f"{100 * head_min / step_min:.3f} % (mins)  (goal < 1 %)")
-    print(f"analytic FLOPs at full 480x832 (3 x 1560 tokens): head {head_flops / 1e6:.2f} MFLOP vs generator "
-          f">= {gen_flops_full / 1e12:.2f} TFLOP: {100 * head_flops / gen_flops_full:.6f} %")
+    print(
+        f"one generator step: chunk of {f} latent frames at {h}x{w} ({tokens} tokens) over {a.context} cached "
+        f"frames: {step_s * 1e3:.1f} ms median, {step_min * 1e3:.1f} ms min of {a.repeats}"
+    )
+    print(
+        f"head on that step's outputs: {head_s * 1e3:.3f} ms median, {head_min * 1e3:.3f} ms min of "
+        f"{a.head_repeats} (incl. the .item() the sampler does)"
+    )
+    print(
+        f"head / step time at this reduced size: {100 * head_s / step_s:.3f} % (medians), "
+        f"{100 * head_min / step_min:.3f} % (mins)  (goal < 1 %)"
+    )
+    print(
+        f"analytic FLOPs at full 480x832 (3 x 1560 tokens): head {head_flops / 1e6:.2f} MFLOP vs generator "
+        f">= {gen_flops_full / 1e12:.2f} TFLOP: {100 * head_flops / gen_flops_full:.6f} %"
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ growth of the peak (VmHWM) over the RSS before the call is compared with the est
 
     python benchmarks/bench_memory_estimate.py [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,17 @@ SIZES = [
     ("dim512 48x80 t9", dict(dim=512, ffn_dim=2048, num_heads=4, num_layers=4), 48, 80, 9, 3, 0, 0),
     ("dim512 96x96 t3 fpc1", dict(dim=512, ffn_dim=2048, num_heads=4, num_layers=2), 96, 96, 3, 1, 0, 0),
     ("host attn: dim128 64x64 t6", dict(dim=128, ffn_dim=256, num_heads=1, num_layers=2), 64, 64, 6, 3, 0, 0, "host"),
-    ("host attn: dim256 64x64 t12 w6+3", dict(dim=256, ffn_dim=1024, num_heads=2, num_layers=4), 64, 64, 12, 3, 6, 3,
-     "host"),
+    (
+        "host attn: dim256 64x64 t12 w6+3",
+        dict(dim=256, ffn_dim=1024, num_heads=2, num_layers=4),
+        64,
+        64,
+        12,
+        3,
+        6,
+        3,
+        "host",
+    ),
     ("host attn: dim512 48x80 t9", dict(dim=512, ffn_dim=2048, num_heads=4, num_layers=4), 48, 80, 9, 3, 0, 0, "host"),
 ]
 QUICK = SIZES[:2]
@@ -82,16 +92,40 @@ def measure_one(spec: list) -> dict:
     model = CausalWan(init_random_weights(WanDiT(config), seed=0).eval(), config, attention=attention)
     with torch.no_grad():
         text = model.encode_text(torch.randn(1, 512, config.text_dim))
-    est = estimate_sampling_memory(config, latent_h=lh, latent_w=lw, chunk_frames=chunk, total_frames=frames,
-                                   window_frames=window or None, sink_frames=sink, dtype=torch.float32,
-                                   attention=kind, free_bytes=free)
+    est = estimate_sampling_memory(
+        config,
+        latent_h=lh,
+        latent_w=lw,
+        chunk_frames=chunk,
+        total_frames=frames,
+        window_frames=window or None,
+        sink_frames=sink,
+        dtype=torch.float32,
+        attention=kind,
+        free_bytes=free,
+    )
     Path("/proc/self/clear_refs").write_text("5")
     before = status_kib("VmRSS")
-    sample_video(model, text, num_frames=frames, latent_h=lh, latent_w=lw, chunk_frames=chunk,
-                 policy=FixedSteps(2), seed=0, window_frames=window or None, sink_frames=sink)
+    sample_video(
+        model,
+        text,
+        num_frames=frames,
+        latent_h=lh,
+        latent_w=lw,
+        chunk_frames=chunk,
+        policy=FixedSteps(2),
+        seed=0,
+        window_frames=window or None,
+        sink_frames=sink,
+    )
     peak = status_kib("VmHWM")
-    return {"name": name, "estimate": est.total, "kv": est.kv_cache, "attention": est.attention,
-            "peak_growth": (peak - before) * 1024}
+    return {
+        "name": name,
+        "estimate": est.total,
+        "kv": est.kv_cache,
+        "attention": est.attention,
+        "peak_growth": (peak - before) * 1024,
+    }
 
 
 def main(argv=None) -> int:
@@ -105,22 +139,30 @@ def main(argv=None) -> int:
     import torch
 
     print(f"torch {torch.__version__}, CPU, fp32, 2 threads, load average {os.getloadavg()[0]:.1f}")
-    print("| size | estimate MiB | of it KV cache MiB | of it attention scores MiB | measured peak growth MiB "
-          "| estimate / measured |")
+    print(
+        "| size | estimate MiB | of it KV cache MiB | of it attention scores MiB | measured peak growth MiB "
+        "| estimate / measured |"
+    )
     print("|---|---|---|---|---|---|")
     worst = 0.0
     for spec in QUICK if args.quick else SIZES:
-        out = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], capture_output=True, text=True,
-                             env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
+        )
         if out.returncode:
             print(out.stderr, file=sys.stderr)
             return out.returncode
         r = json.loads(out.stdout.strip().splitlines()[-1])
         ratio = r["estimate"] / max(1, r["peak_growth"])
         worst = max(worst, abs(ratio - 1))
-        mib = 1024 ** 2
-        print(f"| {r['name']} | {r['estimate'] / mib:.1f} | {r['kv'] / mib:.1f} | {r['attention'] / mib:.1f} "
-              f"| {r['peak_growth'] / mib:.1f} | {ratio:.2f} |")
+        mib = 1024**2
+        print(
+            f"| {r['name']} | {r['estimate'] / mib:.1f} | {r['kv'] / mib:.1f} | {r['attention'] / mib:.1f} "
+            f"| {r['peak_growth'] / mib:.1f} | {ratio:.2f} |"
+        )
     print(f"largest deviation: {worst * 100:.0f}%")
     return 0
 

@@ -16,6 +16,7 @@ process did) is the steadier figure, the wall time what a user waits.
 
   python benchmarks/bench_native_ar.py [--dim 512 --layers 8 --latent 16 --length 33 --repeats 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,28 +33,63 @@ sys.path.insert(0, str(REPO / "tests"))
 
 
 def graphs(unet: str, prompt: str, px: int, length: int, fpc: int, seed: int) -> tuple[dict, dict]:
-    common = {"1": {"class_type": "UNETLoader", "inputs": {"unet_name": unet, "weight_dtype": "default"}},
-              "2": {"class_type": "DSAPromptEmbedding", "inputs": {"embedding": prompt}}}
-    native = {**common,
-              "3": {"class_type": "EmptyARVideoLatent", "inputs": {"width": px, "height": px, "length": length,
-                                                                   "batch_size": 1}},
-              "4": {"class_type": "SamplerARVideo", "inputs": {"num_frame_per_block": fpc}},
-              "5": {"class_type": "BasicScheduler", "inputs": {"model": ["1", 0], "scheduler": "simple", "steps": 4,
-                                                               "denoise": 1.0}},
-              "6": {"class_type": "RandomNoise", "inputs": {"noise_seed": seed}},
-              "7": {"class_type": "CFGGuider", "inputs": {"model": ["1", 0], "positive": ["2", 0],
-                                                          "negative": ["2", 0], "cfg": 1.0}},
-              "8": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["6", 0], "guider": ["7", 0],
-                                                                      "sampler": ["4", 0], "sigmas": ["5", 0],
-                                                                      "latent_image": ["3", 0]}},
-              "9": {"class_type": "SaveLatent", "inputs": {"samples": ["8", 0], "filename_prefix": "bench_native"}}}
-    dsa = {**common,
-           "8": {"class_type": "DSASampler", "inputs": {
-               "model": ["1", 0], "positive": ["2", 0], "seed": seed, "width": px, "height": px, "length": length,
-               "frames_per_chunk": fpc, "policy": "fixed", "threshold_preset": "balanced", "threshold": 0.75,
-               "min_steps": 1, "max_steps": 4, "schedule": "model", "cache_window": 0, "sink_frames": 0,
-               "noise": "sampler_ar_video"}},
-           "9": {"class_type": "SaveLatent", "inputs": {"samples": ["8", 0], "filename_prefix": "bench_dsa"}}}
+    common = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": unet, "weight_dtype": "default"}},
+        "2": {"class_type": "DSAPromptEmbedding", "inputs": {"embedding": prompt}},
+    }
+    native = {
+        **common,
+        "3": {
+            "class_type": "EmptyARVideoLatent",
+            "inputs": {"width": px, "height": px, "length": length, "batch_size": 1},
+        },
+        "4": {"class_type": "SamplerARVideo", "inputs": {"num_frame_per_block": fpc}},
+        "5": {
+            "class_type": "BasicScheduler",
+            "inputs": {"model": ["1", 0], "scheduler": "simple", "steps": 4, "denoise": 1.0},
+        },
+        "6": {"class_type": "RandomNoise", "inputs": {"noise_seed": seed}},
+        "7": {
+            "class_type": "CFGGuider",
+            "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["2", 0], "cfg": 1.0},
+        },
+        "8": {
+            "class_type": "SamplerCustomAdvanced",
+            "inputs": {
+                "noise": ["6", 0],
+                "guider": ["7", 0],
+                "sampler": ["4", 0],
+                "sigmas": ["5", 0],
+                "latent_image": ["3", 0],
+            },
+        },
+        "9": {"class_type": "SaveLatent", "inputs": {"samples": ["8", 0], "filename_prefix": "bench_native"}},
+    }
+    dsa = {
+        **common,
+        "8": {
+            "class_type": "DSASampler",
+            "inputs": {
+                "model": ["1", 0],
+                "positive": ["2", 0],
+                "seed": seed,
+                "width": px,
+                "height": px,
+                "length": length,
+                "frames_per_chunk": fpc,
+                "policy": "fixed",
+                "threshold_preset": "balanced",
+                "threshold": 0.75,
+                "min_steps": 1,
+                "max_steps": 4,
+                "schedule": "model",
+                "cache_window": 0,
+                "sink_frames": 0,
+                "noise": "sampler_ar_video",
+            },
+        },
+        "9": {"class_type": "SaveLatent", "inputs": {"samples": ["8", 0], "filename_prefix": "bench_dsa"}},
+    }
     return native, dsa
 
 
@@ -93,10 +129,15 @@ def main(argv=None) -> int:
         px = args.latent * 8
         t = (args.length - 1) // 4 + 1
         import comfyui_version
-        print(f"ComfyUI {comfyui_version.__version__}, torch {torch.__version__}, {args.threads} threads; "
-              f"dim {args.dim}, {args.layers} layers, latent {args.latent}x{args.latent}, {t} latent frames")
-        print(f"{'blocks':<14}{'clock':<6}{'native s min/median':>22}{'DSA s min/median':>20}"
-              f"{'native/DSA median':>19}{'max rel diff':>14}")
+
+        print(
+            f"ComfyUI {comfyui_version.__version__}, torch {torch.__version__}, {args.threads} threads; "
+            f"dim {args.dim}, {args.layers} layers, latent {args.latent}x{args.latent}, {t} latent frames"
+        )
+        print(
+            f"{'blocks':<14}{'clock':<6}{'native s min/median':>22}{'DSA s min/median':>20}"
+            f"{'native/DSA median':>19}{'max rel diff':>14}"
+        )
         for fpc in (1, 3):
             if t % fpc:
                 continue
@@ -121,9 +162,11 @@ def main(argv=None) -> int:
             label = "frame-wise" if fpc == 1 else f"chunk-wise {fpc}"
             for clock in ("wall", "cpu"):
                 n, s = times[("native", clock)], times[("dsa", clock)]
-                print(f"{label:<14}{clock:<6}{min(n):>12.3f}/{statistics.median(n):<9.3f}"
-                      f"{min(s):>10.3f}/{statistics.median(s):<9.3f}"
-                      f"{statistics.median(n) / statistics.median(s):>19.3f}{diff:>14.1e}")
+                print(
+                    f"{label:<14}{clock:<6}{min(n):>12.3f}/{statistics.median(n):<9.3f}"
+                    f"{min(s):>10.3f}/{statistics.median(s):<9.3f}"
+                    f"{statistics.median(n) / statistics.median(s):>19.3f}{diff:>14.1e}"
+                )
     return 0
 
 

@@ -9,6 +9,7 @@ a rolling window of 12 frames + 3 sink frames (its per-chunk cost stops growing)
 
     DSA_COMFY_DIR=/path/to/ComfyUI-0.33 python benchmarks/bench_native_forward.py [--chunks 7 --repeats 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,22 +37,32 @@ def main(argv=None) -> int:
     ap.add_argument("--chunks", type=int, default=7)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--before", default=None,
-                    help="a folder holding an earlier dsa_core copied as package 'dsa_core_before': adds its forward")
+    ap.add_argument(
+        "--before",
+        default=None,
+        help="a folder holding an earlier dsa_core copied as package 'dsa_core_before': adds its forward",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     import host_env
+
     host_env.import_comfy_cpu()
     import comfy.ldm.wan.ar_model as ar
     import comfy.ops
 
     cfg = WanConfig(dim=args.dim, ffn_dim=4 * args.dim, num_heads=args.dim // 128, num_layers=args.layers)
-    native = ar.CausalWanModel(dim=cfg.dim, ffn_dim=cfg.ffn_dim, num_heads=cfg.num_heads, num_layers=cfg.num_layers,
-                               operations=comfy.ops.disable_weight_init).eval()
+    native = ar.CausalWanModel(
+        dim=cfg.dim,
+        ffn_dim=cfg.ffn_dim,
+        num_heads=cfg.num_heads,
+        num_layers=cfg.num_layers,
+        operations=comfy.ops.disable_weight_init,
+    ).eval()
     from dsa_core.wan_model import WanDiT, init_random_weights
+
     native.load_state_dict(init_random_weights(WanDiT(cfg), seed=0).state_dict(), strict=True)
-    cw = CausalWan(native, cfg)                      # ours, over the very same modules
+    cw = CausalWan(native, cfg)  # ours, over the very same modules
     lh = lw = args.latent
     fsl = (lh // 2) * (lw // 2)
     frames, cf = args.chunks * 3, 3
@@ -67,7 +78,7 @@ def main(argv=None) -> int:
         for n, x in enumerate(xs):
             for s in sig:
                 native.forward_block(x, torch.full((1, cf), 1000 * s), ctx, n * cf, kv, ca)
-                if s:   # the next pass overwrites this chunk (as sample_ar_video rolls 'end' back)
+                if s:  # the next pass overwrites this chunk (as sample_ar_video rolls 'end' back)
                     for c in kv:
                         c["end"] -= cf * fsl
 
@@ -79,8 +90,11 @@ def main(argv=None) -> int:
             for s in sig:
                 cw.forward_chunk(x, torch.full((1,), 1000 * s), text, cache, n * cf)
 
-    runs = {"native (keep all)": run_native, "ours (keep all)": run_ours,
-            "ours (window 12 + 3 sink)": lambda: run_ours(12, 3)}
+    runs = {
+        "native (keep all)": run_native,
+        "ours (keep all)": run_ours,
+        "ours (window 12 + 3 sink)": lambda: run_ours(12, 3),
+    }
     if args.before:
         sys.path.insert(0, args.before)
         from dsa_core_before.causal_wan import CausalWan as Before
@@ -94,13 +108,17 @@ def main(argv=None) -> int:
             for n, x in enumerate(xs):
                 for s in sig:
                     cw_before.forward_chunk(x, torch.full((1,), 1000 * s), text, cache, n * cf)
+
         runs["ours before (keep all)"] = run_before
     times = {k: [] for k in runs}
     cpu = {k: [] for k in runs}
     for fn in runs.values():
-        fn()                                          # warm-up
-    print(f"dim {cfg.dim} x {cfg.num_layers} layers, latent {lh}x{lw}, {args.chunks} chunks x 3 frames, "
-          f"{5 * args.chunks} forwards each, {args.threads} threads, load {os.getloadavg()[0]:.1f}", flush=True)
+        fn()  # warm-up
+    print(
+        f"dim {cfg.dim} x {cfg.num_layers} layers, latent {lh}x{lw}, {args.chunks} chunks x 3 frames, "
+        f"{5 * args.chunks} forwards each, {args.threads} threads, load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     for r in range(args.repeats):
         order = list(runs) if r % 2 == 0 else list(runs)[::-1]
         for k in order:
@@ -109,12 +127,15 @@ def main(argv=None) -> int:
             times[k].append(time.perf_counter() - t)
             cpu[k].append(time.process_time() - c)
     base_w, base_c = min(times["native (keep all)"]), min(cpu["native (keep all)"])
-    print(f"{'run':28s} {'wall s min/median':>18s} {'cpu s min/median':>18s} {'wall / native':>13s} "
-          f"{'cpu / native':>12s}")
+    print(
+        f"{'run':28s} {'wall s min/median':>18s} {'cpu s min/median':>18s} {'wall / native':>13s} {'cpu / native':>12s}"
+    )
     for k in runs:
         w, c = times[k], cpu[k]
-        print(f"{k:28s} {min(w):8.2f}/{statistics.median(w):<8.2f} {min(c):8.2f}/{statistics.median(c):<8.2f} "
-              f"{min(w) / base_w:13.3f} {min(c) / base_c:12.3f}")
+        print(
+            f"{k:28s} {min(w):8.2f}/{statistics.median(w):<8.2f} {min(c):8.2f}/{statistics.median(c):<8.2f} "
+            f"{min(w) / base_w:13.3f} {min(c) / base_c:12.3f}"
+        )
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     return 0
 

@@ -19,6 +19,7 @@ Randomness comes only from ``noise`` keyed by (the chunk's first absolute latent
 (see noise.py), so results do not depend on earlier chunks' step counts, on splitting a video into
 several calls, or on whether earlier frames were generated or given as context latents.
 """
+
 from __future__ import annotations
 
 import time
@@ -66,27 +67,29 @@ class SamplingInterrupted(Exception):
 @dataclass
 class StepInfo:
     """Passed to ``callback`` after every denoising step (progress bars, previews, streaming)."""
-    chunk_index: int        # absolute chunk index
-    chunk_number: int       # 0-based position of the chunk in this call
-    num_chunks: int         # chunks in this call
-    step: int               # steps done in this chunk (1-based)
-    max_steps: int          # the policy's cap for this chunk
+
+    chunk_index: int  # absolute chunk index
+    chunk_number: int  # 0-based position of the chunk in this call
+    num_chunks: int  # chunks in this call
+    step: int  # steps done in this chunk (1-based)
+    max_steps: int  # the policy's cap for this chunk
     sigma: float
-    x0: Tensor              # x0_hat of this step [B, C, Tc, H, W]
+    x0: Tensor  # x0_hat of this step [B, C, Tc, H, W]
     confidence: Tensor | None  # per frame [B, Tc] (None when not computed)
-    will_stop: bool         # this step is the chunk's last
-    steps_done_total: int   # denoising steps done in this call so far
-    steps_max_total: int    # num_chunks * max_steps: an upper bound for progress bars
+    will_stop: bool  # this step is the chunk's last
+    steps_done_total: int  # denoising steps done in this call so far
+    steps_max_total: int  # num_chunks * max_steps: an upper bound for progress bars
 
 
 @dataclass
 class ChunkInfo:
     """Passed to ``chunk_callback`` after a chunk is committed."""
+
     chunk_index: int
     chunk_number: int
     num_chunks: int
     frame_start: int
-    latent: Tensor          # the chunk's frames [B, C, Tc, H, W]
+    latent: Tensor  # the chunk's frames [B, C, Tc, H, W]
     record: ChunkRecord
 
 
@@ -97,14 +100,31 @@ def _sync(device) -> None:
 
 def check_policy_head(policy: StepPolicy, head) -> None:
     if policy.confidence_source == CONFIDENCE_HEAD and head is None:
-        raise ValueError(f"the {policy.name} policy needs a trained confidence head (head=...); without one "
-                         "use FixedSteps or the HeuristicPolicy (a training-free heuristic)")
+        raise ValueError(
+            f"the {policy.name} policy needs a trained confidence head (head=...); without one "
+            "use FixedSteps or the HeuristicPolicy (a training-free heuristic)"
+        )
 
 
-def prepare_state(model, text=None, *, num_frames: int, latent_h: int | None = None, latent_w: int | None = None,
-                  chunk_frames: int = 3, seed: int | None = None, noise=None, state: ARState | None = None,
-                  context_latents: Tensor | None = None, batch: int | None = None, window_frames: int | None = None,
-                  sink_frames: int = 0, recache="none", device=None, dtype=None) -> tuple[ARState, int]:
+def prepare_state(
+    model,
+    text=None,
+    *,
+    num_frames: int,
+    latent_h: int | None = None,
+    latent_w: int | None = None,
+    chunk_frames: int = 3,
+    seed: int | None = None,
+    noise=None,
+    state: ARState | None = None,
+    context_latents: Tensor | None = None,
+    batch: int | None = None,
+    window_frames: int | None = None,
+    sink_frames: int = 0,
+    recache="none",
+    device=None,
+    dtype=None,
+) -> tuple[ARState, int]:
     """The working state for ``num_frames`` more frames: a branch of ``state`` (its prompt switched to ``text``
     when that differs, ``context_latents`` committed) or a new state; its cache has room for them and its
     noise source is set. Returns (state, t = 0 passes spent on priming / recache). ``state`` is not modified."""
@@ -114,8 +134,9 @@ def prepare_state(model, text=None, *, num_frames: int, latent_h: int | None = N
     if state is not None:
         chunk_frames = state.chunk_frames
         if num_frames % chunk_frames:
-            raise ValueError(f"num_frames ({num_frames}) must be a multiple of the state's chunk_frames "
-                             f"({chunk_frames})")
+            raise ValueError(
+                f"num_frames ({num_frames}) must be a multiple of the state's chunk_frames ({chunk_frames})"
+            )
         if noise is None:
             noise = SeededNoise(seed) if seed is not None else (state.noise or SeededNoise(0))
         work = state.snapshot()
@@ -139,9 +160,20 @@ def prepare_state(model, text=None, *, num_frames: int, latent_h: int | None = N
         device = device or text.kv[0][0].device
         ctx = 0 if context_latents is None else context_latents.shape[2]
         noise = noise or SeededNoise(0 if seed is None else seed)
-        work = new_state(model, text, batch=b, latent_h=latent_h, latent_w=latent_w, chunk_frames=chunk_frames,
-                         window_frames=window_frames, sink_frames=sink_frames, total_frames=ctx + num_frames,
-                         device=device, dtype=dtype, noise=noise)
+        work = new_state(
+            model,
+            text,
+            batch=b,
+            latent_h=latent_h,
+            latent_w=latent_w,
+            chunk_frames=chunk_frames,
+            window_frames=window_frames,
+            sink_frames=sink_frames,
+            total_frames=ctx + num_frames,
+            device=device,
+            dtype=dtype,
+            noise=noise,
+        )
         if context_latents is not None:
             extra_nfe += append_committed(model, work, context_latents, chunk_frames)
     work.noise = noise
@@ -149,10 +181,20 @@ def prepare_state(model, text=None, *, num_frames: int, latent_h: int | None = N
     return work, extra_nfe
 
 
-def denoise_chunk(model, work: ARState, ladder: Ladder, policy: StepPolicy, *, head=None,
-                  record_confidence: bool = True, callback: Callable[[StepInfo], None] | None = None,
-                  should_stop: Callable[[], bool] | None = None, chunk_number: int = 0, num_chunks: int = 1,
-                  steps_before: int = 0) -> tuple[Tensor, ChunkRecord]:
+def denoise_chunk(
+    model,
+    work: ARState,
+    ladder: Ladder,
+    policy: StepPolicy,
+    *,
+    head=None,
+    record_confidence: bool = True,
+    callback: Callable[[StepInfo], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    chunk_number: int = 0,
+    num_chunks: int = 1,
+    steps_before: int = 0,
+) -> tuple[Tensor, ChunkRecord]:
     """Denoise the next chunk of ``work`` under ``policy``; returns (its x0_hat [B, C, Tc, H, W], its record).
 
     Starts from the chunk's own noise (``work.noise`` keyed by its first frame), steps down ``ladder`` until the
@@ -175,8 +217,9 @@ def denoise_chunk(model, work: ARState, ladder: Ladder, policy: StepPolicy, *, h
         if should_stop is not None and should_stop():
             raise ChunkInterrupted(rec)
         s = ladder.sigmas[k]
-        out = model.forward_chunk(x, torch.full((b,), 1000.0 * s, device=device, dtype=dtype),
-                                  work.text, work.cache, fs)
+        out = model.forward_chunk(
+            x, torch.full((b,), 1000.0 * s, device=device, dtype=dtype), work.text, work.cache, fs
+        )
         rec.nfe += 1
         x0 = denoise(x, out.flow, s)
         t_head = time.perf_counter()
@@ -196,8 +239,21 @@ def denoise_chunk(model, work: ARState, ladder: Ladder, policy: StepPolicy, *, h
         if finite is not None:
             check_step(x0, c_min, finite, model=model, text=work.text, chunk=ci, step=steps)
         if callback is not None:
-            callback(StepInfo(ci, chunk_number, num_chunks, steps, max_steps, s, x0, conf, reason is not None,
-                              steps_before + steps, num_chunks * max_steps))
+            callback(
+                StepInfo(
+                    ci,
+                    chunk_number,
+                    num_chunks,
+                    steps,
+                    max_steps,
+                    s,
+                    x0,
+                    conf,
+                    reason is not None,
+                    steps_before + steps,
+                    num_chunks * max_steps,
+                )
+            )
         if reason is not None:
             rec.stop_reason = reason
             return x0, rec
@@ -232,16 +288,33 @@ def commit_chunk(model, work: ARState, x0: Tensor, rec: ChunkRecord) -> None:
 
 
 @torch.no_grad()
-def sample_video(model, text=None, *, num_frames: int, latent_h: int | None = None, latent_w: int | None = None,
-                 chunk_frames: int = 3, ladder: Ladder | None = None, policy: StepPolicy | None = None,
-                 seed: int | None = None, noise=None, head=None, state: ARState | None = None,
-                 context_latents: Tensor | None = None, batch: int | None = None,
-                 window_frames: int | None = None, sink_frames: int = 0,
-                 prompt_schedule: Mapping[int, object] | None = None, recache="none",
-                 device=None, dtype=None, record_confidence: bool = True,
-                 callback: Callable[[StepInfo], None] | None = None,
-                 chunk_callback: Callable[[ChunkInfo], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> tuple[Tensor, ARState, RunRecord]:
+def sample_video(
+    model,
+    text=None,
+    *,
+    num_frames: int,
+    latent_h: int | None = None,
+    latent_w: int | None = None,
+    chunk_frames: int = 3,
+    ladder: Ladder | None = None,
+    policy: StepPolicy | None = None,
+    seed: int | None = None,
+    noise=None,
+    head=None,
+    state: ARState | None = None,
+    context_latents: Tensor | None = None,
+    batch: int | None = None,
+    window_frames: int | None = None,
+    sink_frames: int = 0,
+    prompt_schedule: Mapping[int, object] | None = None,
+    recache="none",
+    device=None,
+    dtype=None,
+    record_confidence: bool = True,
+    callback: Callable[[StepInfo], None] | None = None,
+    chunk_callback: Callable[[ChunkInfo], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[Tensor, ARState, RunRecord]:
     """Generate ``num_frames`` new latent frames (a multiple of chunk_frames); returns
     (new frames [B, 16, num_frames, H, W], the state after them, the run's record).
 
@@ -260,14 +333,32 @@ def sample_video(model, text=None, *, num_frames: int, latent_h: int | None = No
     policy = policy or FixedSteps()
     policy.max_steps(ladder)  # a cap the ladder cannot serve fails here, before any forward
     check_policy_head(policy, head)
-    work, extra_nfe = prepare_state(model, text, num_frames=num_frames, latent_h=latent_h, latent_w=latent_w,
-                                    chunk_frames=chunk_frames, seed=seed, noise=noise, state=state,
-                                    context_latents=context_latents, batch=batch, window_frames=window_frames,
-                                    sink_frames=sink_frames, recache=recache, device=device, dtype=dtype)
+    work, extra_nfe = prepare_state(
+        model,
+        text,
+        num_frames=num_frames,
+        latent_h=latent_h,
+        latent_w=latent_w,
+        chunk_frames=chunk_frames,
+        seed=seed,
+        noise=noise,
+        state=state,
+        context_latents=context_latents,
+        batch=batch,
+        window_frames=window_frames,
+        sink_frames=sink_frames,
+        recache=recache,
+        device=device,
+        dtype=dtype,
+    )
     num_chunks = num_frames // work.chunk_frames
-    record = RunRecord(policy=policy.to_dict(), ladder=ladder.to_dict(),
-                       noise=getattr(work.noise, "to_dict", lambda: {"kind": repr(work.noise)})(),
-                       base_steps=ladder.base_steps, extra_nfe=extra_nfe)
+    record = RunRecord(
+        policy=policy.to_dict(),
+        ladder=ladder.to_dict(),
+        noise=getattr(work.noise, "to_dict", lambda: {"kind": repr(work.noise)})(),
+        base_steps=ladder.base_steps,
+        extra_nfe=extra_nfe,
+    )
     new_frames: list[Tensor] = []
     steps_done = 0
     for n in range(num_chunks):
@@ -277,9 +368,19 @@ def sample_video(model, text=None, *, num_frames: int, latent_h: int | None = No
             record.extra_nfe += passes
         t_chunk = time.perf_counter()
         try:
-            x0, rec = denoise_chunk(model, work, ladder, policy, head=head, record_confidence=record_confidence,
-                                    callback=callback, should_stop=should_stop, chunk_number=n,
-                                    num_chunks=num_chunks, steps_before=steps_done)
+            x0, rec = denoise_chunk(
+                model,
+                work,
+                ladder,
+                policy,
+                head=head,
+                record_confidence=record_confidence,
+                callback=callback,
+                should_stop=should_stop,
+                chunk_number=n,
+                num_chunks=num_chunks,
+                steps_before=steps_done,
+            )
         except ChunkInterrupted:
             record.interrupted = True
             record.wall_time_s = time.perf_counter() - t_run

@@ -4,6 +4,7 @@ AttentionFn(q, k, v) takes q [B, H, Lq, D], k and v [B, H, Lk, D] and returns [B
 exactly ComfyUI's `optimized_attention(q, k, v, heads, skip_reshape=True)` with heads = q.shape[1], so the
 nodes layer can plug the host's kernel in with a one-line lambda.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -37,8 +38,10 @@ def _xformers_ops():
     try:
         import xformers.ops as xops  # noqa: F401
     except Exception as e:  # ImportError, or a broken build that fails on import
-        raise RuntimeError(f"xformers attention requested but xformers cannot be imported ({e}); "
-                           "use attention='sdpa' or install xformers") from e
+        raise RuntimeError(
+            f"xformers attention requested but xformers cannot be imported ({e}); "
+            "use attention='sdpa' or install xformers"
+        ) from e
     return xops
 
 

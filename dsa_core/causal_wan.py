@@ -15,6 +15,7 @@ graphs with shapes that never depend on the cache length (the cache write/read s
 modulation vectors of all blocks are formed in one add per forward (with the host's rounding), the RoPE
 rotation matrices once per forward.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,8 @@ from .rope import apply_rope, rope_cos_sin, rope_freqs
 
 @dataclass
 class ChunkOutput:
-    flow: Tensor      # [B, out_dim, Tc, H, W] flow prediction (v = eps - x0)
-    hidden: Tensor    # [B, Tc, dim] last block output, mean over each latent frame's tokens
+    flow: Tensor  # [B, out_dim, Tc, H, W] flow prediction (v = eps - x0)
+    hidden: Tensor  # [B, Tc, dim] last block output, mean over each latent frame's tokens
     time_emb: Tensor  # [B, Tc, dim] per-frame time_embedding output e (before time_projection)
 
 
@@ -97,20 +98,41 @@ class CausalWan:
         return TextContext(kv)
 
     # ---- cache ------------------------------------------------------------------------------
-    def new_cache(self, batch, latent_h, latent_w, chunk_frames, window_frames=None, sink_frames=0,
-                  total_frames=None, device=None, dtype=None) -> KVCache:
+    def new_cache(
+        self,
+        batch,
+        latent_h,
+        latent_w,
+        chunk_frames,
+        window_frames=None,
+        sink_frames=0,
+        total_frames=None,
+        device=None,
+        dtype=None,
+    ) -> KVCache:
         """A cache for this model; dtype defaults to float32 (pass the compute dtype, e.g. bf16)."""
-        return KVCache(self.config.num_layers, batch, self.num_heads, self.head_dim,
-                       tokens_per_frame(self.config, latent_h, latent_w), chunk_frames, window_frames,
-                       sink_frames, total_frames, device=device, dtype=dtype or torch.float32)
+        return KVCache(
+            self.config.num_layers,
+            batch,
+            self.num_heads,
+            self.head_dim,
+            tokens_per_frame(self.config, latent_h, latent_w),
+            chunk_frames,
+            window_frames,
+            sink_frames,
+            total_frames,
+            device=device,
+            dtype=dtype or torch.float32,
+        )
 
     # ---- forwards ---------------------------------------------------------------------------
     def forward_full(self, x: Tensor, t: Tensor, text: TextContext) -> ChunkOutput:
         """Bidirectional forward over the whole video (== host WanModel.forward)."""
         return self.forward_chunk(x, t, text, None, 0)
 
-    def forward_chunk(self, x: Tensor, t: Tensor, text: TextContext, cache: KVCache | None,
-                      frame_start: int) -> ChunkOutput:
+    def forward_chunk(
+        self, x: Tensor, t: Tensor, text: TextContext, cache: KVCache | None, frame_start: int
+    ) -> ChunkOutput:
         """One chunk [B, 16, Tc, H, W] at timesteps t ([B] or [B, Tc], 0..1000).
 
         With a cache, the chunk's K/V are written at its frames' slots (same frame_start again =
@@ -119,9 +141,12 @@ class CausalWan:
         """
         tc = x.shape[2]
         if cache is not None and self.config.patch_size[0] != 1:
-            raise ValueError(f"the KV cache indexes latent frames and needs a temporal patch size of 1, "
-                             f"got patch_size {self.config.patch_size}")
+            raise ValueError(
+                f"the KV cache indexes latent frames and needs a temporal patch size of 1, "
+                f"got patch_size {self.config.patch_size}"
+            )
         if cache is None:
+
             def attend(layer, q, k, v):
                 return self.attention(q, k, v)
         else:
@@ -134,6 +159,7 @@ class CausalWan:
                 if kc.dtype != q.dtype:
                     kc, vc = kc.to(q.dtype), vc.to(q.dtype)
                 return self.attention(q, kc, vc)
+
         return self.run(x, t, text, frame_start, attend)
 
     def run(self, x: Tensor, t: Tensor, text: TextContext, frame_start: int, self_attend: SelfAttend) -> ChunkOutput:
@@ -226,6 +252,6 @@ class CausalWan:
         c = self.config.out_dim
         p = self.config.patch_size
         b = x.shape[0]
-        u = x[:, :math.prod(grid)].view(b, *grid, *p, c)
+        u = x[:, : math.prod(grid)].view(b, *grid, *p, c)
         u = torch.einsum("bfhwpqrc->bcfphqwr", u)
         return u.reshape(b, c, *[g * s for g, s in zip(grid, p)])

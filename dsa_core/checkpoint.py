@@ -7,6 +7,7 @@ keys under 'confidence_head.' belong to the DSA head and are split off. Pickled 
 The config comes from tensor shapes; num_heads is dim // 128 (Wan's head_dim, as ComfyUI detects it)
 unless the file's metadata carries a 'dsa_config' JSON.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,17 +30,37 @@ from .config import WanConfig
 from .wan_model import WanDiT
 
 # The keys every Wan 2.1 checkpoint has (block 0 stands for all blocks).
-CORE_KEYS = ("patch_embedding.weight", "text_embedding.0.weight", "time_embedding.0.weight",
-             "time_projection.1.weight", "blocks.0.self_attn.q.weight", "blocks.0.cross_attn.q.weight",
-             "blocks.0.ffn.0.weight", "blocks.0.modulation", "head.head.weight", "head.modulation")
+CORE_KEYS = (
+    "patch_embedding.weight",
+    "text_embedding.0.weight",
+    "time_embedding.0.weight",
+    "time_projection.1.weight",
+    "blocks.0.self_attn.q.weight",
+    "blocks.0.cross_attn.q.weight",
+    "blocks.0.ffn.0.weight",
+    "blocks.0.modulation",
+    "head.head.weight",
+    "head.modulation",
+)
 I2V_MARKERS = ("img_emb.", ".cross_attn.k_img.", ".cross_attn.v_img.", ".cross_attn.norm_k_img.")
 
 
 # ---- dtypes ---------------------------------------------------------------------------------------
-_DTYPES = {"fp32": "float32", "float32": "float32", "float": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
-           "fp16": "float16", "float16": "float16", "half": "float16", "fp8_e4m3fn": "float8_e4m3fn",
-           "fp8": "float8_e4m3fn", "float8_e4m3fn": "float8_e4m3fn", "fp8_e5m2": "float8_e5m2",
-           "float8_e5m2": "float8_e5m2"}
+_DTYPES = {
+    "fp32": "float32",
+    "float32": "float32",
+    "float": "float32",
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+    "fp16": "float16",
+    "float16": "float16",
+    "half": "float16",
+    "fp8_e4m3fn": "float8_e4m3fn",
+    "fp8": "float8_e4m3fn",
+    "float8_e4m3fn": "float8_e4m3fn",
+    "fp8_e5m2": "float8_e5m2",
+    "float8_e5m2": "float8_e5m2",
+}
 
 
 def parse_dtype(name) -> torch.dtype | None:
@@ -53,8 +74,9 @@ def parse_dtype(name) -> torch.dtype | None:
         raise CheckpointError(f"unknown dtype {name!r}; use one of {sorted(set(_DTYPES))}")
     dt = getattr(torch, _DTYPES[key], None)
     if dt is None:
-        raise CheckpointError(f"dtype {name!r} needs a torch with {_DTYPES[key]} (this torch is {torch.__version__}); "
-                              "use bf16 instead")
+        raise CheckpointError(
+            f"dtype {name!r} needs a torch with {_DTYPES[key]} (this torch is {torch.__version__}); use bf16 instead"
+        )
     return dt
 
 
@@ -80,19 +102,24 @@ def expected_shapes(config: WanConfig) -> dict[str, tuple]:
 
 def _check_wan(sd: dict, what: str) -> None:
     if sd and all(k.startswith(HEAD_PREFIX) for k in sd):
-        raise CheckpointError(f"{what} only holds confidence-head weights ({len(sd)} 'confidence_head.' keys): "
-                              "this is a confidence-head file, load it in the head slot, not as the generator")
+        raise CheckpointError(
+            f"{what} only holds confidence-head weights ({len(sd)} 'confidence_head.' keys): "
+            "this is a confidence-head file, load it in the head slot, not as the generator"
+        )
     i2v = sorted(k for k in sd if any(k.startswith(m) or m in k for m in I2V_MARKERS))
     pe = sd.get("patch_embedding.weight")
     if i2v or (pe is not None and pe.ndim == 5 and pe.shape[1] != 16 and pe.shape[1] in (20, 36, 48)):
         example = i2v[:3] or f"patch_embedding in_dim {pe.shape[1]}"
-        raise CheckpointError(f"{what} is a Wan image-to-video (I2V) checkpoint (e.g. {example}); "
-                              "DSA needs a text-to-video (T2V) generator such as Wan2.1-T2V-1.3B / Self-Forcing")
+        raise CheckpointError(
+            f"{what} is a Wan image-to-video (I2V) checkpoint (e.g. {example}); "
+            "DSA needs a text-to-video (T2V) generator such as Wan2.1-T2V-1.3B / Self-Forcing"
+        )
     missing = [k for k in CORE_KEYS if k not in sd]
     if missing:
         sample = sorted(sd)[:5]
-        raise CheckpointError(f"{what} is not a Wan 2.1 checkpoint: missing keys {missing} "
-                              f"(found {len(sd)} keys, e.g. {sample})")
+        raise CheckpointError(
+            f"{what} is not a Wan 2.1 checkpoint: missing keys {missing} (found {len(sd)} keys, e.g. {sample})"
+        )
 
 
 def infer_config(sd: dict) -> WanConfig:
@@ -104,24 +131,37 @@ def infer_config(sd: dict) -> WanConfig:
     layers = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k)))
     out_dim = sd["head.head.weight"].shape[0] // math.prod(patch)
     if dim % 128:
-        raise CheckpointError(f"dim {dim} is not a multiple of Wan's head_dim 128; cannot infer num_heads "
-                              "(save the file with a 'dsa_config' metadata entry)")
-    return WanConfig(dim=dim, ffn_dim=sd["blocks.0.ffn.0.weight"].shape[0], num_heads=dim // 128,
-                     num_layers=layers, in_dim=in_dim, out_dim=out_dim,
-                     text_dim=sd["text_embedding.0.weight"].shape[1], freq_dim=sd["time_embedding.0.weight"].shape[1],
-                     patch_size=patch, qk_norm="blocks.0.self_attn.norm_q.weight" in sd,
-                     cross_attn_norm="blocks.0.norm3.weight" in sd)
+        raise CheckpointError(
+            f"dim {dim} is not a multiple of Wan's head_dim 128; cannot infer num_heads "
+            "(save the file with a 'dsa_config' metadata entry)"
+        )
+    return WanConfig(
+        dim=dim,
+        ffn_dim=sd["blocks.0.ffn.0.weight"].shape[0],
+        num_heads=dim // 128,
+        num_layers=layers,
+        in_dim=in_dim,
+        out_dim=out_dim,
+        text_dim=sd["text_embedding.0.weight"].shape[1],
+        freq_dim=sd["time_embedding.0.weight"].shape[1],
+        patch_size=patch,
+        qk_norm="blocks.0.self_attn.norm_q.weight" in sd,
+        cross_attn_norm="blocks.0.norm3.weight" in sd,
+    )
 
 
 def check_shapes(sd: dict, config: WanConfig, what: str = "the checkpoint") -> None:
     """Every expected key present with its shape, no unexpected keys."""
     exp = expected_shapes(config)
-    bad = [f"{k}: file {tuple(sd[k].shape)} vs expected {s}"
-           for k, s in exp.items() if k in sd and tuple(sd[k].shape) != s]
+    bad = [
+        f"{k}: file {tuple(sd[k].shape)} vs expected {s}" for k, s in exp.items() if k in sd and tuple(sd[k].shape) != s
+    ]
     if bad:
-        raise CheckpointError(f"shape mismatch in {what} for config dim={config.dim} layers={config.num_layers} "
-                              f"heads={config.num_heads}: {bad[:5]}{' ...' if len(bad) > 5 else ''}; "
-                              "the file is from a different model size or mixes models")
+        raise CheckpointError(
+            f"shape mismatch in {what} for config dim={config.dim} layers={config.num_layers} "
+            f"heads={config.num_heads}: {bad[:5]}{' ...' if len(bad) > 5 else ''}; "
+            "the file is from a different model size or mixes models"
+        )
     missing = [k for k in exp if k not in sd]
     if missing:
         raise CheckpointError(f"{what} is missing {len(missing)} Wan keys, e.g. {missing[:5]}; the file is incomplete")
@@ -140,8 +180,9 @@ def load_state_dict_file(path, device: str = "cpu") -> tuple[dict, dict]:
             meta = dict(f.metadata() or {})
             sd = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:
-        raise CheckpointError(f"could not read {path}: the file is truncated or corrupted ({e}); "
-                              "download or convert it again") from e
+        raise CheckpointError(
+            f"could not read {path}: the file is truncated or corrupted ({e}); download or convert it again"
+        ) from e
     return sd, meta
 
 
@@ -155,8 +196,9 @@ def _config_from_meta(meta: dict) -> WanConfig | None:
         raise CheckpointError(f"the file's 'dsa_config' metadata is invalid ({e})") from e
 
 
-def check_generator_state(sd: dict, metadata: dict | None = None, config: WanConfig | None = None,
-                          what: str = "the checkpoint") -> tuple[dict, dict, WanConfig]:
+def check_generator_state(
+    sd: dict, metadata: dict | None = None, config: WanConfig | None = None, what: str = "the checkpoint"
+) -> tuple[dict, dict, WanConfig]:
     """(generator keys, 'confidence_head.' keys, the config they fit) of a (prefixed) state dict, or a
     CheckpointError. Works on meta tensors too, so a file can be checked from its header alone.
     The config: ``config``, else the file's 'dsa_config' metadata, else inferred from shapes."""

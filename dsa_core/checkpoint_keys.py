@@ -5,6 +5,7 @@ Key layouts: bare Wan keys, 'model.', 'diffusion_model.', 'model.diffusion_model
 segments of Self-Forcing / CausVid training checkpoints ('_fsdp_wrapped_module.', '_checkpoint_wrapped_module.',
 '_orig_mod.'). The confidence head's keys sit under ``HEAD_PREFIX`` in its own file or next to a generator's.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,10 @@ def normalize_wan_keys(sd: dict) -> dict:
     for k, v in sd.items():
         nk = normalize_key(k)
         if nk in out:
-            raise CheckpointError(f"keys collide after stripping prefixes: {k!r} -> {nk!r}; "
-                                  "the file mixes several models (e.g. generator and critic)")
+            raise CheckpointError(
+                f"keys collide after stripping prefixes: {k!r} -> {nk!r}; "
+                "the file mixes several models (e.g. generator and critic)"
+            )
         out[nk] = v
     return out
 
@@ -54,7 +57,7 @@ def head_keys(keys) -> dict:
     for k in keys:
         nk = normalize_key(k)
         if nk.startswith(HEAD_PREFIX):
-            out[k] = nk[len(HEAD_PREFIX):]
+            out[k] = nk[len(HEAD_PREFIX) :]
     return out
 
 
@@ -70,8 +73,10 @@ def refuse_pickle(path: str) -> None:
     safetensors = len(start) == 9 and start[8:9] == b"{" and int.from_bytes(start[:8], "little") < os.path.getsize(path)
     pickled = not safetensors and (start[:2] == b"PK" or start[:1] == b"\x80")
     if path.lower().endswith(PICKLE_SUFFIXES) or pickled:
-        raise CheckpointError(f"{path} is a pickled PyTorch checkpoint; convert it to safetensors first with "
-                              f"`{CONVERT_HINT}` (pickles are never loaded here)")
+        raise CheckpointError(
+            f"{path} is a pickled PyTorch checkpoint; convert it to safetensors first with "
+            f"`{CONVERT_HINT}` (pickles are never loaded here)"
+        )
 
 
 def require_file(path) -> str:

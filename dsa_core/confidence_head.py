@@ -10,6 +10,7 @@ generator) and a few hundred kFLOPs per frame: negligible next to one generator 
 Files: safetensors, keys under ``confidence_head.`` (so a generator file and a head file can be shipped
 separately or merged), the HeadConfig as JSON in the metadata under ``dsa.head_config``.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,7 @@ FORMAT_NAME = "dsa-confidence-head"
 
 @dataclass(frozen=True)
 class HeadConfig:
-    dim: int                     # generator hidden size (1536 for Wan 2.1 1.3B)
+    dim: int  # generator hidden size (1536 for Wan 2.1 1.3B)
     hidden_dim: int = 256
     time_dim: int | None = None  # timestep embedding size; None = dim (Wan's time_embedding is dim wide)
     version: int = 1
@@ -70,13 +71,16 @@ class ConfidenceHead(nn.Module):
         """
         c = self.config
         if hidden.shape[-1] != c.dim:
-            raise ValueError(f"confidence head expects hidden size {c.dim}, got {hidden.shape[-1]} "
-                             "(the head was made for a different generator)")
+            raise ValueError(
+                f"confidence head expects hidden size {c.dim}, got {hidden.shape[-1]} "
+                "(the head was made for a different generator)"
+            )
         if time_emb.dim() == 2:
             time_emb = time_emb[:, None, :].expand(-1, hidden.shape[1], -1)
         if time_emb.shape[-1] != c.time_dim:
-            raise ValueError(f"confidence head expects a timestep embedding of size {c.time_dim}, "
-                             f"got {time_emb.shape[-1]}")
+            raise ValueError(
+                f"confidence head expects a timestep embedding of size {c.time_dim}, got {time_emb.shape[-1]}"
+            )
         w = self.fc1.weight
         h = F.layer_norm(hidden.to(w.dtype), (c.dim,))
         t = F.layer_norm(time_emb.to(w.dtype), (c.time_dim,))
@@ -93,7 +97,8 @@ class ConfidenceHead(nn.Module):
         if generator_config.dim != self.config.dim:
             raise CheckpointError(
                 f"this confidence head was trained for a generator with dim {self.config.dim}, "
-                f"but the model has dim {generator_config.dim}; load the head made for this model")
+                f"but the model has dim {generator_config.dim}; load the head made for this model"
+            )
 
 
 def head_state_dict(head: ConfidenceHead) -> dict:
@@ -107,8 +112,15 @@ def save_head(head: ConfidenceHead, path: str | os.PathLike, extra_metadata: dic
     save_file(head_state_dict(head), str(path), metadata=meta)
 
 
-def head_from_state_dict(sd: dict, metadata: dict | None = None, *, expected_dim: int | None = None,
-                         device=None, dtype=torch.float32, source: str = "state dict") -> ConfidenceHead:
+def head_from_state_dict(
+    sd: dict,
+    metadata: dict | None = None,
+    *,
+    expected_dim: int | None = None,
+    device=None,
+    dtype=torch.float32,
+    source: str = "state dict",
+) -> ConfidenceHead:
     """Build a head from a state dict holding ``confidence_head.*`` keys (alone or next to a generator's).
 
     The config comes from the metadata when present, otherwise from the weight shapes (time_dim = dim).
@@ -118,9 +130,9 @@ def head_from_state_dict(sd: dict, metadata: dict | None = None, *, expected_dim
         if looks_like_generator(sd.keys()):
             raise CheckpointError(
                 f"{source} is a generator checkpoint (Wan DiT weights) without a confidence head: load it as "
-                "the model, and load the confidence head from its own file (keys 'confidence_head.*')")
-        raise CheckpointError(f"{source} has no confidence head weights (no keys starting with "
-                                f"'{HEAD_PREFIX}')")
+                "the model, and load the confidence head from its own file (keys 'confidence_head.*')"
+            )
+        raise CheckpointError(f"{source} has no confidence head weights (no keys starting with '{HEAD_PREFIX}')")
     metadata = metadata or {}
     if META_CONFIG in metadata:
         try:
@@ -131,14 +143,16 @@ def head_from_state_dict(sd: dict, metadata: dict | None = None, *, expected_dim
         try:
             w1 = head_sd["fc1.weight"]
         except KeyError:
-            raise CheckpointError(f"{source}: confidence head weights lack 'fc1.weight'; keys: "
-                                    f"{sorted(head_sd)[:8]}") from None
+            raise CheckpointError(
+                f"{source}: confidence head weights lack 'fc1.weight'; keys: {sorted(head_sd)[:8]}"
+            ) from None
         dim = w1.shape[1] // 2
         config = HeadConfig(dim=dim, hidden_dim=w1.shape[0], time_dim=w1.shape[1] - dim)
     if expected_dim is not None and config.dim != expected_dim:
         raise CheckpointError(
             f"{source}: this confidence head was trained for a generator with dim {config.dim}, but the model "
-            f"has dim {expected_dim}; load the head made for this model")
+            f"has dim {expected_dim}; load the head made for this model"
+        )
     head = ConfidenceHead(config, device=device, dtype=dtype)
     try:
         head.load_state_dict(head_sd, strict=True)
@@ -147,8 +161,9 @@ def head_from_state_dict(sd: dict, metadata: dict | None = None, *, expected_dim
     return head.eval().requires_grad_(False)
 
 
-def load_head(path: str | os.PathLike, *, expected_dim: int | None = None, device=None,
-              dtype=torch.float32) -> ConfidenceHead:
+def load_head(
+    path: str | os.PathLike, *, expected_dim: int | None = None, device=None, dtype=torch.float32
+) -> ConfidenceHead:
     """Load a head file, or the head inside a combined generator+head safetensors file (only the head's
     tensors are read). ``expected_dim`` (the generator's dim) turns a mismatch into a clear error."""
     path = require_file(path)
@@ -162,5 +177,4 @@ def load_head(path: str | os.PathLike, *, expected_dim: int | None = None, devic
             sd = {k: f.get_tensor(k) for k in wanted} if wanted else dict.fromkeys(keys)
     except Exception as e:
         raise CheckpointError(f"could not read {path}: the file is truncated or corrupted ({e})") from e
-    return head_from_state_dict(sd, metadata, expected_dim=expected_dim, device=device, dtype=dtype,
-                                source=name)
+    return head_from_state_dict(sd, metadata, expected_dim=expected_dim, device=device, dtype=dtype, source=name)

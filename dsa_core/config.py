@@ -3,6 +3,7 @@
 Key names and shapes follow the original Wan 2.1 checkpoints (and ComfyUI's WanModel), so one config
 describes our own modules, the host's modules and every checkpoint format we read.
 """
+
 from __future__ import annotations
 
 import json

@@ -8,6 +8,7 @@ quarters it, both lose precision); the command prints what it wrote.
 Reads with torch.load(weights_only=True) only (tensors and plain containers, no arbitrary pickles).
 Default --which: generator_ema when present (what Self-Forcing samples with), else generator.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,10 @@ def read_pt(path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"could not read {path} with torch.load(weights_only=True): {e}. The file is "
-                              "truncated/corrupted, or holds objects other than tensors") from e
+        raise CheckpointError(
+            f"could not read {path} with torch.load(weights_only=True): {e}. The file is "
+            "truncated/corrupted, or holds objects other than tensors"
+        ) from e
 
 
 def pick_generator(ckpt, which: str | None = None, what: str = "the checkpoint") -> tuple[dict, str]:
@@ -47,20 +50,24 @@ def pick_generator(ckpt, which: str | None = None, what: str = "the checkpoint")
         if which not in ckpt:
             raise CheckpointError(f"{what} has no '{which}' entry; its top-level keys are {sorted(ckpt)[:10]}")
         if not _is_tensor_dict(ckpt[which]):
-            raise CheckpointError(f"{what}: the '{which}' entry is a {type(ckpt[which]).__name__}, "
-                                  "not a dict of tensors")
+            raise CheckpointError(
+                f"{what}: the '{which}' entry is a {type(ckpt[which]).__name__}, not a dict of tensors"
+            )
         return ckpt[which], which
     for key in GENERATOR_KEYS:
         if key in ckpt:
             if not _is_tensor_dict(ckpt[key]):
-                raise CheckpointError(f"{what}: the '{key}' entry is a {type(ckpt[key]).__name__}, "
-                                      "not a dict of tensors")
+                raise CheckpointError(
+                    f"{what}: the '{key}' entry is a {type(ckpt[key]).__name__}, not a dict of tensors"
+                )
             return ckpt[key], key
     # A bare state dict of a Wan model (e.g. already extracted) is accepted too.
     if _is_tensor_dict(ckpt) and any(normalize_key(k).startswith("blocks.") for k in ckpt):
         return ckpt, "<state dict>"
-    raise CheckpointError(f"{what} has no generator weights: expected a 'generator_ema' or 'generator' entry "
-                          f"(Self-Forcing / CausVid checkpoints), found top-level keys {sorted(map(str, ckpt))[:10]}")
+    raise CheckpointError(
+        f"{what} has no generator weights: expected a 'generator_ema' or 'generator' entry "
+        f"(Self-Forcing / CausVid checkpoints), found top-level keys {sorted(map(str, ckpt))[:10]}"
+    )
 
 
 def convert(src, dst, which: str | None = None, dtype=None) -> str:
@@ -68,8 +75,12 @@ def convert(src, dst, which: str | None = None, dtype=None) -> str:
     every tensor's own dtype."""
     sd, used = pick_generator(read_pt(src), which, what=os.fspath(src))
     model = build_generator(sd, what=f"{os.fspath(src)}[{used}]")
-    save_generator(model, dst, dtype=parse_dtype(dtype),
-                   metadata={"source": os.path.basename(os.fspath(src)), "source_entry": used})
+    save_generator(
+        model,
+        dst,
+        dtype=parse_dtype(dtype),
+        metadata={"source": os.path.basename(os.fspath(src)), "source_entry": used},
+    )
     return used
 
 
@@ -78,8 +89,11 @@ def main(argv=None) -> int:
     ap.add_argument("src", help="Self-Forcing / CausVid .pt checkpoint")
     ap.add_argument("dst", help="output .safetensors")
     ap.add_argument("--which", choices=GENERATOR_KEYS, default=None)
-    ap.add_argument("--dtype", default=None,
-                    help="fp32 | bf16 | fp16 | fp8_e4m3fn | fp8_e5m2 (default: keep the checkpoint's dtype)")
+    ap.add_argument(
+        "--dtype",
+        default=None,
+        help="fp32 | bf16 | fp16 | fp8_e4m3fn | fp8_e5m2 (default: keep the checkpoint's dtype)",
+    )
     args = ap.parse_args(argv)
     try:
         used = convert(args.src, args.dst, args.which, args.dtype)

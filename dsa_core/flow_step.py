@@ -16,6 +16,7 @@ returns the dtype of its first argument and keeps autograd intact.
 ``sigma`` is a Python float (one level for the whole batch) or a tensor of shape [B] or [B, T] (per sample or
 per latent frame), broadcast against [B, C, T, H, W].
 """
+
 from __future__ import annotations
 
 import torch

@@ -16,6 +16,7 @@ window_frames=None keeps every frame: capacity = total_frames, and writing past 
 Snapshots are copy-on-write per layer: snapshot() shares storage, and whichever copy writes a layer
 first clones that layer, so neither copy sees the other's later writes.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,15 +40,28 @@ def _capacity(window_frames, chunk_frames, sink_frames, total_frames) -> int:
             raise ValueError(f"total_frames {total_frames} is smaller than chunk_frames {chunk_frames}")
         return int(total_frames)
     if window_frames < chunk_frames:
-        raise ValueError(f"window_frames {window_frames} must be >= chunk_frames {chunk_frames} "
-                         "(a chunk must see itself)")
+        raise ValueError(
+            f"window_frames {window_frames} must be >= chunk_frames {chunk_frames} (a chunk must see itself)"
+        )
     return int(window_frames) + int(sink_frames)
 
 
 class KVCache:
-    def __init__(self, num_layers: int, batch: int, num_heads: int, head_dim: int, tokens_per_frame: int,
-                 chunk_frames: int, window_frames: int | None = None, sink_frames: int = 0,
-                 total_frames: int | None = None, device=None, dtype=torch.bfloat16, _storage=None):
+    def __init__(
+        self,
+        num_layers: int,
+        batch: int,
+        num_heads: int,
+        head_dim: int,
+        tokens_per_frame: int,
+        chunk_frames: int,
+        window_frames: int | None = None,
+        sink_frames: int = 0,
+        total_frames: int | None = None,
+        device=None,
+        dtype=torch.bfloat16,
+        _storage=None,
+    ):
         self.num_layers, self.batch, self.num_heads, self.head_dim = num_layers, batch, num_heads, head_dim
         self.tokens_per_frame, self.chunk_frames = tokens_per_frame, chunk_frames
         self.window_frames = window_frames
@@ -55,13 +69,15 @@ class KVCache:
         self.total_frames = total_frames
         self.capacity_frames = _capacity(window_frames, chunk_frames, self.sink_frames, total_frames)
         self.dtype = dtype
-        self.frames_written = 0          # absolute number of latent frames written so far
+        self.frames_written = 0  # absolute number of latent frames written so far
         self.last_chunk_start: int | None = None
         self.last_chunk_frames = 0
         if _storage is None:
             shape = (batch, num_heads, self.capacity_frames, tokens_per_frame, head_dim)
-            _storage = [(torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype))
-                        for _ in range(num_layers)]
+            _storage = [
+                (torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype))
+                for _ in range(num_layers)
+            ]
             self._owned = [True] * num_layers
         else:
             self._owned = [False] * num_layers
@@ -69,9 +85,17 @@ class KVCache:
 
     # ---- sizing -------------------------------------------------------------------------------
     @staticmethod
-    def bytes_required(config, latent_h: int, latent_w: int, window_frames: int | None, chunk_frames: int,
-                       sink_frames: int = 0, batch: int = 1, dtype=torch.bfloat16,
-                       total_frames: int | None = None) -> int:
+    def bytes_required(
+        config,
+        latent_h: int,
+        latent_w: int,
+        window_frames: int | None,
+        chunk_frames: int,
+        sink_frames: int = 0,
+        batch: int = 1,
+        dtype=torch.bfloat16,
+        total_frames: int | None = None,
+    ) -> int:
         """Bytes of K+V storage for a config and latent size, before allocating anything."""
         cap = _capacity(window_frames, chunk_frames, 0 if window_frames is None else sink_frames, total_frames)
         itemsize = torch.empty((), dtype=dtype).element_size()
@@ -123,8 +147,8 @@ class KVCache:
             shape = list(k.shape)
             shape[2] = total_frames
             k2, v2 = k.new_zeros(shape), v.new_zeros(shape)
-            k2[:, :, :k.shape[2]].copy_(k)
-            v2[:, :, :v.shape[2]].copy_(v)
+            k2[:, :, : k.shape[2]].copy_(k)
+            v2[:, :, : v.shape[2]].copy_(v)
             kv.append((k2, v2))
         new._kv, new._owned = kv, [True] * self.num_layers
         return new
@@ -136,8 +160,10 @@ class KVCache:
         if not 0 <= frames <= self.frames_written:
             raise ValueError(f"cannot rewind to frame {frames}: {self.frames_written} frames written")
         if self.window_frames is not None and self.frames_written > self.capacity_frames:
-            raise ValueError("this rolling cache has evicted frames; rewinding would lose their K/V "
-                             "(branch with snapshot() before generating instead)")
+            raise ValueError(
+                "this rolling cache has evicted frames; rewinding would lose their K/V "
+                "(branch with snapshot() before generating instead)"
+            )
         self.frames_written = frames
         self.last_chunk_start, self.last_chunk_frames = None, 0
 
@@ -153,19 +179,26 @@ class KVCache:
             pass  # append
         elif frame_start == self.last_chunk_start:
             if frames != self.last_chunk_frames:
-                raise ValueError(f"overwriting the chunk at frame {frame_start} with {frames} frames, but it "
-                                 f"was written with {self.last_chunk_frames}; a re-denoised chunk keeps its size")
+                raise ValueError(
+                    f"overwriting the chunk at frame {frame_start} with {frames} frames, but it "
+                    f"was written with {self.last_chunk_frames}; a re-denoised chunk keeps its size"
+                )
         else:
             raise ValueError(
                 f"frame_start={frame_start} is neither the start of the last chunk ({self.last_chunk_start}, "
-                f"overwrite) nor frames_written ({self.frames_written}, append); chunks go in order")
+                f"overwrite) nor frames_written ({self.frames_written}, append); chunks go in order"
+            )
         if frames > (self.window_frames or self.capacity_frames):
-            raise ValueError(f"a chunk of {frames} frames does not fit the cache window "
-                             f"({self.window_frames or self.capacity_frames} frames)")
+            raise ValueError(
+                f"a chunk of {frames} frames does not fit the cache window "
+                f"({self.window_frames or self.capacity_frames} frames)"
+            )
         if self.window_frames is None and frame_start + frames > self.capacity_frames:
-            raise ValueError(f"cache full: it keeps all {self.capacity_frames} frames (window_frames=None) and "
-                             f"frames {frame_start}..{frame_start + frames - 1} do not fit; size it with "
-                             "total_frames or use a rolling window")
+            raise ValueError(
+                f"cache full: it keeps all {self.capacity_frames} frames (window_frames=None) and "
+                f"frames {frame_start}..{frame_start + frames - 1} do not fit; size it with "
+                "total_frames or use a rolling window"
+            )
         self.last_chunk_start, self.last_chunk_frames = frame_start, frames
         self.frames_written = max(self.frames_written, frame_start + frames)
 
@@ -180,8 +213,10 @@ class KVCache:
         b, h, n, d = k.shape
         tc = n // self.tokens_per_frame
         if b != self.batch or h != self.num_heads or d != self.head_dim or tc * self.tokens_per_frame != n:
-            raise ValueError(f"K/V of shape {tuple(k.shape)} do not fit this cache (batch {self.batch}, heads "
-                             f"{self.num_heads}, {self.tokens_per_frame} tokens per frame, head_dim {self.head_dim})")
+            raise ValueError(
+                f"K/V of shape {tuple(k.shape)} do not fit this cache (batch {self.batch}, heads "
+                f"{self.num_heads}, {self.tokens_per_frame} tokens per frame, head_dim {self.head_dim})"
+            )
         self._ensure_owned(layer)
         ks, vs = self._kv[layer]
         k5, v5 = k.unflatten(2, (tc, self.tokens_per_frame)), v.unflatten(2, (tc, self.tokens_per_frame))
@@ -193,8 +228,8 @@ class KVCache:
             run = 1
             while done + run < tc and self.slot(frame_start + done + run) == s0 + run:
                 run += 1
-            ks[:, :, s0:s0 + run].copy_(k5[:, :, done:done + run])
-            vs[:, :, s0:s0 + run].copy_(v5[:, :, done:done + run])
+            ks[:, :, s0 : s0 + run].copy_(k5[:, :, done : done + run])
+            vs[:, :, s0 : s0 + run].copy_(v5[:, :, done : done + run])
             done += run
 
     def visible(self, layer: int, end_frame: int) -> tuple[Tensor, Tensor]:

@@ -16,6 +16,7 @@ Counted (the generator's weights are not: the host's model management holds and 
 The per-tensor counts follow causal_wan.CausalWan._block; benchmarks/bench_memory_estimate.py measures the
 total against the real peak RSS on CPU (results in benchmarks/README.md).
 """
+
 from __future__ import annotations
 
 import math
@@ -25,15 +26,15 @@ import torch
 
 from .kv_cache import KVCache, tokens_per_frame
 
-GIB = 1024 ** 3
+GIB = 1024**3
 # Live [tokens, dim]-sized tensors at a block's peak (residual, norm, modulated input, q, k, v, attention
 # output, projection), of float32 [tokens, dim] tensors (RoPE of q and k), of [tokens, ffn_dim] ones (FFN
 # hidden and its activation): read off CausalWan._block, checked by the benchmark.
 BLOCK_DIM_TENSORS = 8
 BLOCK_DIM_TENSORS_F32 = 3
 BLOCK_FFN_TENSORS = 2
-QUERY_BLOCKS = (4096, 2048, 1024, 512, 256)   # the query blocks ComfyUI's sub-quadratic attention tries
-TEXT_TOKENS = 512            # Wan's UMT5 context length (the padded prompt)
+QUERY_BLOCKS = (4096, 2048, 1024, 512, 256)  # the query blocks ComfyUI's sub-quadratic attention tries
+TEXT_TOKENS = 512  # Wan's UMT5 context length (the padded prompt)
 
 
 class InsufficientMemory(RuntimeError):
@@ -53,8 +54,12 @@ class MemoryEstimate:
         return self.kv_cache + self.text + self.latents + self.activations + self.attention
 
     def describe(self) -> str:
-        parts = [("KV cache", self.kv_cache), ("activations", self.activations + self.attention),
-                 ("latents", self.latents), ("prompt", self.text)]
+        parts = [
+            ("KV cache", self.kv_cache),
+            ("activations", self.activations + self.attention),
+            ("latents", self.latents),
+            ("prompt", self.text),
+        ]
         return f"{gib(self.total)} ({', '.join(f'{n} {gib(v)}' for n, v in parts)})"
 
 
@@ -62,16 +67,36 @@ def gib(n: int) -> str:
     return f"{n / GIB:.2f} GiB"
 
 
-def estimate_sampling_memory(config, *, latent_h: int, latent_w: int, chunk_frames: int, total_frames: int,
-                             window_frames: int | None = None, sink_frames: int = 0, batch: int = 1,
-                             dtype=torch.float32, text_tokens: int = TEXT_TOKENS, attention: str = "fused",
-                             free_bytes: int | None = None) -> MemoryEstimate:
+def estimate_sampling_memory(
+    config,
+    *,
+    latent_h: int,
+    latent_w: int,
+    chunk_frames: int,
+    total_frames: int,
+    window_frames: int | None = None,
+    sink_frames: int = 0,
+    batch: int = 1,
+    dtype=torch.float32,
+    text_tokens: int = TEXT_TOKENS,
+    attention: str = "fused",
+    free_bytes: int | None = None,
+) -> MemoryEstimate:
     """Bytes a sampling call allocates for a video of ``total_frames`` latent frames (context included).
     ``free_bytes``: the free memory, which a chunked attention sizes its score blocks by."""
     it = torch.empty((), dtype=dtype).element_size()
     window = None if not window_frames else int(window_frames)
-    kv = KVCache.bytes_required(config, latent_h, latent_w, window, chunk_frames, sink_frames, batch, dtype,
-                                total_frames=max(total_frames, chunk_frames))
+    kv = KVCache.bytes_required(
+        config,
+        latent_h,
+        latent_w,
+        window,
+        chunk_frames,
+        sink_frames,
+        batch,
+        dtype,
+        total_frames=max(total_frames, chunk_frames),
+    )
     cap_frames = max(total_frames, chunk_frames) if window is None else window + sink_frames
     tpf = tokens_per_frame(config, latent_h, latent_w)
     tokens = batch * chunk_frames * tpf
@@ -81,18 +106,26 @@ def estimate_sampling_memory(config, *, latent_h: int, latent_w: int, chunk_fram
     latents = 4 * frame * total_frames * max(it, 4)
     chunk = frame * chunk_frames
     patch = config.patch_size[1] * config.patch_size[2]
-    activations = (BLOCK_DIM_TENSORS * tokens * config.dim * it + BLOCK_DIM_TENSORS_F32 * tokens * config.dim * 4
-                   + BLOCK_FFN_TENSORS * tokens * config.ffn_dim * it
-                   + 3 * tokens * config.out_dim * patch * it      # head output, unpatchify, flow
-                   + 4 * chunk * 8 + 2 * chunk * 4)                 # the float64 step update, noise
+    activations = (
+        BLOCK_DIM_TENSORS * tokens * config.dim * it
+        + BLOCK_DIM_TENSORS_F32 * tokens * config.dim * 4
+        + BLOCK_FFN_TENSORS * tokens * config.ffn_dim * it
+        + 3 * tokens * config.out_dim * patch * it  # head output, unpatchify, flow
+        + 4 * chunk * 8
+        + 2 * chunk * 4
+    )  # the float64 step update, noise
     if config.num_heads > 1:
         # with several heads q/k/v and the visible K/V reach attention as strided views, and are copied
         # (measured: the peaks of multi-head configs hold them, single-head ones do not)
         activations += (3 * tokens + 2 * visible) * config.dim * it
     if attention == "chunked":
         rest = kv + text + latents + activations
-        att = chunked_attention_bytes(batch * config.num_heads, chunk_frames * tpf, visible // batch,
-                                      None if free_bytes is None else free_bytes - rest)
+        att = chunked_attention_bytes(
+            batch * config.num_heads,
+            chunk_frames * tpf,
+            visible // batch,
+            None if free_bytes is None else free_bytes - rest,
+        )
     elif attention == "fused":
         att = 0
     else:
@@ -122,5 +155,4 @@ def refusal_message(est: MemoryEstimate, free: int, *, device, window_frames: in
     fixes += ["a lower width/height or length", "a smaller frames_per_chunk"]
     if torch.empty((), dtype=dtype).element_size() > 1:
         fixes.append("fp8 weights (DSA Model Loader weight_dtype fp8_e4m3fn), which leave more room")
-    return (f"this video needs about {est.describe()} on {device}, but only {gib(free)} is free. "
-            f"Try {'; '.join(fixes)}.")
+    return f"this video needs about {est.describe()} on {device}, but only {gib(free)} is free. Try {'; '.join(fixes)}."

@@ -10,6 +10,7 @@ draws from one global stream, which an adaptive step count would desynchronise).
 step_index 0 is the chunk's starting noise; step_index k >= 1 is the fresh noise that re-noises x0_hat
 to the k-th ladder level.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -72,10 +73,12 @@ class NativeARNoise:
             if self._start_noise is None or tuple(self._start_noise.shape) != full:
                 g = torch.Generator(device="cpu").manual_seed(self.seed)
                 self._start_noise = torch.randn(full, generator=g, dtype=torch.float32)
-            x = self._start_noise[:, :, chunk_key:chunk_key + t]
+            x = self._start_noise[:, :, chunk_key : chunk_key + t]
             if x.shape[2] != t:
-                raise ValueError(f"frames {chunk_key}..{chunk_key + t} lie outside the {self.total_frames}-frame "
-                                 "video this noise was drawn for")
+                raise ValueError(
+                    f"frames {chunk_key}..{chunk_key + t} lie outside the {self.total_frames}-frame "
+                    "video this noise was drawn for"
+                )
         else:
             block = (chunk_key - self.start_frames) // self.chunk_frames
             g = torch.Generator(device="cpu").manual_seed(self.seed + block * 1000 + step_index - 1)
@@ -83,8 +86,13 @@ class NativeARNoise:
         return x.to(device=device, dtype=dtype or torch.float32)
 
     def to_dict(self) -> dict:
-        return {"kind": "native_ar", "seed": self.seed, "total_frames": self.total_frames,
-                "chunk_frames": self.chunk_frames, "start_frames": self.start_frames}
+        return {
+            "kind": "native_ar",
+            "seed": self.seed,
+            "total_frames": self.total_frames,
+            "chunk_frames": self.chunk_frames,
+            "start_frames": self.start_frames,
+        }
 
     def __repr__(self):
         return f"NativeARNoise({self.seed}, {self.total_frames}, {self.chunk_frames}, {self.start_frames})"

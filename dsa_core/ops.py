@@ -4,6 +4,7 @@ Why: fp8 storage halves memory but torch cannot matmul fp8 on most devices, so e
 weight to the input's dtype at call time (the host does the same with its own ops inside ComfyUI).
 When the dtypes already match these are exactly the torch layers.
 """
+
 from __future__ import annotations
 
 import torch

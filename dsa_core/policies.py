@@ -9,6 +9,7 @@ The numbers are never rescaled; THRESHOLD_PRESETS names a few of them.
 - HeuristicPolicy: a training-free stand-in that reads how much x0_hat changed between the last two
   steps. It is a HEURISTIC, not DSA's learned confidence; use it only when no head is available.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,8 +56,10 @@ def threshold_from_preset(name_or_value, custom: float | None = None) -> float:
         try:
             return validate_threshold(float(key))
         except ValueError:
-            raise ValueError(f"unknown threshold preset {name_or_value!r}; choose one of "
-                             f"{sorted(THRESHOLD_PRESETS)} or a number in [0, 1]") from None
+            raise ValueError(
+                f"unknown threshold preset {name_or_value!r}; choose one of "
+                f"{sorted(THRESHOLD_PRESETS)} or a number in [0, 1]"
+            ) from None
     return validate_threshold(name_or_value)
 
 
@@ -120,8 +123,9 @@ class ConfidencePolicy(StepPolicy):
     name = "confidence"
     confidence_source = CONFIDENCE_HEAD
 
-    def __init__(self, threshold: float = THRESHOLD_PRESETS["balanced"], min_steps: int = 1,
-                 max_steps: int | None = None):
+    def __init__(
+        self, threshold: float = THRESHOLD_PRESETS["balanced"], min_steps: int = 1, max_steps: int | None = None
+    ):
         t = float(threshold)
         if math.isnan(t) or t < 0:
             raise ValueError(f"confidence threshold must be >= 0 (on the [0, 1] scale), got {threshold}")
@@ -136,15 +140,19 @@ class ConfidencePolicy(StepPolicy):
     def max_steps(self, ladder: Ladder) -> int:
         n = len(ladder) if self.max_steps_ is None else self.max_steps_
         if n > len(ladder):
-            raise ValueError(f"max_steps {n} exceeds the ladder's {len(ladder)} levels; "
-                             "use an extended ladder (schedules.extended_ladder)")
+            raise ValueError(
+                f"max_steps {n} exceeds the ladder's {len(ladder)} levels; "
+                "use an extended ladder (schedules.extended_ladder)"
+            )
         if self.min_steps > n:
             raise ValueError(f"min_steps {self.min_steps} exceeds max_steps {n}")
         return n
 
     def __repr__(self):
-        return (f"{type(self).__name__}(threshold={self.threshold}, min_steps={self.min_steps}, "
-                f"max_steps={self.max_steps_})")
+        return (
+            f"{type(self).__name__}(threshold={self.threshold}, min_steps={self.min_steps}, "
+            f"max_steps={self.max_steps_})"
+        )
 
     def __eq__(self, other):
         return type(self) is type(other) and self.to_dict() == other.to_dict()
@@ -155,8 +163,12 @@ class ConfidencePolicy(StepPolicy):
         return None
 
     def to_dict(self):
-        return {"name": self.name, "threshold": self.threshold, "min_steps": self.min_steps,
-                "max_steps": self.max_steps_}
+        return {
+            "name": self.name,
+            "threshold": self.threshold,
+            "min_steps": self.min_steps,
+            "max_steps": self.max_steps_,
+        }
 
 
 class HeuristicPolicy(ConfidencePolicy):
@@ -186,9 +198,15 @@ def heuristic_confidence(x0_prev: torch.Tensor | None, x0: torch.Tensor) -> torc
     return (1.0 - d / n).clamp(0.0, 1.0)
 
 
-def make_policy(kind: str, *, threshold=THRESHOLD_PRESETS["balanced"], min_steps: int = 1,
-                max_steps: int | None = None, steps: int | None = None,
-                custom_threshold: float | None = None) -> StepPolicy:
+def make_policy(
+    kind: str,
+    *,
+    threshold=THRESHOLD_PRESETS["balanced"],
+    min_steps: int = 1,
+    max_steps: int | None = None,
+    steps: int | None = None,
+    custom_threshold: float | None = None,
+) -> StepPolicy:
     """One entry point for nodes: kind in {'fixed', 'confidence', 'heuristic'}; threshold may be a
     preset name, 'custom' (then ``custom_threshold`` is used) or a number in [0, 1]."""
     if kind == "fixed":

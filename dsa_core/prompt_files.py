@@ -3,6 +3,7 @@
 Format: tensor 'context' [tokens, channels] (a leading batch dim of 1 is accepted), optional metadata
 'prompt' (the text it came from). Used by the ComfyUI node DSA Prompt Embedding and by the toy model.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,8 +29,9 @@ def save_prompt_embedding(path, context: torch.Tensor, prompt: str = "") -> None
         context = context[0]
     if context.dim() != 2:
         raise PromptFileError(f"a prompt embedding is [tokens, channels], got shape {tuple(context.shape)}")
-    save_file({"context": context.detach().contiguous().cpu()}, str(path),
-              metadata={"prompt": prompt, "format": "dsa-prompt"})
+    save_file(
+        {"context": context.detach().contiguous().cpu()}, str(path), metadata={"prompt": prompt, "format": "dsa-prompt"}
+    )
 
 
 def load_prompt_embedding(path) -> PromptEmbedding:
@@ -39,15 +41,19 @@ def load_prompt_embedding(path) -> PromptEmbedding:
             meta = f.metadata() or {}
             keys = list(f.keys())
             if "context" not in keys:
-                raise PromptFileError(f"{path.name} is not a prompt embedding: it has no 'context' tensor "
-                                      f"(keys: {keys[:5]}). Save one with dsa_core.prompt_files.save_prompt_embedding.")
+                raise PromptFileError(
+                    f"{path.name} is not a prompt embedding: it has no 'context' tensor "
+                    f"(keys: {keys[:5]}). Save one with dsa_core.prompt_files.save_prompt_embedding."
+                )
             ctx = f.get_tensor("context")
     except SafetensorError as e:
-        raise PromptFileError(f"{path.name} is not a readable safetensors file ({e}); it may be truncated: "
-                              "save or copy it again.") from None
+        raise PromptFileError(
+            f"{path.name} is not a readable safetensors file ({e}); it may be truncated: save or copy it again."
+        ) from None
     if ctx.dim() == 3 and ctx.shape[0] == 1:
         ctx = ctx[0]
     if ctx.dim() != 2 or not ctx.is_floating_point():
-        raise PromptFileError(f"{path.name}: 'context' must be a float tensor [tokens, channels], got "
-                              f"{tuple(ctx.shape)} {ctx.dtype}")
+        raise PromptFileError(
+            f"{path.name}: 'context' must be a float tensor [tokens, channels], got {tuple(ctx.shape)} {ctx.dtype}"
+        )
     return PromptEmbedding(ctx.unsqueeze(0), meta.get("prompt", ""))

@@ -4,6 +4,7 @@ Top: steps used per chunk (bars, coloured by why the chunk stopped) against the 
 Bottom: the confidence after each step of each chunk, against the threshold. Input is RunRecord.to_dict(), the
 same data the nodes send to the front end, so the PNG and the GUI chart show one thing.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,12 @@ from PIL import Image, ImageDraw, ImageFont
 BG = (24, 24, 28)
 FG = (220, 220, 220)
 GRID = (70, 70, 80)
-COLOURS = {"confident": (80, 200, 120), "max_steps": (235, 150, 60), "fixed": (110, 150, 240),
-           "interrupted": (200, 80, 80)}
+COLOURS = {
+    "confident": (80, 200, 120),
+    "max_steps": (235, 150, 60),
+    "fixed": (110, 150, 240),
+    "interrupted": (200, 80, 80),
+}
 THRESH = (240, 90, 90)
 
 
@@ -30,9 +35,11 @@ def draw_step_chart(report: dict, width: int = 768, height: int = 432) -> Image.
     mid = int(height * 0.52)
     base_steps = int(report.get("base_steps", 4))
     threshold = (report.get("policy") or {}).get("threshold")
-    title = (f"{len(chunks)} chunks  {report.get('mean_steps_per_frame', 0):.2f} steps/frame  "
-             f"NFE {report.get('total_nfe', 0)} vs fixed {report.get('fixed_nfe', 0)}  "
-             f"speed-up x{report.get('speedup', 0):.2f}")
+    title = (
+        f"{len(chunks)} chunks  {report.get('mean_steps_per_frame', 0):.2f} steps/frame  "
+        f"NFE {report.get('total_nfe', 0)} vs fixed {report.get('fixed_nfe', 0)}  "
+        f"speed-up x{report.get('speedup', 0):.2f}"
+    )
     d.text((pad_l, 6), title, fill=FG, font=font)
     if not chunks:
         d.text((pad_l, height // 2), "no chunks ran", fill=FG, font=font)

@@ -4,6 +4,7 @@ Head dim d is split into (time, height, width) parts d-4*(d//6), 2*(d//6), 2*(d/
 theta 10000 with the frequencies computed in float64 and cos/sin cast to float32 (as flux's rope does
 on the host). The time coordinate is the absolute latent-frame index, so chunks keep counting.
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,20 +18,27 @@ def axes_dims(head_dim: int) -> tuple[int, int, int]:
 
 def _axis_angles(pos: Tensor, dim: int, theta: float) -> Tensor:
     scale = torch.linspace(0, (dim - 2) / dim, steps=dim // 2, dtype=torch.float64, device=pos.device)
-    omega = 1.0 / (theta ** scale)
+    omega = 1.0 / (theta**scale)
     return pos.to(torch.float64)[:, None] * omega[None]  # [L, dim/2]
 
 
-def rope_cos_sin(head_dim: int, frame_start: int, frames: int, h: int, w: int,
-                 device=None, theta: float = 10000.0) -> tuple[Tensor, Tensor]:
+def rope_cos_sin(
+    head_dim: int, frame_start: int, frames: int, h: int, w: int, device=None, theta: float = 10000.0
+) -> tuple[Tensor, Tensor]:
     """cos, sin [L, head_dim/2] (float32) for a frames x h x w token grid, frames from frame_start."""
     dt, dh, dw = axes_dims(head_dim)
     ft = torch.arange(frame_start, frame_start + frames, device=device, dtype=torch.float32)
     fh = torch.arange(h, device=device, dtype=torch.float32)
     fw = torch.arange(w, device=device, dtype=torch.float32)
     gt, gh, gw = torch.meshgrid(ft, fh, fw, indexing="ij")
-    ang = torch.cat([_axis_angles(gt.reshape(-1), dt, theta), _axis_angles(gh.reshape(-1), dh, theta),
-                     _axis_angles(gw.reshape(-1), dw, theta)], dim=-1)
+    ang = torch.cat(
+        [
+            _axis_angles(gt.reshape(-1), dt, theta),
+            _axis_angles(gh.reshape(-1), dh, theta),
+            _axis_angles(gw.reshape(-1), dw, theta),
+        ],
+        dim=-1,
+    )
     return torch.cos(ang).float(), torch.sin(ang).float()
 
 

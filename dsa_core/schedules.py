@@ -11,6 +11,7 @@ A policy decides how many of its levels a chunk uses; the ladder only says which
   sends on for more refinement (reconstruction: the paper only says "additional refinement").
 - ``custom_ladder()`` / ``parse_ladder()``: user lists, validated with messages that say what to fix.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,7 +54,8 @@ class Ladder:
         validate_sigmas(self.sigmas)
         if not 1 <= int(self.base_steps) <= len(self.sigmas):
             raise LadderError(
-                f"base_steps {self.base_steps} must be between 1 and the ladder length {len(self.sigmas)}")
+                f"base_steps {self.base_steps} must be between 1 and the ladder length {len(self.sigmas)}"
+            )
         object.__setattr__(self, "base_steps", int(self.base_steps))
 
     def __len__(self) -> int:
@@ -71,8 +73,12 @@ class Ladder:
         return Ladder(self.sigmas[:n], min(self.base_steps, n), self.name)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "sigmas": list(self.sigmas), "timesteps": list(self.timesteps),
-                "base_steps": self.base_steps}
+        return {
+            "name": self.name,
+            "sigmas": list(self.sigmas),
+            "timesteps": list(self.timesteps),
+            "base_steps": self.base_steps,
+        }
 
 
 def validate_sigmas(sigmas: Sequence[float]) -> None:
@@ -86,18 +92,22 @@ def validate_sigmas(sigmas: Sequence[float]) -> None:
         if not 0.0 < s <= 1.0:
             raise LadderError(
                 f"level {i} is {s}: noise levels must be in (0, 1] (timesteps in (0, 1000]); "
-                "0 would be a step that does nothing")
+                "0 would be a step that does nothing"
+            )
     if abs(sigmas[0] - 1.0) > 1e-6:
         raise LadderError(
-            f"the first level is {sigmas[0]}, it must be 1.0 (timestep 1000): each chunk starts from pure noise")
+            f"the first level is {sigmas[0]}, it must be 1.0 (timestep 1000): each chunk starts from pure noise"
+        )
     for i in range(1, len(sigmas)):
         if not sigmas[i] < sigmas[i - 1]:
             raise LadderError(
-                f"levels must strictly decrease: level {i} ({sigmas[i]}) is not below level {i - 1} ({sigmas[i - 1]})")
+                f"levels must strictly decrease: level {i} ({sigmas[i]}) is not below level {i - 1} ({sigmas[i - 1]})"
+            )
 
 
-def flow_ladder(timesteps: Iterable[float], shift: float = 1.0, *, base_steps: int | None = None,
-                name: str = "custom") -> Ladder:
+def flow_ladder(
+    timesteps: Iterable[float], shift: float = 1.0, *, base_steps: int | None = None, name: str = "custom"
+) -> Ladder:
     """A ladder from a list of timesteps in (0, 1000], each warped through ``shift`` (1 = no warp)."""
     ts = [float(t) for t in timesteps]
     for i, t in enumerate(ts):
@@ -131,8 +141,9 @@ def causvid_ladder() -> Ladder:
     return flow_ladder(CAUSVID_TIMESTEPS, 1.0, name="causvid")
 
 
-def extended_ladder(base: Ladder | None = None, max_steps: int = DEFAULT_MAX_STEPS,
-                    shift: float | None = None) -> Ladder:
+def extended_ladder(
+    base: Ladder | None = None, max_steps: int = DEFAULT_MAX_STEPS, shift: float | None = None
+) -> Ladder:
     """``base`` (default Self-Forcing's) plus lower levels up to ``max_steps`` levels in all.
 
     Reconstruction: the extra levels halve the last base timestep repeatedly (250 -> 125 -> 62.5 ...)
@@ -156,8 +167,9 @@ def extended_ladder(base: Ladder | None = None, max_steps: int = DEFAULT_MAX_STE
     return Ladder(base.sigmas + tuple(extra), base.base_steps, name)
 
 
-def custom_ladder(values: Sequence[float], *, unit: str = "auto", shift: float = 1.0,
-                  base_steps: int | None = None) -> Ladder:
+def custom_ladder(
+    values: Sequence[float], *, unit: str = "auto", shift: float = 1.0, base_steps: int | None = None
+) -> Ladder:
     """A user's list, as noise levels (unit='sigma', values in (0, 1]) or timesteps
     (unit='timestep', values in (0, 1000]); 'auto' reads lists with any value > 1 as timesteps.
     ``shift`` warps the list (1 = use as given)."""
@@ -195,9 +207,15 @@ LADDER_PRESETS = {
 }
 
 
-def build_ladder(schedule: str = "self_forcing", *, max_steps: int | None = None, extra_steps: int = 0,
-                 custom_timesteps: str = "", shift: float | None = None,
-                 sigmas: Sequence[float] | None = None) -> Ladder:
+def build_ladder(
+    schedule: str = "self_forcing",
+    *,
+    max_steps: int | None = None,
+    extra_steps: int = 0,
+    custom_timesteps: str = "",
+    shift: float | None = None,
+    sigmas: Sequence[float] | None = None,
+) -> Ladder:
     """The ladder a set of widgets describes (the sampler's and the Noise Ladder node's): one builder.
 
     sigmas: explicit noise levels (a host SIGMAS; a trailing 0 is dropped) override ``schedule``; the first

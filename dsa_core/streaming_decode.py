@@ -13,6 +13,7 @@ be continued by any number of branches.
 
 Decoders return frames as [B, T, H, W, 3] float32 in [0, 1] on the decoder's device.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -34,10 +35,11 @@ def wan_video_frames(latent_frames: int, first: bool) -> int:
 @dataclass(frozen=True)
 class DecodeState:
     """Where a streaming decode stands: the decoder's causal cache after ``latent_frames`` latent frames."""
-    cache: tuple = ()          # per causal conv: a tensor, a marker string, or None; never written in place
-    latent_frames: int = 0     # latent frames decoded so far
-    video_frames: int = 0      # frames they gave
-    source: object = None      # identifies the decoder (and weights) that made the cache
+
+    cache: tuple = ()  # per causal conv: a tensor, a marker string, or None; never written in place
+    latent_frames: int = 0  # latent frames decoded so far
+    video_frames: int = 0  # frames they gave
+    source: object = None  # identifies the decoder (and weights) that made the cache
 
     def to(self, device) -> "DecodeState":
         """The same state with its cached tensors on ``device`` (a copy; this one is untouched)."""
@@ -83,17 +85,20 @@ class CausalWanDecoder:
         x = self.vae.conv2(latent.to(device=self.device, dtype=self.dtype))
         outs = []
         for i in range(x.shape[2]):
-            o = self.vae.decoder(x[:, :, i:i + 1], feat_cache=feat, feat_idx=[0])
+            o = self.vae.decoder(x[:, :, i : i + 1], feat_cache=feat, feat_idx=[0])
             outs.extend(o if isinstance(o, list) else [o])  # newer hosts' decoders return a list of pieces
         out = torch.cat(outs, 2)
         del outs, x
         expect = self.video_frames(latent.shape[2], state)
         if out.shape[2] != expect:
-            raise ValueError(f"the decoder gave {out.shape[2]} frames for {latent.shape[2]} latent frames, expected "
-                             f"{expect}: not a causal Wan 2.1 VAE decoder")
+            raise ValueError(
+                f"the decoder gave {out.shape[2]} frames for {latent.shape[2]} latent frames, expected "
+                f"{expect}: not a causal Wan 2.1 VAE decoder"
+            )
         frames = torch.clamp((out.float() + 1.0) / 2.0, 0.0, 1.0).movedim(1, -1)
-        return frames, DecodeState(tuple(feat), state.latent_frames + latent.shape[2],
-                                   state.video_frames + frames.shape[1], self.source)
+        return frames, DecodeState(
+            tuple(feat), state.latent_frames + latent.shape[2], state.video_frames + frames.shape[1], self.source
+        )
 
 
 class FrameWiseDecoder:
@@ -114,8 +119,11 @@ class FrameWiseDecoder:
     @torch.no_grad()
     def decode(self, state: DecodeState, latent: Tensor) -> tuple[Tensor, DecodeState]:
         frames = self.fn(latent).float()
-        return frames, replace(state, latent_frames=state.latent_frames + latent.shape[2],
-                               video_frames=state.video_frames + frames.shape[1])
+        return frames, replace(
+            state,
+            latent_frames=state.latent_frames + latent.shape[2],
+            video_frames=state.video_frames + frames.shape[1],
+        )
 
 
 class FrameBuffer:
@@ -131,27 +139,30 @@ class FrameBuffer:
         n = frames.shape[1]
         if self.data is None:
             b, _, h, w, c = frames.shape
-            self.data = torch.empty(b, max(self.total, n), h, w, c, device=self.device or frames.device,
-                                    dtype=self.dtype)
-        if self.count + n > self.data.shape[1]:   # more than announced: grow (never happens in a planned run)
-            grown = torch.empty(self.data.shape[0], self.count + n, *self.data.shape[2:], device=self.data.device,
-                                dtype=self.dtype)
-            grown[:, :self.count] = self.data[:, :self.count]
+            self.data = torch.empty(
+                b, max(self.total, n), h, w, c, device=self.device or frames.device, dtype=self.dtype
+            )
+        if self.count + n > self.data.shape[1]:  # more than announced: grow (never happens in a planned run)
+            grown = torch.empty(
+                self.data.shape[0], self.count + n, *self.data.shape[2:], device=self.data.device, dtype=self.dtype
+            )
+            grown[:, : self.count] = self.data[:, : self.count]
             self.data = grown
-        self.data[:, self.count:self.count + n] = frames
+        self.data[:, self.count : self.count + n] = frames
         self.count += n
 
     @property
     def frames(self) -> Tensor | None:
-        return None if self.data is None else self.data[:, :self.count]
+        return None if self.data is None else self.data[:, : self.count]
 
 
-def decode_chunks(decoder, latent: Tensor, chunk_frames: int, state: DecodeState | None = None
-                  ) -> tuple[Tensor, DecodeState]:
+def decode_chunks(
+    decoder, latent: Tensor, chunk_frames: int, state: DecodeState | None = None
+) -> tuple[Tensor, DecodeState]:
     """Decode ``latent`` chunk by chunk (as a streaming run does); returns (all frames, the final state)."""
     state = state or decoder.start()
     out = []
     for s in range(0, latent.shape[2], chunk_frames):
-        frames, state = decoder.decode(state, latent[:, :, s:s + chunk_frames])
+        frames, state = decoder.decode(state, latent[:, :, s : s + chunk_frames])
         out.append(frames)
     return torch.cat(out, 1), state

@@ -5,6 +5,7 @@ matches Wan 2.1 and ComfyUI's WanModel attribute for attribute, so one state dic
 CausalWan can run over either. Compute lives in causal_wan.CausalWan; these modules only hold weights.
 The patch embedding is created in float32 like the host's (it runs in float32 and casts after).
 """
+
 from __future__ import annotations
 
 import math
@@ -35,12 +36,14 @@ class WanAttentionBlock(nn.Module):
         dim = cfg.dim
         self.norm1 = ops.LayerNorm(dim, cfg.eps, elementwise_affine=False, **fk)
         self.self_attn = WanSelfAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps, **fk)
-        self.norm3 = (ops.LayerNorm(dim, cfg.eps, elementwise_affine=True, **fk)
-                      if cfg.cross_attn_norm else nn.Identity())
+        self.norm3 = (
+            ops.LayerNorm(dim, cfg.eps, elementwise_affine=True, **fk) if cfg.cross_attn_norm else nn.Identity()
+        )
         self.cross_attn = WanSelfAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps, **fk)
         self.norm2 = ops.LayerNorm(dim, cfg.eps, elementwise_affine=False, **fk)
-        self.ffn = nn.Sequential(ops.Linear(dim, cfg.ffn_dim, **fk), nn.GELU(approximate="tanh"),
-                                 ops.Linear(cfg.ffn_dim, dim, **fk))
+        self.ffn = nn.Sequential(
+            ops.Linear(dim, cfg.ffn_dim, **fk), nn.GELU(approximate="tanh"), ops.Linear(cfg.ffn_dim, dim, **fk)
+        )
         self.modulation = nn.Parameter(torch.empty(1, 6, dim, **fk))
 
 
@@ -59,12 +62,15 @@ class WanDiT(nn.Module):
         super().__init__()
         self.config = cfg = config
         fk = {"device": device, "dtype": dtype}
-        self.patch_embedding = ops.Conv3d(cfg.in_dim, cfg.dim, kernel_size=cfg.patch_size,
-                                          stride=cfg.patch_size, device=device, dtype=torch.float32)
-        self.text_embedding = nn.Sequential(ops.Linear(cfg.text_dim, cfg.dim, **fk), nn.GELU(approximate="tanh"),
-                                            ops.Linear(cfg.dim, cfg.dim, **fk))
-        self.time_embedding = nn.Sequential(ops.Linear(cfg.freq_dim, cfg.dim, **fk), nn.SiLU(),
-                                            ops.Linear(cfg.dim, cfg.dim, **fk))
+        self.patch_embedding = ops.Conv3d(
+            cfg.in_dim, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size, device=device, dtype=torch.float32
+        )
+        self.text_embedding = nn.Sequential(
+            ops.Linear(cfg.text_dim, cfg.dim, **fk), nn.GELU(approximate="tanh"), ops.Linear(cfg.dim, cfg.dim, **fk)
+        )
+        self.time_embedding = nn.Sequential(
+            ops.Linear(cfg.freq_dim, cfg.dim, **fk), nn.SiLU(), ops.Linear(cfg.dim, cfg.dim, **fk)
+        )
         self.time_projection = nn.Sequential(nn.SiLU(), ops.Linear(cfg.dim, cfg.dim * 6, **fk))
         self.blocks = nn.ModuleList([WanAttentionBlock(cfg, **fk) for _ in range(cfg.num_layers)])
         self.head = Head(cfg, **fk)
@@ -73,7 +79,7 @@ class WanDiT(nn.Module):
             with torch.no_grad():
                 for m in self.modules():
                     if hasattr(m, "modulation"):
-                        m.modulation.normal_(0.0, cfg.dim ** -0.5)
+                        m.modulation.normal_(0.0, cfg.dim**-0.5)
 
     def forward(self, x, t, context):
         """Full bidirectional forward (one chunk, no cache); returns the flow prediction."""

@@ -1,4 +1,5 @@
 """The pack's ComfyUI V3 extension: thin nodes that translate between the host's types and dsa_core."""
+
 from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
@@ -12,8 +13,17 @@ from .toy_decode_node import DSAToyDecode
 from .toy_vae import DSAToyVAE
 
 # Node ids, input names and widget order are a contract with saved workflows: see tests/host/node_schemas.json.
-NODES: list[type[io.ComfyNode]] = [DSAModelLoader, DSAHeadLoader, DSASampler, DSAExtend, DSAStepReport,
-                                   DSANoiseLadder, DSAPromptEmbedding, DSAToyDecode, DSAToyVAE]
+NODES: list[type[io.ComfyNode]] = [
+    DSAModelLoader,
+    DSAHeadLoader,
+    DSASampler,
+    DSAExtend,
+    DSAStepReport,
+    DSANoiseLadder,
+    DSAPromptEmbedding,
+    DSAToyDecode,
+    DSAToyVAE,
+]
 
 routes.register_with_host()
 error_names.use_short_names()

@@ -4,6 +4,7 @@ The host labels an execution error with the exception's module path, which for a
 on disk (custom_nodes.<folder>.nodes.host_model.DSAInputError). Our errors carry messages written for the
 artist; their type names alone are enough, and the host prints a bare name for builtins' types.
 """
+
 from __future__ import annotations
 
 from ..dsa_core.checkpoint import CheckpointError

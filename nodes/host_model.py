@@ -3,6 +3,7 @@
 The host keeps owning the weights: dsa_core runs over `model.model.diffusion_model` after load_models_gpu, so
 the host's casting, LoRA patches and low-VRAM offloading apply and nothing is copied.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,10 +20,12 @@ class DSAInputError(ValueError):
     """Bad input from the graph; the message tells the artist what to change."""
 
 
-SUPPORTED_FAMILIES = ("autoregressive Wan 2.1 text-to-video checkpoints: Self-Forcing and CausVid (.pt converted "
-                      "with python -m dsa_core.convert, or ComfyUI repacks), DSA-trained files, and the host's "
-                      "native causal-AR repacks such as Causal Forcing (causal_forcing-framewise.safetensors) "
-                      "loaded with UNETLoader or DSA Model Loader")
+SUPPORTED_FAMILIES = (
+    "autoregressive Wan 2.1 text-to-video checkpoints: Self-Forcing and CausVid (.pt converted "
+    "with python -m dsa_core.convert, or ComfyUI repacks), DSA-trained files, and the host's "
+    "native causal-AR repacks such as Causal Forcing (causal_forcing-framewise.safetensors) "
+    "loaded with UNETLoader or DSA Model Loader"
+)
 
 
 def causal_ar_class():
@@ -41,18 +44,33 @@ def wan_config_of(model) -> WanConfig:
     base = getattr(model, "model", None)
     dm = getattr(base, "diffusion_model", None)
     if not isinstance(base, comfy.model_base.WAN21) or dm is None or not hasattr(dm, "blocks"):
-        raise DSAInputError(f"this MODEL is {type(base).__name__}, not a Wan 2.1 text-to-video model. DSA samples "
-                            f"{SUPPORTED_FAMILIES}. Other models (image models, Wan 2.2, LTX, Hunyuan...) are not "
-                            "autoregressive: sample them with KSampler")
+        raise DSAInputError(
+            f"this MODEL is {type(base).__name__}, not a Wan 2.1 text-to-video model. DSA samples "
+            f"{SUPPORTED_FAMILIES}. Other models (image models, Wan 2.2, LTX, Hunyuan...) are not "
+            "autoregressive: sample them with KSampler"
+        )
     kind = getattr(dm, "model_type", "t2v")
     if kind != "t2v" or type(base) not in accepted_model_classes() or getattr(base, "image_to_video", False):
-        raise DSAInputError(f"this MODEL is a Wan 2.1 '{kind}' model ({type(base).__name__}); DSA samples "
-                            f"{SUPPORTED_FAMILIES}. For image-to-video connect a start image and a VAE to the "
-                            "sampler with a T2V AR model instead of an I2V/VACE/Fun checkpoint")
-    return WanConfig(dim=dm.dim, ffn_dim=dm.ffn_dim, num_heads=dm.num_heads, num_layers=dm.num_layers,
-                     in_dim=dm.in_dim, out_dim=dm.out_dim, text_dim=dm.text_dim, text_len=dm.text_len,
-                     freq_dim=dm.freq_dim, patch_size=tuple(dm.patch_size), eps=dm.eps, qk_norm=dm.qk_norm,
-                     cross_attn_norm=dm.cross_attn_norm)
+        raise DSAInputError(
+            f"this MODEL is a Wan 2.1 '{kind}' model ({type(base).__name__}); DSA samples "
+            f"{SUPPORTED_FAMILIES}. For image-to-video connect a start image and a VAE to the "
+            "sampler with a T2V AR model instead of an I2V/VACE/Fun checkpoint"
+        )
+    return WanConfig(
+        dim=dm.dim,
+        ffn_dim=dm.ffn_dim,
+        num_heads=dm.num_heads,
+        num_layers=dm.num_layers,
+        in_dim=dm.in_dim,
+        out_dim=dm.out_dim,
+        text_dim=dm.text_dim,
+        text_len=dm.text_len,
+        freq_dim=dm.freq_dim,
+        patch_size=tuple(dm.patch_size),
+        eps=dm.eps,
+        qk_norm=dm.qk_norm,
+        cross_attn_norm=dm.cross_attn_norm,
+    )
 
 
 def model_schedule_sigmas(model, steps: int) -> tuple[list[float], float]:

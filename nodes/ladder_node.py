@@ -2,6 +2,7 @@
 
 Artists can inspect a ladder, plot it with the host's sigma tools, or wire a custom one into the DSA sampler.
 """
+
 from __future__ import annotations
 
 import torch
@@ -15,8 +16,9 @@ SCHEDULES = ["self_forcing", "causvid", "custom"]
 
 def build_ladder(schedule: str, extra_steps: int, custom_timesteps: str, custom_shift: float) -> schedules.Ladder:
     """The ladder this node's widgets describe; raises schedules.LadderError with a message for the artist."""
-    return schedules.build_ladder(schedule, extra_steps=extra_steps, custom_timesteps=custom_timesteps,
-                                  shift=custom_shift)
+    return schedules.build_ladder(
+        schedule, extra_steps=extra_steps, custom_timesteps=custom_timesteps, shift=custom_shift
+    )
 
 
 class DSANoiseLadder(io.ComfyNode):
@@ -27,21 +29,39 @@ class DSANoiseLadder(io.ComfyNode):
             display_name="DSA Noise Ladder",
             category="DSA",
             description="The noise levels (flow-matching sigmas, 1.0 = pure noise) each video chunk walks down. "
-                        "The base levels are the fixed few-step schedule; extra levels are what hard chunks "
-                        "get for additional refinement.",
+            "The base levels are the fixed few-step schedule; extra levels are what hard chunks "
+            "get for additional refinement.",
             inputs=[
-                io.Combo.Input("schedule", options=SCHEDULES, default="self_forcing",
-                               tooltip="self_forcing: 1000/750/500/250 warped by shift 5 (Self-Forcing). "
-                                       "causvid: 1000/757/522 (CausVid). custom: the timesteps below."),
-                io.Int.Input("extra_steps", default=2, min=0, max=8,
-                             tooltip="Lower noise levels appended after the base ones (halving the last "
-                                     "timestep each time): the extra refinement a hard chunk may receive."),
-                io.String.Input("custom_timesteps", default="1000, 750, 500, 250",
-                                tooltip="Only for schedule=custom: decreasing timesteps in (0, 1000], "
-                                        "the first one 1000, separated by commas."),
-                io.Float.Input("custom_shift", default=5.0, min=0.01, max=100.0, step=0.01,
-                               tooltip="Only for schedule=custom: the flow-matching shift applied to the "
-                                       "timesteps (1 = use them as given)."),
+                io.Combo.Input(
+                    "schedule",
+                    options=SCHEDULES,
+                    default="self_forcing",
+                    tooltip="self_forcing: 1000/750/500/250 warped by shift 5 (Self-Forcing). "
+                    "causvid: 1000/757/522 (CausVid). custom: the timesteps below.",
+                ),
+                io.Int.Input(
+                    "extra_steps",
+                    default=2,
+                    min=0,
+                    max=8,
+                    tooltip="Lower noise levels appended after the base ones (halving the last "
+                    "timestep each time): the extra refinement a hard chunk may receive.",
+                ),
+                io.String.Input(
+                    "custom_timesteps",
+                    default="1000, 750, 500, 250",
+                    tooltip="Only for schedule=custom: decreasing timesteps in (0, 1000], "
+                    "the first one 1000, separated by commas.",
+                ),
+                io.Float.Input(
+                    "custom_shift",
+                    default=5.0,
+                    min=0.01,
+                    max=100.0,
+                    step=0.01,
+                    tooltip="Only for schedule=custom: the flow-matching shift applied to the "
+                    "timesteps (1 = use them as given).",
+                ),
             ],
             outputs=[
                 io.Sigmas.Output(display_name="sigmas"),
@@ -63,6 +83,8 @@ class DSANoiseLadder(io.ComfyNode):
         ladder = build_ladder(schedule, extra_steps, custom_timesteps, custom_shift)
         # Host convention: SIGMAS end with the final 0 (clean).
         sigmas = torch.tensor(list(ladder.sigmas) + [0.0], dtype=torch.float32)
-        summary = (f"{ladder.name}: {len(ladder)} levels, the first {ladder.base_steps} are the fixed schedule; "
-                   "sigmas " + ", ".join(f"{s:.4f}" for s in ladder.sigmas))
+        summary = (
+            f"{ladder.name}: {len(ladder)} levels, the first {ladder.base_steps} are the fixed schedule; "
+            "sigmas " + ", ".join(f"{s:.4f}" for s in ladder.sigmas)
+        )
         return io.NodeOutput(sigmas, summary)

@@ -4,6 +4,7 @@ The generator goes through the host's own loader (comfy.sd.load_diffusion_model_
 normal ComfyUI Wan 2.1 model: LoRA loaders and other patches apply and ModelPatcher handles devices and low
 VRAM. dsa_core checks the file first (from its header only) so a wrong file is a node error at queue time.
 """
+
 from __future__ import annotations
 
 import comfy.sd
@@ -40,8 +41,10 @@ def check_head_file(path: str, dim: int | None) -> None:
         head_from_state_dict({k: sd[k] for k in list(sd)[:64]}, meta, source=path)  # raises the right message
     cfg_dim = HeadConfig.from_json(meta[META_CONFIG]).dim if META_CONFIG in meta else None
     if dim is not None and cfg_dim is not None and cfg_dim != dim:
-        raise ckpt.CheckpointError(f"{path}: this confidence head was trained for a generator with dim {cfg_dim}, "
-                                   f"but the generator has dim {dim}; load the head made for this model")
+        raise ckpt.CheckpointError(
+            f"{path}: this confidence head was trained for a generator with dim {cfg_dim}, "
+            f"but the generator has dim {dim}; load the head made for this model"
+        )
 
 
 def model_options(weight_dtype: str) -> dict:
@@ -57,19 +60,30 @@ class DSAModelLoader(io.ComfyNode):
             display_name="DSA Model Loader",
             category="DSA",
             description="Loads an autoregressive Wan 2.1 T2V generator (Self-Forcing, CausVid, DSA-trained, or a "
-                        "causal-AR repack such as Causal Forcing; safetensors) as a ComfyUI MODEL, and its "
-                        "confidence head.",
+            "causal-AR repack such as Causal Forcing; safetensors) as a ComfyUI MODEL, and its "
+            "confidence head.",
             inputs=[
-                io.Combo.Input("generator", options=folder_paths.get_filename_list("diffusion_models"),
-                               tooltip="An AR Wan 2.1 text-to-video checkpoint in models/diffusion_models "
-                                       "(.safetensors; convert original .pt files with python -m dsa_core.convert)."),
-                io.Combo.Input("head", options=_head_options(), default=HEAD_AUTO,
-                               tooltip="The confidence head that decides each chunk's steps: a file in models/dsa, "
-                                       "'auto' to use one embedded in the generator file, or none (then use the "
-                                       "fixed or heuristic policy)."),
-                io.Combo.Input("weight_dtype", options=DTYPES, default="default",
-                               tooltip="Storage dtype of the generator weights. default keeps the file's; fp8 halves "
-                                       "memory (ComfyUI computes in bf16/fp32)."),
+                io.Combo.Input(
+                    "generator",
+                    options=folder_paths.get_filename_list("diffusion_models"),
+                    tooltip="An AR Wan 2.1 text-to-video checkpoint in models/diffusion_models "
+                    "(.safetensors; convert original .pt files with python -m dsa_core.convert).",
+                ),
+                io.Combo.Input(
+                    "head",
+                    options=_head_options(),
+                    default=HEAD_AUTO,
+                    tooltip="The confidence head that decides each chunk's steps: a file in models/dsa, "
+                    "'auto' to use one embedded in the generator file, or none (then use the "
+                    "fixed or heuristic policy).",
+                ),
+                io.Combo.Input(
+                    "weight_dtype",
+                    options=DTYPES,
+                    default="default",
+                    tooltip="Storage dtype of the generator weights. default keeps the file's; fp8 halves "
+                    "memory (ComfyUI computes in bf16/fp32).",
+                ),
             ],
             outputs=[io.Model.Output(display_name="model"), DSAHead.Output(display_name="head")],
         )
@@ -99,8 +113,9 @@ class DSAModelLoader(io.ComfyNode):
         sd, meta = ckpt.load_state_dict_file(path)
         gen_sd, head_sd, config = ckpt.check_generator_state(sd, meta, what=path)
         # The file's metadata goes along: hosts with native causal AR read their model class from it.
-        model = comfy.sd.load_diffusion_model_state_dict(gen_sd, model_options=model_options(weight_dtype),
-                                                         metadata=dict(meta) if meta else None)
+        model = comfy.sd.load_diffusion_model_state_dict(
+            gen_sd, model_options=model_options(weight_dtype), metadata=dict(meta) if meta else None
+        )
         if model is None:
             raise ckpt.CheckpointError(f"ComfyUI could not detect a model in {generator}")
         conf_head = None
@@ -121,9 +136,12 @@ class DSAHeadLoader(io.ComfyNode):
             category="DSA",
             description="Loads a DSA confidence head on its own, e.g. to pair with a Wan model from UNETLoader.",
             inputs=[
-                io.Combo.Input("head", options=folder_paths.get_filename_list(model_folders.HEADS),
-                               tooltip="A confidence head (.safetensors) in models/dsa, or a combined "
-                                       "generator+head file (only the head is read)."),
+                io.Combo.Input(
+                    "head",
+                    options=folder_paths.get_filename_list(model_folders.HEADS),
+                    tooltip="A confidence head (.safetensors) in models/dsa, or a combined "
+                    "generator+head file (only the head is read).",
+                ),
             ],
             outputs=[DSAHead.Output(display_name="head")],
         )

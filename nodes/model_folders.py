@@ -3,6 +3,7 @@ plus the bundled toy model (the pack's own models/toy), so the toy workflow runs
 
 Registered at import so extra_model_paths.yaml entries under the same names add to them, not replace them.
 """
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 UMT5-XXL needs ~10 GB of weights; a prompt encoded once (or the toy model's synthetic prompts) can be shipped
 as a small safetensors file under models/dsa_prompts and used anywhere the host expects CONDITIONING.
 """
+
 from __future__ import annotations
 
 import folder_paths
@@ -20,11 +21,14 @@ class DSAPromptEmbedding(io.ComfyNode):
             display_name="DSA Prompt Embedding (file)",
             category="DSA",
             description="Loads a prompt that was encoded ahead of time (a safetensors file with a 'context' "
-                        "tensor [tokens, channels]) as CONDITIONING, for graphs without a text encoder.",
+            "tensor [tokens, channels]) as CONDITIONING, for graphs without a text encoder.",
             inputs=[
-                io.Combo.Input("embedding", options=folder_paths.get_filename_list(FOLDER),
-                               tooltip="A file in models/dsa_prompts. Make one with "
-                                       "`python -m dsa_core.prompt_files` or use the toy model's prompts."),
+                io.Combo.Input(
+                    "embedding",
+                    options=folder_paths.get_filename_list(FOLDER),
+                    tooltip="A file in models/dsa_prompts. Make one with "
+                    "`python -m dsa_core.prompt_files` or use the toy model's prompts.",
+                ),
             ],
             outputs=[io.Conditioning.Output(display_name="conditioning"), io.String.Output(display_name="prompt")],
         )

@@ -1,6 +1,7 @@
 """Resource limits of one sampling call on the host: refuse what cannot fit in memory before allocating it, and
 let an interrupt land between transformer blocks instead of after a whole step.
 """
+
 from __future__ import annotations
 
 import comfy.model_management
@@ -17,14 +18,25 @@ def host_attention_kind() -> str:
     return "chunked" if getattr(optimized_attention, "__name__", "") in CHUNKED_ATTENTION else "fused"
 
 
-def check_memory(model, config, *, device, dtype, latent_h, latent_w, chunk_frames, total_frames, window_frames,
-                 sink_frames, batch) -> None:
+def check_memory(
+    model, config, *, device, dtype, latent_h, latent_w, chunk_frames, total_frames, window_frames, sink_frames, batch
+) -> None:
     """InsufficientMemory (a node error with the estimate, the free memory and the fix) unless the call fits in
     what the host's model management says is free on ``device``. Runs before any large allocation."""
     free = comfy.model_management.get_free_memory(device)
-    est = estimate_sampling_memory(config, latent_h=latent_h, latent_w=latent_w, chunk_frames=chunk_frames,
-                                   total_frames=total_frames, window_frames=window_frames, sink_frames=sink_frames,
-                                   batch=batch, dtype=dtype, attention=host_attention_kind(), free_bytes=free)
+    est = estimate_sampling_memory(
+        config,
+        latent_h=latent_h,
+        latent_w=latent_w,
+        chunk_frames=chunk_frames,
+        total_frames=total_frames,
+        window_frames=window_frames,
+        sink_frames=sink_frames,
+        batch=batch,
+        dtype=dtype,
+        attention=host_attention_kind(),
+        free_bytes=free,
+    )
     if est.total > free and getattr(device, "type", "cpu") != "cpu":
         # let the host unload other models to make room, as its own nodes do
         comfy.model_management.load_models_gpu([model], memory_required=est.total)

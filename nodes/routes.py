@@ -1,4 +1,5 @@
 """HTTP routes the front-end extension reads: the threshold presets (one source of truth, dsa_core.policies)."""
+
 from __future__ import annotations
 
 from aiohttp import web

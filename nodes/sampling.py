@@ -3,6 +3,7 @@ run of dsa_core's sampler wired to the host (model management, progress bar, pre
 
 Inputs are never mutated: the host caches node outputs, so a state or head that came in is branched/copied.
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,70 +28,124 @@ PRESETS = list(policies.THRESHOLD_PRESETS) + [policies.CUSTOM_PRESET]
 SCHEDULES = ["self_forcing", "causvid", "model"]  # "model": the MODEL's own sampling (native_ar.py)
 RECACHE = ["none", "recent", "all"]
 STEP_EVENT = "dsa.steps"
-THRESHOLD_HELP = ("One scale, 0..1, everywhere in DSA: a chunk stops refining once the confidence of its least "
-                  "confident frame reaches the threshold. Higher = more steps and quality, lower = faster. "
-                  f"Presets: {', '.join(f'{k} {v}' for k, v in policies.THRESHOLD_PRESETS.items())}.")
+THRESHOLD_HELP = (
+    "One scale, 0..1, everywhere in DSA: a chunk stops refining once the confidence of its least "
+    "confident frame reaches the threshold. Higher = more steps and quality, lower = faster. "
+    f"Presets: {', '.join(f'{k} {v}' for k, v in policies.THRESHOLD_PRESETS.items())}."
+)
 
 
 def policy_inputs() -> list:
     """The step-allocation widgets, in the order saved workflows rely on."""
     return [
-        io.Combo.Input("policy", options=POLICIES, default="confidence",
-                       tooltip="confidence: DSA, the head decides each chunk's steps. fixed: every chunk takes "
-                               "max_steps (4 = Self-Forcing). heuristic: no head needed, stops when the denoised "
-                               "estimate stops changing (a training-free heuristic, not DSA's learned confidence)."),
-        io.Combo.Input("threshold_preset", options=PRESETS, default="balanced",
-                       tooltip=THRESHOLD_HELP + " custom: use the threshold value below."),
-        io.Float.Input("threshold", default=policies.THRESHOLD_PRESETS["balanced"], min=0.0, max=1.0, step=0.01,
-                       tooltip=THRESHOLD_HELP + " Used when threshold_preset is custom."),
-        io.Int.Input("min_steps", default=1, min=1, max=12,
-                     tooltip="Every chunk takes at least this many denoising steps."),
-        io.Int.Input("max_steps", default=6, min=1, max=12,
-                     tooltip="No chunk takes more. Above the schedule's base steps (4 for Self-Forcing), the extra "
-                             "lower noise levels are the additional refinement hard chunks can get."),
-        io.Combo.Input("schedule", options=SCHEDULES, default="self_forcing",
-                       tooltip="Noise levels: self_forcing 1000/750/500/250 at shift 5; causvid 1000/757/522; "
-                               "model: the MODEL's own sampling, 4 levels as BasicScheduler 'simple' gives them (what "
-                               "the host's Sampler AR Video template walks; for Causal Forcing at shift 5 these are "
-                               "Self-Forcing's). max_steps above the base steps adds lower levels to every "
-                               "schedule. A DSA Noise Ladder connected to 'ladder' overrides this."),
-        io.Int.Input("cache_window", default=0, min=0, max=1024,
-                     tooltip="Latent frames of attention context kept in the KV cache (0 = the whole video). A "
-                             "rolling window keeps memory and per-chunk time flat for long videos."),
-        io.Int.Input("sink_frames", default=0, min=0, max=64,
-                     tooltip="With a rolling window: the first latent frames kept in the cache for good "
-                             "(attention sinks), so long videos stay anchored to their start."),
+        io.Combo.Input(
+            "policy",
+            options=POLICIES,
+            default="confidence",
+            tooltip="confidence: DSA, the head decides each chunk's steps. fixed: every chunk takes "
+            "max_steps (4 = Self-Forcing). heuristic: no head needed, stops when the denoised "
+            "estimate stops changing (a training-free heuristic, not DSA's learned confidence).",
+        ),
+        io.Combo.Input(
+            "threshold_preset",
+            options=PRESETS,
+            default="balanced",
+            tooltip=THRESHOLD_HELP + " custom: use the threshold value below.",
+        ),
+        io.Float.Input(
+            "threshold",
+            default=policies.THRESHOLD_PRESETS["balanced"],
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            tooltip=THRESHOLD_HELP + " Used when threshold_preset is custom.",
+        ),
+        io.Int.Input(
+            "min_steps", default=1, min=1, max=12, tooltip="Every chunk takes at least this many denoising steps."
+        ),
+        io.Int.Input(
+            "max_steps",
+            default=6,
+            min=1,
+            max=12,
+            tooltip="No chunk takes more. Above the schedule's base steps (4 for Self-Forcing), the extra "
+            "lower noise levels are the additional refinement hard chunks can get.",
+        ),
+        io.Combo.Input(
+            "schedule",
+            options=SCHEDULES,
+            default="self_forcing",
+            tooltip="Noise levels: self_forcing 1000/750/500/250 at shift 5; causvid 1000/757/522; "
+            "model: the MODEL's own sampling, 4 levels as BasicScheduler 'simple' gives them (what "
+            "the host's Sampler AR Video template walks; for Causal Forcing at shift 5 these are "
+            "Self-Forcing's). max_steps above the base steps adds lower levels to every "
+            "schedule. A DSA Noise Ladder connected to 'ladder' overrides this.",
+        ),
+        io.Int.Input(
+            "cache_window",
+            default=0,
+            min=0,
+            max=1024,
+            tooltip="Latent frames of attention context kept in the KV cache (0 = the whole video). A "
+            "rolling window keeps memory and per-chunk time flat for long videos.",
+        ),
+        io.Int.Input(
+            "sink_frames",
+            default=0,
+            min=0,
+            max=64,
+            tooltip="With a rolling window: the first latent frames kept in the cache for good "
+            "(attention sinks), so long videos stay anchored to their start.",
+        ),
     ]
 
 
 def optional_inputs() -> list:
     return [
-        DSAHead.Input("head", optional=True,
-                      tooltip="Confidence head from DSA Model Loader or DSA Head Loader; needed by policy confidence."),
-        io.Sigmas.Input("ladder", optional=True,
-                        tooltip="Custom noise levels from DSA Noise Ladder (1.0 first, decreasing; a trailing 0 is "
-                                "ignored). Overrides schedule and caps max_steps at its length."),
+        DSAHead.Input(
+            "head",
+            optional=True,
+            tooltip="Confidence head from DSA Model Loader or DSA Head Loader; needed by policy confidence.",
+        ),
+        io.Sigmas.Input(
+            "ladder",
+            optional=True,
+            tooltip="Custom noise levels from DSA Noise Ladder (1.0 first, decreasing; a trailing 0 is "
+            "ignored). Overrides schedule and caps max_steps at its length.",
+        ),
     ]
 
 
 def outputs() -> list:
-    return [io.Latent.Output(display_name="latent"), DSAState.Output(display_name="state"),
-            DSAReport.Output(display_name="report"), *streaming_outputs()]
+    return [
+        io.Latent.Output(display_name="latent"),
+        DSAState.Output(display_name="state"),
+        DSAReport.Output(display_name="report"),
+        *streaming_outputs(),
+    ]
 
 
 def streaming_inputs() -> list:
     """Appended after every other input (saved workflows keep their widgets and links)."""
-    return [io.Vae.Input("vae", optional=True,
-                         tooltip="Optional: the Wan 2.1 VAE (Load VAE; DSA Toy VAE for the toy model). Each chunk is "
-                                 "decoded as soon as it is generated: the frames play live on this node and come "
-                                 "out as images, no separate VAE Decode needed. On the sampler it also encodes "
-                                 "start_image.")]
+    return [
+        io.Vae.Input(
+            "vae",
+            optional=True,
+            tooltip="Optional: the Wan 2.1 VAE (Load VAE; DSA Toy VAE for the toy model). Each chunk is "
+            "decoded as soon as it is generated: the frames play live on this node and come "
+            "out as images, no separate VAE Decode needed. On the sampler it also encodes "
+            "start_image.",
+        )
+    ]
 
 
 def streaming_outputs() -> list:
-    return [io.Image.Output(display_name="images",
-                            tooltip="The decoded video (the whole video, as the latent output), when a vae is "
-                                    "connected.")]
+    return [
+        io.Image.Output(
+            display_name="images",
+            tooltip="The decoded video (the whole video, as the latent output), when a vae is connected.",
+        )
+    ]
 
 
 def check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk) -> str | None:
@@ -99,8 +154,10 @@ def check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames
     if min_steps > max_steps:
         return f"min_steps ({min_steps}) is above max_steps ({max_steps}): lower min_steps or raise max_steps"
     if cache_window and cache_window < frames_per_chunk:
-        return (f"cache_window {cache_window} is smaller than a chunk ({frames_per_chunk} latent frames): use 0 "
-                f"(whole video) or at least {frames_per_chunk}")
+        return (
+            f"cache_window {cache_window} is smaller than a chunk ({frames_per_chunk} latent frames): use 0 "
+            f"(whole video) or at least {frames_per_chunk}"
+        )
     if sink_frames and not cache_window:
         return "sink_frames only apply with a rolling cache_window; set cache_window or set sink_frames to 0"
     return None
@@ -109,16 +166,18 @@ def check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames
 @dataclass
 class StateBundle:
     """A DSA_STATE: the sampler's ARState plus what it needs to continue correctly."""
+
     state: ARState
-    context: torch.Tensor      # the prompt embedding the state's text context came from
-    config: object             # WanConfig of the model it was made with
-    latent_format: object      # the host's latent format (process_out for the whole-video LATENT)
-    decoded: object = None     # streaming.DecodedVideo: the decoder's cache and frames, when a VAE decoded them
+    context: torch.Tensor  # the prompt embedding the state's text context came from
+    config: object  # WanConfig of the model it was made with
+    latent_format: object  # the host's latent format (process_out for the whole-video LATENT)
+    decoded: object = None  # streaming.DecodedVideo: the decoder's cache and frames, when a VAE decoded them
 
 
 @dataclass(frozen=True, eq=False)
 class SamplingSettings:
     """The widgets both sampling nodes share, read once in ``execute``; what the run derives from them."""
+
     seed: int
     policy: str
     threshold_preset: str
@@ -130,7 +189,7 @@ class SamplingSettings:
     sink_frames: int
     ladder_sigmas: torch.Tensor | None = None  # the optional 'ladder' input (host SIGMAS)
     recache: str = "none"
-    noise: str | None = None                   # native_ar.NOISE_SOURCES (None = DSA's per-chunk noise)
+    noise: str | None = None  # native_ar.NOISE_SOURCES (None = DSA's per-chunk noise)
 
     def ladder(self, model) -> schedules.Ladder:
         """The noise levels: a connected ladder, the MODEL's own sampling (schedule 'model'), or a preset."""
@@ -139,8 +198,10 @@ class SamplingSettings:
             try:
                 base = schedules.Ladder(tuple(levels), len(levels), "model")
             except schedules.LadderError as e:
-                raise DSAInputError(f"schedule 'model' needs a flow-matching model whose sampling starts at noise "
-                                    f"level 1 (Wan 2.1): {e}") from None
+                raise DSAInputError(
+                    f"schedule 'model' needs a flow-matching model whose sampling starts at noise "
+                    f"level 1 (Wan 2.1): {e}"
+                ) from None
             return schedules.extended_ladder(base, self.max_steps, shift=shift)
         sig = None if self.ladder_sigmas is None else self.ladder_sigmas.flatten().tolist()
         return schedules.build_ladder(self.schedule, max_steps=self.max_steps, sigmas=sig)
@@ -148,15 +209,24 @@ class SamplingSettings:
     def step_policy(self, ladder: schedules.Ladder, head) -> policies.StepPolicy:
         max_steps = min(self.max_steps, len(ladder))
         if self.policy == "confidence" and head is None:
-            raise DSAInputError("policy 'confidence' needs a confidence head: connect DSA Model Loader's or DSA Head "
-                                "Loader's head output, or choose policy 'fixed' or 'heuristic'")
-        return policies.make_policy(self.policy, threshold=self.threshold_preset, custom_threshold=self.threshold,
-                                    min_steps=min(self.min_steps, max_steps), max_steps=max_steps, steps=max_steps)
+            raise DSAInputError(
+                "policy 'confidence' needs a confidence head: connect DSA Model Loader's or DSA Head "
+                "Loader's head output, or choose policy 'fixed' or 'heuristic'"
+            )
+        return policies.make_policy(
+            self.policy,
+            threshold=self.threshold_preset,
+            custom_threshold=self.threshold,
+            min_steps=min(self.min_steps, max_steps),
+            max_steps=max_steps,
+            steps=max_steps,
+        )
 
 
 @dataclass(frozen=True, eq=False)
 class NewVideo:
     """Where a run without a DSA state starts: the latent size, the chunking, optional context frames."""
+
     latent_h: int
     latent_w: int
     chunk_frames: int
@@ -171,8 +241,17 @@ def prepare_head(head, config, device):
     return copy.deepcopy(head).to(device=device, dtype=torch.float32)
 
 
-def run(*, node_id, model, positive, head, settings: SamplingSettings, num_frames: int,
-        start: NewVideo | StateBundle, vae=None):
+def run(
+    *,
+    node_id,
+    model,
+    positive,
+    head,
+    settings: SamplingSettings,
+    num_frames: int,
+    start: NewVideo | StateBundle,
+    vae=None,
+):
     """One sampling call through the host: ``num_frames`` new latent frames from ``start`` (a new video or a
     DSA state to continue); returns (new frames in model space, StateBundle, report dict).
     With a ``vae`` every chunk is decoded as it is committed (nodes.streaming); the bundle carries the frames."""
@@ -189,8 +268,10 @@ def run(*, node_id, model, positive, head, settings: SamplingSettings, num_frame
     resource_limits.stop_between_blocks(cw)
     ctx = text_context(positive, device, dtype)
     if ctx.shape[-1] != config.text_dim:
-        raise DSAInputError(f"the conditioning has {ctx.shape[-1]} channels but this model expects {config.text_dim} "
-                            "(UMT5-XXL): encode the prompt with the Wan text encoder")
+        raise DSAInputError(
+            f"the conditioning has {ctx.shape[-1]} channels but this model expects {config.text_dim} "
+            "(UMT5-XXL): encode the prompt with the Wan text encoder"
+        )
     head_dev = prepare_head(head, config, device)
     cap = step_policy.max_steps(ladder) + 1
     chunk_frames = bundle.state.chunk_frames if bundle is not None else start.chunk_frames
@@ -199,9 +280,17 @@ def run(*, node_id, model, positive, head, settings: SamplingSettings, num_frame
     preview = latent_preview.prepare_callback(model, pbar_total)
     server = prompt_server()
     given = None if bundle is not None else start.context_latents
-    stream = streaming.open_stream(vae, node_id=node_id, model=model, server=server, t_start=t_start, bundle=bundle,
-                                   new_frames=num_frames, chunk_frames=chunk_frames,
-                                   context_latents=None if given is None else given.to(dtype))
+    stream = streaming.open_stream(
+        vae,
+        node_id=node_id,
+        model=model,
+        server=server,
+        t_start=t_start,
+        bundle=bundle,
+        new_frames=num_frames,
+        chunk_frames=chunk_frames,
+        context_latents=None if given is None else given.to(dtype),
+    )
 
     def on_step(info):
         comfy.model_management.throw_exception_if_processing_interrupted()
@@ -211,27 +300,60 @@ def run(*, node_id, model, positive, head, settings: SamplingSettings, num_frame
         preview((info.chunk_number + 1) * cap - 1, info.latent, None, pbar_total)
         if server is not None:
             rec = info.record.to_dict()
-            server.send_sync(STEP_EVENT, {"node": node_id, "chunk": info.chunk_number, "num_chunks": num_chunks,
-                                          "threshold": getattr(step_policy, "threshold", None),
-                                          "policy": step_policy.name, "base_steps": ladder.base_steps,
-                                          "record": rec}, server.client_id)
+            server.send_sync(
+                STEP_EVENT,
+                {
+                    "node": node_id,
+                    "chunk": info.chunk_number,
+                    "num_chunks": num_chunks,
+                    "threshold": getattr(step_policy, "threshold", None),
+                    "policy": step_policy.name,
+                    "base_steps": ladder.base_steps,
+                    "record": rec,
+                },
+                server.client_id,
+            )
         if stream is not None:
             stream.add_chunk(info.latent, info.chunk_number)
 
     text = cw.encode_text(ctx)
-    kwargs = dict(num_frames=num_frames, ladder=ladder, policy=step_policy, seed=settings.seed, head=head_dev,
-                  callback=on_step, chunk_callback=on_chunk, should_stop=comfy.model_management.processing_interrupted)
+    kwargs = dict(
+        num_frames=num_frames,
+        ladder=ladder,
+        policy=step_policy,
+        seed=settings.seed,
+        head=head_dev,
+        callback=on_step,
+        chunk_callback=on_chunk,
+        should_stop=comfy.model_management.processing_interrupted,
+    )
     if bundle is not None:
         same_prompt = bundle.context.shape == ctx.shape and torch.equal(bundle.context.to(ctx), ctx)
-        kwargs.update(state=bundle.state.to(device), text=None if same_prompt else text,
-                      recache=_recache_value(settings.recache, bundle))
+        kwargs.update(
+            state=bundle.state.to(device),
+            text=None if same_prompt else text,
+            recache=_recache_value(settings.recache, bundle),
+        )
     else:
         n_given = 0 if given is None else given.shape[2]
-        kwargs["noise"] = native_ar.make_noise(settings.noise, settings.seed, total_frames=n_given + num_frames,
-                                               chunk_frames=start.chunk_frames, start_frames=n_given)
-        kwargs.update(text=text, latent_h=start.latent_h, latent_w=start.latent_w, chunk_frames=start.chunk_frames,
-                      window_frames=settings.cache_window or None, sink_frames=settings.sink_frames, device=device,
-                      dtype=dtype, context_latents=None if given is None else given.to(device, dtype))
+        kwargs["noise"] = native_ar.make_noise(
+            settings.noise,
+            settings.seed,
+            total_frames=n_given + num_frames,
+            chunk_frames=start.chunk_frames,
+            start_frames=n_given,
+        )
+        kwargs.update(
+            text=text,
+            latent_h=start.latent_h,
+            latent_w=start.latent_w,
+            chunk_frames=start.chunk_frames,
+            window_frames=settings.cache_window or None,
+            sink_frames=settings.sink_frames,
+            device=device,
+            dtype=dtype,
+            context_latents=None if given is None else given.to(device, dtype),
+        )
     try:
         frames, state, record = sample_video(cw, **kwargs)
     except SamplingInterrupted:
@@ -255,23 +377,37 @@ def _video_size(start: NewVideo | StateBundle, settings: SamplingSettings, posit
     """The sizes the memory estimate needs, for a new video, a continued state or a continued latent."""
     if isinstance(start, StateBundle):
         st = start.state
-        return dict(latent_h=st.latent_h, latent_w=st.latent_w, chunk_frames=st.chunk_frames,
-                    total_frames=st.frames + num_frames, window_frames=st.cache.window_frames,
-                    sink_frames=st.cache.sink_frames, batch=st.batch)
+        return dict(
+            latent_h=st.latent_h,
+            latent_w=st.latent_w,
+            chunk_frames=st.chunk_frames,
+            total_frames=st.frames + num_frames,
+            window_frames=st.cache.window_frames,
+            sink_frames=st.cache.sink_frames,
+            batch=st.batch,
+        )
     if start.context_latents is None:
         ctx, batch = 0, (positive[0][0].shape[0] if positive else 1)
     else:
         ctx, batch = start.context_latents.shape[2], start.context_latents.shape[0]
-    return dict(latent_h=start.latent_h, latent_w=start.latent_w, chunk_frames=start.chunk_frames,
-                total_frames=ctx + num_frames, window_frames=settings.cache_window or None,
-                sink_frames=settings.sink_frames if settings.cache_window else 0, batch=batch)
+    return dict(
+        latent_h=start.latent_h,
+        latent_w=start.latent_w,
+        chunk_frames=start.chunk_frames,
+        total_frames=ctx + num_frames,
+        window_frames=settings.cache_window or None,
+        sink_frames=settings.sink_frames if settings.cache_window else 0,
+        batch=batch,
+    )
 
 
 def _recache_value(recache: str, bundle: StateBundle):
     if recache == "recent":
         if bundle.state.cache.window_frames is not None:
-            raise DSAInputError("recache 'recent' needs a cache that keeps every frame (cache_window 0 when the "
-                                "video was started); with a rolling window use recache 'all'")
+            raise DSAInputError(
+                "recache 'recent' needs a cache that keeps every frame (cache_window 0 when the "
+                "video was started); with a rolling window use recache 'all'"
+            )
         return 2 * bundle.state.chunk_frames
     return recache
 

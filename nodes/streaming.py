@@ -6,6 +6,7 @@ The decoder's cache travels in the DSA_STATE (``StateBundle.decoded``), so an ex
 decoding where the sampler stopped. The bundle is a cached node output: nothing here writes into it; a continuation
 starts from a copy (DecodeState is immutable) and makes a new one.
 """
+
 from __future__ import annotations
 
 import base64
@@ -23,16 +24,17 @@ from .host_model import DSAInputError
 from .toy_vae import ToyVAE
 
 FRAMES_EVENT = "dsa.frames"
-PREVIEW_MAX_SIDE = 256      # preview frames sent to the browser are downscaled to this (bounded websocket traffic)
-PREVIEW_QUALITY = 80        # JPEG quality of the previews
-WAN_FRAME_RATE = 16         # Wan 2.1 is trained on 16 fps video: the live player plays at this rate
+PREVIEW_MAX_SIDE = 256  # preview frames sent to the browser are downscaled to this (bounded websocket traffic)
+PREVIEW_QUALITY = 80  # JPEG quality of the previews
+WAN_FRAME_RATE = 16  # Wan 2.1 is trained on 16 fps video: the live player plays at this rate
 
 
 @dataclass
 class DecodedVideo:
     """What a DSA_STATE carries of its decode: the cache after its last frame and every frame so far."""
-    state: DecodeState      # cached tensors on the host's intermediate device
-    images: Tensor          # [B, T, H, W, 3] in [0, 1], intermediate device
+
+    state: DecodeState  # cached tensors on the host's intermediate device
+    images: Tensor  # [B, T, H, W, 3] in [0, 1], intermediate device
 
 
 def wan_decoder(vae) -> CausalWanDecoder:
@@ -40,15 +42,18 @@ def wan_decoder(vae) -> CausalWanDecoder:
     fsm = getattr(vae, "first_stage_model", None)
     if fsm is None or type(fsm).__module__ != "comfy.ldm.wan.vae" or not hasattr(fsm, "decoder"):
         kind = type(fsm).__module__ + "." + type(fsm).__name__ if fsm is not None else type(vae).__name__
-        raise DSAInputError(f"this VAE ({kind}) is not the Wan 2.1 VAE: connect wan_2.1_vae.safetensors from Load "
-                            "VAE (DSA models use Wan 2.1's 16-channel latent; the toy model uses DSA Toy VAE), or "
-                            "disconnect vae and decode with VAE Decode")
+        raise DSAInputError(
+            f"this VAE ({kind}) is not the Wan 2.1 VAE: connect wan_2.1_vae.safetensors from Load "
+            "VAE (DSA models use Wan 2.1's 16-channel latent; the toy model uses DSA Toy VAE), or "
+            "disconnect vae and decode with VAE Decode"
+        )
     import comfy.ldm.wan.vae as wan_vae
 
     # the host's own count of the decoder's cache slots (count_conv3d until 0.3.x, count_cache_layers after)
     count = getattr(wan_vae, "count_cache_layers", None) or wan_vae.count_conv3d
-    return CausalWanDecoder(fsm, device=vae.device, dtype=vae.vae_dtype, slots=count(fsm.decoder),
-                            source=weakref.ref(fsm))
+    return CausalWanDecoder(
+        fsm, device=vae.device, dtype=vae.vae_dtype, slots=count(fsm.decoder), source=weakref.ref(fsm)
+    )
 
 
 def decoder_for(vae):
@@ -67,8 +72,18 @@ def _same_source(state: DecodeState, decoder) -> bool:
 class ChunkStream:
     """One node run's streaming decode. ``t_start``: the node's start (perf_counter), for time to first frame."""
 
-    def __init__(self, *, node_id, vae, latent_format, server, t_start: float, total_latent_frames: int,
-                 resume: DecodedVideo | None = None, frame_rate: float | None = None):
+    def __init__(
+        self,
+        *,
+        node_id,
+        vae,
+        latent_format,
+        server,
+        t_start: float,
+        total_latent_frames: int,
+        resume: DecodedVideo | None = None,
+        frame_rate: float | None = None,
+    ):
         self.vae, self.decoder = vae, decoder_for(vae)
         self.node_id, self.fmt, self.server, self.t_start = node_id, latent_format, server, t_start
         self.out_device = comfy.model_management.intermediate_device()
@@ -93,7 +108,7 @@ class ChunkStream:
         """Decode committed frames [B, C, T, h, w] (model space) this stream has not decoded yet: a state made
         without a VAE, with another VAE, or a latent being continued. In chunk-sized pieces (bounded memory)."""
         for s in range(self.latent_frames, latents.shape[2], chunk_frames):
-            self._decode(latents[:, :, s:s + chunk_frames], chunk=None)
+            self._decode(latents[:, :, s : s + chunk_frames], chunk=None)
 
     def add_chunk(self, latent: Tensor, chunk_number: int) -> None:
         self._decode(latent, chunk=chunk_number)
@@ -127,31 +142,51 @@ class ChunkStream:
         if self.server is None:
             return
         first_total = self.decoder.video_frames(self.total_latent_frames, DecodeState())
-        self.server.send_sync(FRAMES_EVENT, {
-            "node": self.node_id, "chunk": chunk, "frame_start": start, "frames": preview_images(frames[0]),
-            "frame_rate": self.frame_rate, "total_frames": first_total, "width": frames.shape[3],
-            "height": frames.shape[2], "first_frame_s": self.first_frame_s,
-            "elapsed_s": time.perf_counter() - self.t_start}, self.server.client_id)
+        self.server.send_sync(
+            FRAMES_EVENT,
+            {
+                "node": self.node_id,
+                "chunk": chunk,
+                "frame_start": start,
+                "frames": preview_images(frames[0]),
+                "frame_rate": self.frame_rate,
+                "total_frames": first_total,
+                "width": frames.shape[3],
+                "height": frames.shape[2],
+                "first_frame_s": self.first_frame_s,
+                "elapsed_s": time.perf_counter() - self.t_start,
+            },
+            self.server.client_id,
+        )
 
     def stats(self) -> dict:
         span = self.last_frame_s or 0.0
-        return {"first_frame_s": self.first_frame_s, "new_video_frames": self.new_frames,
-                "video_frames": self.state.video_frames, "decoded_fps": self.new_frames / span if span else None,
-                "decode_s": self.decode_s, "preview_s": self.preview_s, "frame_rate": self.frame_rate,
-                "decoder_cache_mib": self.state.nbytes / 2**20}
+        return {
+            "first_frame_s": self.first_frame_s,
+            "new_video_frames": self.new_frames,
+            "video_frames": self.state.video_frames,
+            "decoded_fps": self.new_frames / span if span else None,
+            "decode_s": self.decode_s,
+            "preview_s": self.preview_s,
+            "frame_rate": self.frame_rate,
+            "decoder_cache_mib": self.state.nbytes / 2**20,
+        }
 
     def finish(self, report: dict) -> DecodedVideo:
         """Adds the streaming figures to ``report``; returns what the new DSA_STATE carries."""
         st = self.stats()
         report["streaming"] = st
         if st["first_frame_s"] is not None:
-            report["summary"] = (report.get("summary", "") + f"; first frame after {st['first_frame_s']:.2f} s, "
-                                 f"{st['decoded_fps']:.1f} decoded frames/s")
+            report["summary"] = (
+                report.get("summary", "") + f"; first frame after {st['first_frame_s']:.2f} s, "
+                f"{st['decoded_fps']:.1f} decoded frames/s"
+            )
         return DecodedVideo(self.state.to(self.out_device), self.images.frames)
 
 
-def open_stream(vae, *, node_id, model, server, t_start, bundle=None, context_latents=None, new_frames: int,
-                chunk_frames: int) -> ChunkStream | None:
+def open_stream(
+    vae, *, node_id, model, server, t_start, bundle=None, context_latents=None, new_frames: int, chunk_frames: int
+) -> ChunkStream | None:
     """A ChunkStream caught up with what the run continues (a state's frames, or a latent's), or None without a
     VAE. Called after the model is loaded, before the first chunk."""
     if vae is None:
@@ -160,8 +195,15 @@ def open_stream(vae, *, node_id, model, server, t_start, bundle=None, context_la
     resume = getattr(bundle, "decoded", None) if bundle is not None else None
     if resume is not None and resume.state.latent_frames != bundle.state.frames:
         resume = None
-    stream = ChunkStream(node_id=node_id, vae=vae, latent_format=model.model.latent_format, server=server,
-                         t_start=t_start, total_latent_frames=prior + new_frames, resume=resume)
+    stream = ChunkStream(
+        node_id=node_id,
+        vae=vae,
+        latent_format=model.model.latent_format,
+        server=server,
+        t_start=t_start,
+        total_latent_frames=prior + new_frames,
+        resume=resume,
+    )
     # Frames the stream has not decoded yet (none when it resumed the state's own decode): a state made without a
     # VAE or with another one, or a latent being continued.
     if bundle is not None:
@@ -176,8 +218,10 @@ def check_images_wanted(vae, prompt, node_id, outputs: list) -> None:
     downstream after the whole run. ``outputs``: the node's output list (the images output is found by name)."""
     index = [o.display_name for o in outputs].index("images")
     if vae is None and _output_linked(prompt, node_id, index):
-        raise DSAInputError("the images output needs a VAE: connect the Wan 2.1 VAE (Load VAE) to this node's vae "
-                            "input (DSA Toy VAE for the toy model), or decode the latent with VAE Decode")
+        raise DSAInputError(
+            "the images output needs a VAE: connect the Wan 2.1 VAE (Load VAE) to this node's vae "
+            "input (DSA Toy VAE for the toy model), or decode the latent with VAE Decode"
+        )
 
 
 def images_output(decoded: DecodedVideo | None) -> Tensor | None:
@@ -203,8 +247,7 @@ def preview_images(frames: Tensor) -> list[str]:
     scale = min(1.0, PREVIEW_MAX_SIDE / max(h, w))
     x = frames.movedim(-1, 1).float()
     if scale < 1.0:
-        x = torch.nn.functional.interpolate(x, size=(max(1, round(h * scale)), max(1, round(w * scale))),
-                                            mode="area")
+        x = torch.nn.functional.interpolate(x, size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="area")
     arr = (x.clamp(0, 1) * 255.0).round().to(torch.uint8).movedim(1, -1).cpu().numpy()
     urls = []
     for a in arr:

@@ -3,6 +3,7 @@
 The toy world (dsa_core.toy.world) uses a fixed linear codec instead of a VAE, so the toy workflow runs with no
 download. Its latents come out of the sampler in the host's Wan 2.1 latent format; this undoes that first.
 """
+
 from __future__ import annotations
 
 import comfy.latent_formats
@@ -20,12 +21,16 @@ class DSAToyDecode(io.ComfyNode):
             display_name="DSA Toy Decode",
             category="DSA",
             description="Decodes latents of the bundled DSA toy model (synthetic moving shapes) to frames. Use VAE "
-                        "Decode with the Wan 2.1 VAE for real models.",
+            "Decode with the Wan 2.1 VAE for real models.",
             inputs=[
                 io.Latent.Input("samples", tooltip="A video latent from the DSA sampler running the toy model."),
-                io.Int.Input("scale", default=8, min=1, max=32,
-                             tooltip="Pixels per latent pixel (nearest-neighbour upscaling; the toy's frames are "
-                                     "8x8)."),
+                io.Int.Input(
+                    "scale",
+                    default=8,
+                    min=1,
+                    max=32,
+                    tooltip="Pixels per latent pixel (nearest-neighbour upscaling; the toy's frames are 8x8).",
+                ),
             ],
             outputs=[io.Image.Output(display_name="images")],
         )

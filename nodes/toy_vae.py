@@ -3,6 +3,7 @@
 The object answers the host VAE's decode/encode calls (VAE Decode, VAE Encode work with it) and gives the sampler
 and extender a streaming decoder. The toy codec has no temporal compression: one latent frame is one frame.
 """
+
 from __future__ import annotations
 
 import comfy.latent_formats
@@ -12,7 +13,7 @@ from comfy_api.latest import io
 from ..dsa_core.streaming_decode import FrameWiseDecoder
 from ..dsa_core.toy.world import decode_to_rgb, encode_rgb
 
-TOY_FRAME_RATE = 4   # the toy template saves its video at 4 fps; the live player plays at the same rate
+TOY_FRAME_RATE = 4  # the toy template saves its video at 4 fps; the live player plays at the same rate
 
 
 class ToyVAE:
@@ -48,11 +49,18 @@ class DSAToyVAE(io.ComfyNode):
             display_name="DSA Toy VAE",
             category="DSA",
             description="The bundled toy model's codec (synthetic moving shapes) as a VAE: connect it to the DSA "
-                        "sampler's or extender's vae input to watch the toy video stream in. Real models use the "
-                        "Wan 2.1 VAE from Load VAE.",
-            inputs=[io.Int.Input("scale", default=8, min=1, max=32,
-                                 tooltip="Pixels per latent pixel (nearest-neighbour upscaling; the toy's frames are "
-                                         "8x8 latent pixels).")],
+            "sampler's or extender's vae input to watch the toy video stream in. Real models use the "
+            "Wan 2.1 VAE from Load VAE.",
+            inputs=[
+                io.Int.Input(
+                    "scale",
+                    default=8,
+                    min=1,
+                    max=32,
+                    tooltip="Pixels per latent pixel (nearest-neighbour upscaling; the toy's frames are "
+                    "8x8 latent pixels).",
+                )
+            ],
             outputs=[io.Vae.Output(display_name="vae")],
         )
 

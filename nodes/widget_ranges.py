@@ -6,6 +6,7 @@ io.Int / io.Float ranges read from the node's own define_schema, before the node
 and a range changed in the schema is enforced as changed. The wrapper keeps the wrapped function's signature,
 which is how the host decides which inputs to pass (and which checks to skip).
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,6 +49,7 @@ def clamp(ranges: dict[str, tuple], name: str, value):
 
 def enforce_widget_ranges(validate):
     """Decorator for a node's validate_inputs (put it under @classmethod)."""
+
     @functools.wraps(validate)
     def checked(cls, **values):
         return range_problem(declared_ranges(cls.define_schema()), values) or validate(cls, **values)

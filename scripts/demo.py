@@ -4,6 +4,7 @@ It queues the pack's own template workflows/dsa_toy_demo.json (converted to API 
 the template's preview swapped for saving, and copies the results to --out: the animated WebP video, the step chart
 PNG and the step report JSON. Run it through `bash scripts/demo` (that installs the pinned host first).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,6 +54,7 @@ def chunk_events(prompt_path: Path, video_path: Path) -> list[str] | None:
 
     from dsa_core.prompt_files import load_prompt_embedding
     from dsa_core.toy import world as W
+
     try:
         scene = W.scene_from_prompt(load_prompt_embedding(prompt_path).prompt)
     except ValueError:
@@ -60,17 +62,19 @@ def chunk_events(prompt_path: Path, video_path: Path) -> list[str] | None:
     with Image.open(video_path) as im:
         frames = [np.asarray(f.convert("RGB"), dtype=np.float64) / 255.0 for f in ImageSequence.Iterator(im)]
     half = W.PIXEL_SCALE // 2
-    rgb = np.stack([f[half::W.PIXEL_SCALE, half::W.PIXEL_SCALE] for f in frames])  # back to latent resolution
+    rgb = np.stack([f[half :: W.PIXEL_SCALE, half :: W.PIXEL_SCALE] for f in frames])  # back to latent resolution
     return [c.kind for c in W.SceneFitter().chunk_scores(scene, W.encode_rgb(rgb)[0])]
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=REPO / "demo-output", help="where the video and chart go")
-    ap.add_argument("--prompt", default=None,
-                    help="a toy prompt file from models/toy/prompts (default: the template's)")
-    ap.add_argument("--threshold", default=None,
-                    help="quality, balanced, fast or a number in [0, 1] (default: the template's, 0.4)")
+    ap.add_argument(
+        "--prompt", default=None, help="a toy prompt file from models/toy/prompts (default: the template's)"
+    )
+    ap.add_argument(
+        "--threshold", default=None, help="quality, balanced, fast or a number in [0, 1] (default: the template's, 0.4)"
+    )
     ap.add_argument("--seed", type=int, default=2)
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -113,8 +117,10 @@ def main(argv=None) -> int:
         ev = ""
         if events is not None and i < len(events):
             ev = {"start": "first chunk (no context)", "none": "continuation"}.get(events[i], f"EVENT ({events[i]})")
-        print(f"  chunk {d['chunk'] + 1}/{d['num_chunks']}: {d['record']['steps']} steps "
-              f"({d['record']['stop_reason']}), {ev}; confidence after each step: {conf}")
+        print(
+            f"  chunk {d['chunk'] + 1}/{d['num_chunks']}: {d['record']['steps']} steps "
+            f"({d['record']['stop_reason']}), {ev}; confidence after each step: {conf}"
+        )
     print(summary)
     print(stream.summary())
     for p in copied:

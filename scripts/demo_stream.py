@@ -3,6 +3,7 @@ sends the frames as they are made; this writes them into the output folder as th
 and stream/live.webp, rewritten after every chunk, so a viewer watching the folder sees the video grow) and
 reports the time to the first frame.
 """
+
 from __future__ import annotations
 
 import base64
@@ -31,8 +32,8 @@ class StreamWriter:
         self.t_queued = t_queued
         self.frames = []
         self.fps = 4.0
-        self.first_frame_s = None       # from the sampler node's start (the node reports it)
-        self.first_seen_s = None        # from queueing the prompt (this script's clock)
+        self.first_frame_s = None  # from the sampler node's start (the node reports it)
+        self.first_seen_s = None  # from queueing the prompt (this script's clock)
 
     def on_event(self, ev: dict) -> None:
         if ev.get("type") != FRAMES_EVENT:
@@ -40,7 +41,7 @@ class StreamWriter:
         from PIL import Image
 
         d = ev["data"]
-        if d.get("chunk") is None:      # frames of a state being continued, not new ones
+        if d.get("chunk") is None:  # frames of a state being continued, not new ones
             return
         self.fps = d.get("frame_rate") or self.fps
         if self.first_seen_s is None:
@@ -51,16 +52,25 @@ class StreamWriter:
             (self.dir / f"frame_{d['frame_start'] + i:04d}.jpg").write_bytes(raw)
             self.frames.append(Image.open(io.BytesIO(raw)).convert("RGB"))
         tmp = self.dir / "live.tmp.webp"
-        self.frames[0].save(tmp, format="WEBP", save_all=True, append_images=self.frames[1:],
-                            duration=int(1000 / self.fps), loop=0, quality=90)
+        self.frames[0].save(
+            tmp,
+            format="WEBP",
+            save_all=True,
+            append_images=self.frames[1:],
+            duration=int(1000 / self.fps),
+            loop=0,
+            quality=90,
+        )
         os.replace(tmp, self.dir / "live.webp")
         print(f"  streamed: {len(self.frames)} frames so far -> {self.dir / 'live.webp'}", flush=True)
 
     def summary(self) -> str:
         if self.first_seen_s is None:
             return "no streamed frames"
-        return (f"time to first frame: {self.first_frame_s:.2f} s from the sampler's start "
-                f"({self.first_seen_s:.2f} s after queueing); {len(self.frames)} frames streamed to {self.dir}")
+        return (
+            f"time to first frame: {self.first_frame_s:.2f} s from the sampler's start "
+            f"({self.first_seen_s:.2f} s after queueing); {len(self.frames)} frames streamed to {self.dir}"
+        )
 
 
 def wait_streaming(ws, prompt_id: str, writer: StreamWriter, timeout: float = 600) -> str:

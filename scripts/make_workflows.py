@@ -3,6 +3,7 @@
 Run with the host's python after a node schema change: `$(python3 scripts/host.py python) scripts/make_workflows.py`.
 The tests rebuild them and fail when a committed file is out of date.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,10 +28,12 @@ TOY_GENERATOR = "dsa_toy_wan.safetensors"
 # entries as the host's own template video_causal_forcing_i2v (comfyui-workflow-templates); tests compare them.
 REPACK = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files"
 MODEL_DOWNLOADS = {
-    CAUSAL_FORCING: {"name": CAUSAL_FORCING,
-                     "url": "https://huggingface.co/TalmajM/causal_forcing_framewise_ComfyUI_repackaged/resolve/main/"
-                            "split_files/diffusion_models/causal_forcing-framewise.safetensors",
-                     "directory": "diffusion_models"},
+    CAUSAL_FORCING: {
+        "name": CAUSAL_FORCING,
+        "url": "https://huggingface.co/TalmajM/causal_forcing_framewise_ComfyUI_repackaged/resolve/main/"
+        "split_files/diffusion_models/causal_forcing-framewise.safetensors",
+        "directory": "diffusion_models",
+    },
     VAE: {"name": VAE, "url": f"{REPACK}/vae/{VAE}", "directory": "vae"},
     TEXT_ENCODER: {"name": TEXT_ENCODER, "url": f"{REPACK}/text_encoders/{TEXT_ENCODER}", "directory": "text_encoders"},
 }
@@ -70,20 +73,32 @@ def sampler(i, pos, model, cond, head, **w):
 
 
 def decode_and_save(i, pos, latent, prefix, vae_id=4):
-    return [N(i, "VAEDecode", pos, {}, {"samples": latent, "vae": (vae_id, 0)}),
-            N(i + 1, "SaveAnimatedWEBP", (pos[0] + 340, pos[1]), {"filename_prefix": prefix, "fps": 16.0},
-              {"images": (i, 0)}, size=(420, 420))]
+    return [
+        N(i, "VAEDecode", pos, {}, {"samples": latent, "vae": (vae_id, 0)}),
+        N(
+            i + 1,
+            "SaveAnimatedWEBP",
+            (pos[0] + 340, pos[1]),
+            {"filename_prefix": prefix, "fps": 16.0},
+            {"images": (i, 0)},
+            size=(420, 420),
+        ),
+    ]
 
 
 def report(i, pos, rep):
-    return [N(i, "DSAStepReport", pos, {}, {"report": rep}),
-            N(i + 1, "PreviewImage", (pos[0] + 340, pos[1]), {}, {"images": (i, 0)}, size=(420, 280))]
+    return [
+        N(i, "DSAStepReport", pos, {}, {"report": rep}),
+        N(i + 1, "PreviewImage", (pos[0] + 340, pos[1]), {}, {"images": (i, 0)}, size=(420, 280)),
+    ]
 
 
 def text_to_video():
     return [
         N(100, "MarkdownNote", (-460, 0), text=SETUP_NOTE, size=(420, 420)),
-        loader(1, (0, 0)), clip(2, (0, 160)), text(3, (0, 320), PROMPT_A),
+        loader(1, (0, 0)),
+        clip(2, (0, 160)),
+        text(3, (0, 320), PROMPT_A),
         N(4, "VAELoader", (0, 520), {"vae_name": VAE}),
         sampler(5, (440, 0), (1, 0), (3, 0), (1, 1), policy="confidence", threshold_preset="balanced"),
         *decode_and_save(6, (820, 0), (5, 0), "dsa/t2v"),
@@ -94,18 +109,43 @@ def text_to_video():
 def long_video():
     ext = {"policy": "confidence", "threshold_preset": "balanced", "cache_window": 21, "sink_frames": 3}
     return [
-        N(100, "MarkdownNote", (-460, 0), size=(420, 300), text=(
-            "## DSA: a long video with prompt switches\nThe sampler makes 81 frames; each extender continues the same "
-            "KV cache (nothing is recomputed) for 48 more frames under a new prompt. A rolling cache window of 21 "
-            "latent frames plus 3 sink frames keeps memory and per-chunk time flat.\n\nFiles as in the text-to-video "
-            "template.")),
-        loader(1, (0, 0)), clip(2, (0, 160)), N(4, "VAELoader", (0, 320), {"vae_name": VAE}),
-        text(3, (0, 440), PROMPT_A), text(10, (0, 640), PROMPT_B), text(11, (0, 840), PROMPT_C),
+        N(
+            100,
+            "MarkdownNote",
+            (-460, 0),
+            size=(420, 300),
+            text=(
+                "## DSA: a long video with prompt switches\nThe sampler makes "
+                "81 frames; each extender continues the same "
+                "KV cache (nothing is recomputed) for 48 more frames under a new prompt. A rolling cache window of 21 "
+                "latent frames plus 3 sink frames keeps memory and per-chunk "
+                "time flat.\n\nFiles as in the text-to-video "
+                "template."
+            ),
+        ),
+        loader(1, (0, 0)),
+        clip(2, (0, 160)),
+        N(4, "VAELoader", (0, 320), {"vae_name": VAE}),
+        text(3, (0, 440), PROMPT_A),
+        text(10, (0, 640), PROMPT_B),
+        text(11, (0, 840), PROMPT_C),
         sampler(5, (440, 0), (1, 0), (3, 0), (1, 1), **ext),
-        N(12, "DSAExtend", (820, 0), {"seed": 43, "add_frames": 48, "recache": "none", **ext},
-          {"model": (1, 0), "positive": (10, 0), "head": (1, 1), "state": (5, 1)}, size=(340, 640)),
-        N(13, "DSAExtend", (1200, 0), {"seed": 44, "add_frames": 48, "recache": "none", **ext},
-          {"model": (1, 0), "positive": (11, 0), "head": (1, 1), "state": (12, 1)}, size=(340, 640)),
+        N(
+            12,
+            "DSAExtend",
+            (820, 0),
+            {"seed": 43, "add_frames": 48, "recache": "none", **ext},
+            {"model": (1, 0), "positive": (10, 0), "head": (1, 1), "state": (5, 1)},
+            size=(340, 640),
+        ),
+        N(
+            13,
+            "DSAExtend",
+            (1200, 0),
+            {"seed": 44, "add_frames": 48, "recache": "none", **ext},
+            {"model": (1, 0), "positive": (11, 0), "head": (1, 1), "state": (12, 1)},
+            size=(340, 640),
+        ),
         *decode_and_save(6, (1580, 0), (13, 0), "dsa/long"),
         *report(8, (1580, 480), (13, 2)),
     ]
@@ -113,11 +153,21 @@ def long_video():
 
 def fixed_vs_adaptive():
     return [
-        N(100, "MarkdownNote", (-460, 0), size=(420, 260), text=(
-            "## Fixed 4 steps versus DSA\nSame model, prompt and seed. Top: Self-Forcing's fixed 4 steps per chunk. "
-            "Bottom: DSA lets confident chunks stop early and gives hard ones extra levels. Compare the videos and "
-            "the two step reports (NFE and speed-up).\n\nFiles as in the text-to-video template.")),
-        loader(1, (0, 0)), clip(2, (0, 160)), text(3, (0, 320), PROMPT_A),
+        N(
+            100,
+            "MarkdownNote",
+            (-460, 0),
+            size=(420, 260),
+            text=(
+                "## Fixed 4 steps versus DSA\nSame model, prompt and seed. "
+                "Top: Self-Forcing's fixed 4 steps per chunk. "
+                "Bottom: DSA lets confident chunks stop early and gives hard ones extra levels. Compare the videos and "
+                "the two step reports (NFE and speed-up).\n\nFiles as in the text-to-video template."
+            ),
+        ),
+        loader(1, (0, 0)),
+        clip(2, (0, 160)),
+        text(3, (0, 320), PROMPT_A),
         N(4, "VAELoader", (0, 520), {"vae_name": VAE}),
         sampler(5, (440, 0), (1, 0), (3, 0), (1, 1), policy="fixed", max_steps=4),
         sampler(12, (440, 700), (1, 0), (3, 0), (1, 1), policy="confidence", threshold_preset="balanced"),
@@ -148,49 +198,108 @@ and committed as context; length counts it (81 frames = the image + 80 generated
 
 
 def causal_forcing_sampler(i, pos, cond, **links):
-    widgets = {"seed": 42, "width": 832, "height": 480, "length": 81, "frames_per_chunk": 1, "policy": "heuristic",
-               "threshold_preset": "balanced", "min_steps": 2, "max_steps": 6, "schedule": "model"}
+    widgets = {
+        "seed": 42,
+        "width": 832,
+        "height": 480,
+        "length": 81,
+        "frames_per_chunk": 1,
+        "policy": "heuristic",
+        "threshold_preset": "balanced",
+        "min_steps": 2,
+        "max_steps": 6,
+        "schedule": "model",
+    }
     return N(i, "DSASampler", pos, widgets, {"model": (1, 0), "positive": cond, **links}, size=(340, 700))
 
 
 def causal_forcing(i2v: bool):
     nodes = [
-        N(100, "MarkdownNote", (-460, 0), text=CAUSAL_NOTE.format(mode="image to video" if i2v else "text to video",
-                                                                  extra=I2V_EXTRA if i2v else ""), size=(420, 520)),
+        N(
+            100,
+            "MarkdownNote",
+            (-460, 0),
+            text=CAUSAL_NOTE.format(mode="image to video" if i2v else "text to video", extra=I2V_EXTRA if i2v else ""),
+            size=(420, 520),
+        ),
         N(1, "UNETLoader", (0, 0), {"unet_name": CAUSAL_FORCING, "weight_dtype": "default"}),
-        clip(2, (0, 160)), N(4, "VAELoader", (0, 320), {"vae_name": VAE}),
-        text(3, (0, 440), PROMPT_A if not i2v else
-             "The fox in the picture turns its head and trots off through the snow, camera follows"),
+        clip(2, (0, 160)),
+        N(4, "VAELoader", (0, 320), {"vae_name": VAE}),
+        text(
+            3,
+            (0, 440),
+            PROMPT_A
+            if not i2v
+            else "The fox in the picture turns its head and trots off through the snow, camera follows",
+        ),
     ]
     links = {}
     if i2v:
         nodes.append(N(10, "LoadImage", (0, 640), {"image": START_IMAGE}, size=(320, 360)))
         links = {"start_image": (10, 0), "vae": (4, 0)}
-    nodes += [causal_forcing_sampler(5, (440, 0), (3, 0), **links),
-              *decode_and_save(6, (820, 0), (5, 0), "dsa/causal_forcing_" + ("i2v" if i2v else "t2v")),
-              *report(8, (820, 480), (5, 2))]
+    nodes += [
+        causal_forcing_sampler(5, (440, 0), (3, 0), **links),
+        *decode_and_save(6, (820, 0), (5, 0), "dsa/causal_forcing_" + ("i2v" if i2v else "t2v")),
+        *report(8, (820, 480), (5, 2)),
+    ]
     return nodes
 
 
 def toy_demo():
     return [
-        N(100, "MarkdownNote", (-460, 0), size=(420, 300), text=(
-            "## DSA toy demo: runs anywhere, no downloads\nA tiny causal Wan (the pack's bundled toy model, trained "
-            "by `python -m dsa_core.toy.reproduce`) on synthetic shapes: 4 chunks; later chunks either continue the "
-            "motion or hold a random event (the shape changes colour or jumps). The prompt is a stored embedding; the "
-            "toy decoder maps its latents to colours. Watch the chart on the sampler: the steps differ per chunk.\n\n"
-            "The toy head's confidence after step k reads \"more settled than this fraction of chunks at step k\" "
-            "(step-rank label); on this model threshold 0.4 gives the first chunk 6 steps and most later chunks 1; "
-            "0.75 and up take all 6.")),
-        N(1, "DSAModelLoader", (0, 0), {"generator": TOY_GENERATOR,
-                                        "head": "auto (embedded in the generator file, else none)",
-                                        "weight_dtype": "default"}),
+        N(
+            100,
+            "MarkdownNote",
+            (-460, 0),
+            size=(420, 300),
+            text=(
+                "## DSA toy demo: runs anywhere, no downloads\nA tiny causal "
+                "Wan (the pack's bundled toy model, trained "
+                "by `python -m dsa_core.toy.reproduce`) on synthetic shapes: "
+                "4 chunks; later chunks either continue the "
+                "motion or hold a random event (the shape changes colour or "
+                "jumps). The prompt is a stored embedding; the "
+                "toy decoder maps its latents to colours. Watch the chart on "
+                "the sampler: the steps differ per chunk.\n\n"
+                'The toy head\'s confidence after step k reads "more settled than this fraction of chunks at step k" '
+                "(step-rank label); on this model threshold 0.4 gives the first chunk 6 steps and most later chunks 1; "
+                "0.75 and up take all 6."
+            ),
+        ),
+        N(
+            1,
+            "DSAModelLoader",
+            (0, 0),
+            {
+                "generator": TOY_GENERATOR,
+                "head": "auto (embedded in the generator file, else none)",
+                "weight_dtype": "default",
+            },
+        ),
         N(2, "DSAPromptEmbedding", (0, 160), {"embedding": TOY_PROMPT}),
-        sampler(5, (380, 0), (1, 0), (2, 0), (1, 1), seed=2, width=64, height=64, length=45, policy="confidence",
-                threshold_preset="custom", threshold=0.4),
+        sampler(
+            5,
+            (380, 0),
+            (1, 0),
+            (2, 0),
+            (1, 1),
+            seed=2,
+            width=64,
+            height=64,
+            length=45,
+            policy="confidence",
+            threshold_preset="custom",
+            threshold=0.4,
+        ),
         N(6, "DSAToyDecode", (760, 0), {}, {"samples": (5, 0)}),
-        N(7, "SaveAnimatedWEBP", (1100, 0), {"filename_prefix": "dsa/toy", "fps": 4.0}, {"images": (6, 0)},
-          size=(420, 420)),
+        N(
+            7,
+            "SaveAnimatedWEBP",
+            (1100, 0),
+            {"filename_prefix": "dsa/toy", "fps": 4.0},
+            {"images": (6, 0)},
+            size=(420, 420),
+        ),
         *report(8, (760, 480), (5, 2)),
     ]
 

@@ -1,4 +1,5 @@
 """Headless Debian Chromium driven by Selenium (chromedriver from the same Debian release): the real front end."""
+
 from __future__ import annotations
 
 import shutil
@@ -24,9 +25,19 @@ class Browser:
 
         opts = webdriver.ChromeOptions()
         opts.binary_location = CHROMIUM
-        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--disable-dev-shm-usage", f"--window-size={width},{height}", f"--user-data-dir={user_data_dir}"):
+        for flag in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            f"--window-size={width},{height}",
+            f"--user-data-dir={user_data_dir}",
+        ):
             opts.add_argument(flag)
         opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
@@ -46,10 +57,12 @@ class Browser:
 
     def run_async(self, body: str, *args):
         """Run an async JS function body; `return` its JSON-able result."""
-        script = ("const done = arguments[arguments.length - 1];"
-                  f"(async (...args) => {{ {body} }})(...Array.from(arguments).slice(0, -1))"
-                  ".then(r => done({ok: true, value: r}))"
-                  ".catch(e => done({ok: false, error: String(e && e.stack || e)}));")
+        script = (
+            "const done = arguments[arguments.length - 1];"
+            f"(async (...args) => {{ {body} }})(...Array.from(arguments).slice(0, -1))"
+            ".then(r => done({ok: true, value: r}))"
+            ".catch(e => done({ok: false, error: String(e && e.stack || e)}));"
+        )
         res = self.driver.execute_async_script(script, *args)
         if not res["ok"]:
             raise RuntimeError(f"browser script failed: {res['error']}")

@@ -3,6 +3,7 @@
 Tests under tests/core need no host; tests under tests/host use `inprocess_host` (tier a, fast, no server) and
 `server_host` (tier b, a real ComfyUI server on a free loopback port, one per session).
 """
+
 from __future__ import annotations
 
 import os

@@ -2,6 +2,7 @@
 
 The host is installed by scripts/host.py (never vendored). Tests that need it import it through here.
 """
+
 from __future__ import annotations
 
 import os

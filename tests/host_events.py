@@ -1,4 +1,5 @@
 """Checks on the events a host sends to the front end that hold on every supported host version."""
+
 from __future__ import annotations
 
 

@@ -4,6 +4,7 @@ It loads the host's built-in nodes and this pack exactly as main.py does, valida
 host's validator and runs them with the host's PromptExecutor. A stand-in PromptServer records every event the
 host and the pack send to the front end, so tests can assert on progress and custom events.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -87,8 +88,10 @@ class InProcessHost:
 
         stray = sys.modules.get("utils")
         if stray is not None and not hasattr(stray, "__path__"):
-            raise RuntimeError(f"a module named 'utils' ({getattr(stray, '__file__', stray)}) was imported before the "
-                               "host; ComfyUI needs its own utils package")
+            raise RuntimeError(
+                f"a module named 'utils' ({getattr(stray, '__file__', stray)}) was imported before the "
+                "host; ComfyUI needs its own utils package"
+            )
         # isort: off
         import utils.extra_config  # noqa: F401  (must precede `nodes`, else `utils` resolves to comfy/utils.py)
         import server
@@ -103,8 +106,11 @@ class InProcessHost:
         asyncio.run(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
         logging.getLogger().removeHandler(handler)
         self._install_progress_hook()
-        self.pack_nodes = {k for k, v in nodes.NODE_CLASS_MAPPINGS.items()
-                           if getattr(v, "RELATIVE_PYTHON_MODULE", "") == PACK_MODULE_PREFIX + pack_name}
+        self.pack_nodes = {
+            k
+            for k, v in nodes.NODE_CLASS_MAPPINGS.items()
+            if getattr(v, "RELATIVE_PYTHON_MODULE", "") == PACK_MODULE_PREFIX + pack_name
+        }
         return self
 
     def _install_progress_hook(self):

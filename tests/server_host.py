@@ -3,6 +3,7 @@
 The host's exit code never says that a pack failed to import, so `start()` fails on its own when the pack's
 nodes are missing from /object_info or the log says IMPORT FAILED for it (PackImportError).
 """
+
 from __future__ import annotations
 
 import json
@@ -92,8 +93,9 @@ class ServerHost:
     # --- HTTP ---
     def request(self, path: str, data=None, method=None, timeout=30):
         body = json.dumps(data).encode() if data is not None else None
-        req = urllib.request.Request(self.url + path, data=body, method=method,
-                                     headers={"Content-Type": "application/json"} if body else {})
+        req = urllib.request.Request(
+            self.url + path, data=body, method=method, headers={"Content-Type": "application/json"} if body else {}
+        )
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read()
 
@@ -167,8 +169,11 @@ class WSClient:
         return ends[self.events[-1]["type"]]
 
     def of_type(self, kind: str, prompt_id: str | None = None) -> list[dict]:
-        return [e for e in self.events if e["type"] == kind
-                and (prompt_id is None or e.get("data", {}).get("prompt_id") == prompt_id)]
+        return [
+            e
+            for e in self.events
+            if e["type"] == kind and (prompt_id is None or e.get("data", {}).get("prompt_id") == prompt_id)
+        ]
 
     def close(self):
         self.ws.close()

@@ -1,4 +1,5 @@
 """Files the tests make for themselves: tiny random Wan checkpoints and prompt embeddings (real formats)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -70,8 +71,14 @@ def write_tiny_wan_vae(path: Path, seed: int = 0) -> Path:
     import comfy.ldm.wan.vae as wan_vae
 
     torch.manual_seed(seed)
-    vae = wan_vae.WanVAE(dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                         temperal_downsample=[False, True, True])
+    vae = wan_vae.WanVAE(
+        dim=8,
+        z_dim=16,
+        dim_mult=[1, 2, 4, 4],
+        num_res_blocks=2,
+        attn_scales=[],
+        temperal_downsample=[False, True, True],
+    )
     with torch.no_grad():  # the host builds it with uninitialised weights
         for name, p in vae.named_parameters():
             if "gamma" in name:

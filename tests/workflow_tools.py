@@ -1,6 +1,7 @@
 """UI-format workflows (what the ComfyUI front end saves and loads) built from compact specs, and converted back
 to API format the way the front end's graphToPrompt does, both driven by the host's /object_info.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 @dataclass
 class N:
     """A node of a workflow spec: widgets by input name, links as input name -> (source node id, output slot)."""
+
     id: int
     type: str
     pos: tuple
@@ -62,10 +64,22 @@ def build_ui(nodes: list[N], object_info: dict, extra: dict | None = None) -> di
             out_links.setdefault((src, slot), []).append(link_id)
     for order, n in enumerate(nodes):
         if n.type in FRONTEND_ONLY:
-            ui_nodes.append({"id": n.id, "type": n.type, "pos": list(n.pos), "size": list(n.size or (420, 200)),
-                             "flags": {}, "order": order, "mode": 0, "inputs": [], "outputs": [],
-                             "properties": {}, "widgets_values": [n.text or ""],
-                             **({"title": n.title} if n.title else {})})
+            ui_nodes.append(
+                {
+                    "id": n.id,
+                    "type": n.type,
+                    "pos": list(n.pos),
+                    "size": list(n.size or (420, 200)),
+                    "flags": {},
+                    "order": order,
+                    "mode": 0,
+                    "inputs": [],
+                    "outputs": [],
+                    "properties": {},
+                    "widgets_values": [n.text or ""],
+                    **({"title": n.title} if n.title else {}),
+                }
+            )
             continue
         info = object_info[n.type]
         unknown = set(n.widgets) - set(widget_names(info))
@@ -80,20 +94,39 @@ def build_ui(nodes: list[N], object_info: dict, extra: dict | None = None) -> di
                 continue
             lid = next((link[0] for link in links if link[3] == n.id and link[4] == name), None)
             inputs.append({"name": name, "type": spec[0], "link": lid, **({"shape": 7} if optional else {})})
-        outputs = [{"name": oname, "type": otyp, "links": out_links.get((n.id, i), []), "slot_index": i}
-                   for i, (oname, otyp) in enumerate(zip(info["output_name"], info["output"]))]
-        node = {"id": n.id, "type": n.type, "pos": list(n.pos), "size": list(n.size or (320, 120)), "flags": {},
-                "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
-                "properties": {"Node name for S&R": n.type}, "widgets_values": values}
+        outputs = [
+            {"name": oname, "type": otyp, "links": out_links.get((n.id, i), []), "slot_index": i}
+            for i, (oname, otyp) in enumerate(zip(info["output_name"], info["output"]))
+        ]
+        node = {
+            "id": n.id,
+            "type": n.type,
+            "pos": list(n.pos),
+            "size": list(n.size or (320, 120)),
+            "flags": {},
+            "order": order,
+            "mode": 0,
+            "inputs": inputs,
+            "outputs": outputs,
+            "properties": {"Node name for S&R": n.type},
+            "widgets_values": values,
+        }
         if n.title:
             node["title"] = n.title
         ui_nodes.append(node)
     for link in links:  # the UI format stores the target slot index, not the input name
         target = next(u for u in ui_nodes if u["id"] == link[3])
         link[4] = next(i for i, s in enumerate(target["inputs"]) if s["name"] == link[4])
-    return {"last_node_id": max(n.id for n in nodes), "last_link_id": link_id, "nodes": ui_nodes, "links": links,
-            "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}, **(extra or {})},
-            "version": 0.4}
+    return {
+        "last_node_id": max(n.id for n in nodes),
+        "last_link_id": link_id,
+        "nodes": ui_nodes,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}, **(extra or {})},
+        "version": 0.4,
+    }
 
 
 def ui_to_api(ui: dict, object_info: dict) -> dict:

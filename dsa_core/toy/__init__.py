@@ -4,6 +4,7 @@ and the reproduction script. Everything runs on a CPU in minutes (see results/to
 ``demo_assets()`` says where the committed toy model and its prompt embeddings are; ``decode_to_rgb``
 turns its latents into pixels (the toy codec, world.py); ``write_gif`` / ``write_webp`` save a video.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,28 +21,39 @@ DEFAULT_PROMPT = "toy_green_disc_drifting_left_on_black.safetensors"
 
 @dataclass(frozen=True)
 class DemoAssets:
-    model: Path              # generator + confidence head in one safetensors (bare Wan keys + 'confidence_head.')
-    prompts: tuple           # prompt embedding files (dsa_core.prompt_files format)
+    model: Path  # generator + confidence head in one safetensors (bare Wan keys + 'confidence_head.')
+    prompts: tuple  # prompt embedding files (dsa_core.prompt_files format)
     default_prompt: Path
     latent_h: int
     latent_w: int
-    num_frames: int          # latent frames the toy model was trained on (it can continue further)
+    num_frames: int  # latent frames the toy model was trained on (it can continue further)
     chunk_frames: int
-    max_steps: int           # ladder levels it was trained on (Self-Forcing's 4 + 2 extended)
+    max_steps: int  # ladder levels it was trained on (Self-Forcing's 4 + 2 extended)
     pixel_scale: int
 
 
 def demo_assets() -> DemoAssets:
     from . import world as W
+
     prompts = tuple(sorted(PROMPT_DIR.glob("*.safetensors")))
-    return DemoAssets(MODEL_FILE, prompts, PROMPT_DIR / DEFAULT_PROMPT, W.LATENT_H, W.LATENT_W, W.NUM_FRAMES,
-                      W.CHUNK_FRAMES, 6, W.PIXEL_SCALE)
+    return DemoAssets(
+        MODEL_FILE,
+        prompts,
+        PROMPT_DIR / DEFAULT_PROMPT,
+        W.LATENT_H,
+        W.LATENT_W,
+        W.NUM_FRAMES,
+        W.CHUNK_FRAMES,
+        6,
+        W.PIXEL_SCALE,
+    )
 
 
 def _frames_u8(video):
     """[T, H, W, 3] float in [0, 1] (torch or numpy) -> list of PIL images."""
     import numpy as np
     from PIL import Image
+
     arr = video.detach().cpu().numpy() if hasattr(video, "detach") else np.asarray(video)
     arr = (np.clip(arr, 0, 1) * 255 + 0.5).astype("uint8")
     return [Image.fromarray(f) for f in arr]

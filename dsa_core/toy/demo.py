@@ -7,6 +7,7 @@ The model (models/toy/dsa_toy_wan.safetensors) and the prompts (models/toy/promp
 ``python -m dsa_core.toy.reproduce --out results/toy_repro --save-model models/toy`` (see
 results/toy_repro/README.md). The ComfyUI demo (bash scripts/demo) runs the same model through the nodes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,25 +32,30 @@ from .world import decode_to_rgb
 def chunk_lines(prompt: str, latent, rec) -> list[str]:
     """Per chunk: its steps and what the toy world says it holds (first chunk, continuation, or an event)."""
     from . import world as W
+
     try:
         kinds = [c.kind for c in W.SceneFitter().chunk_scores(W.scene_from_prompt(prompt), latent)]
     except ValueError:  # not a toy-world prompt
         kinds = [None] * len(rec.chunks)
     names = {"start": "first chunk (no context)", "none": "continuation", None: "?"}
-    return [f"  chunk {i + 1}: {c.steps} steps ({c.stop_reason}), {names.get(k, f'EVENT ({k})')}"
-            for i, (c, k) in enumerate(zip(rec.chunks, kinds))]
+    return [
+        f"  chunk {i + 1}: {c.steps} steps ({c.stop_reason}), {names.get(k, f'EVENT ({k})')}"
+        for i, (c, k) in enumerate(zip(rec.chunks, kinds))
+    ]
 
 
 def main(argv=None) -> int:
     assets = demo_assets()
-    ap = argparse.ArgumentParser(prog="python -m dsa_core.toy.demo", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m dsa_core.toy.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", default="demo-output")
     ap.add_argument("--model", default=str(assets.model))
     ap.add_argument("--prompt", default="0", help="index into models/toy/prompts, or a prompt file path")
     ap.add_argument("--threshold", default="balanced", help="preset name or a number in [0, 1]")
-    ap.add_argument("--frames", type=int, default=assets.num_frames,
-                    help=f"latent frames (a multiple of {assets.chunk_frames})")
+    ap.add_argument(
+        "--frames", type=int, default=assets.num_frames, help=f"latent frames (a multiple of {assets.chunk_frames})"
+    )
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)  # a 1M-parameter model: threads only add overhead (and thrash on busy machines)
@@ -62,9 +68,18 @@ def main(argv=None) -> int:
     cw = CausalWan(dit, dit.config)
     ladder = extended_ladder(self_forcing_ladder(), assets.max_steps)
     policy = ConfidencePolicy(threshold_from_preset(a.threshold), 1, assets.max_steps)
-    lat, _, rec = sample_video(cw, cw.encode_text(emb.context.float()), num_frames=a.frames, latent_h=assets.latent_h,
-                               latent_w=assets.latent_w, chunk_frames=assets.chunk_frames, ladder=ladder,
-                               policy=policy, seed=a.seed, head=head)
+    lat, _, rec = sample_video(
+        cw,
+        cw.encode_text(emb.context.float()),
+        num_frames=a.frames,
+        latent_h=assets.latent_h,
+        latent_w=assets.latent_w,
+        chunk_frames=assets.chunk_frames,
+        ladder=ladder,
+        policy=policy,
+        seed=a.seed,
+        head=head,
+    )
     video = decode_to_rgb(lat)[0]
     gif = write_gif(video, out / "toy_video.gif")
     report = rec.to_dict()

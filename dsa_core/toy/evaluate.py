@@ -20,6 +20,7 @@ pairs.
 
 NFE per chunk counts every generator forward of the chunk: its denoising steps + the t = 0 commit pass.
 """
+
 from __future__ import annotations
 
 import math
@@ -130,6 +131,7 @@ def split_pairs(n_prompts: int, seeds: list, seed: int = 12345) -> dict:
 @dataclass
 class VideoResult:
     """One generated video, chunk by chunk."""
+
     prompt: int
     seed: int
     steps: list
@@ -139,7 +141,7 @@ class VideoResult:
     event: list
     kinds: list
     confidence: list = field(default_factory=list)  # per chunk, per step: the chunk's confidence (fixed runs)
-    step_cond: list = field(default_factory=list)   # per chunk, per step: cond error of that step's x0_hat
+    step_cond: list = field(default_factory=list)  # per chunk, per step: cond error of that step's x0_hat
 
 
 class Evaluator:
@@ -164,22 +166,31 @@ class Evaluator:
         """One VideoResult per pair (all pairs sampled as one batch, see ``batched_sample``); with
         ``per_step`` also every step's x0_hat scored and the head's chunk confidence after every step."""
         ctx = torch.stack([W.prompt_embedding(self.scenes[p]) for p, _ in pairs])
-        lat, steps, nfe, confs, x0s = batched_sample(self.cw, self.cw.encode_text(ctx), [s for _, s in pairs],
-                                                     policy, self.ladder, head=head, record=per_step)
+        lat, steps, nfe, confs, x0s = batched_sample(
+            self.cw, self.cw.encode_text(ctx), [s for _, s in pairs], policy, self.ladder, head=head, record=per_step
+        )
         out = []
         for i, (p, seed) in enumerate(pairs):
             scene, video = self.scenes[p], lat[i]
             self.latents[(name, p, seed)] = video
             sc = self.fitter.chunk_scores(scene, video)
-            r = VideoResult(p, seed, steps[i], nfe[i], [s.conditional for s in sc], [s.realism for s in sc],
-                            [s.event for s in sc], [s.kind for s in sc])
+            r = VideoResult(
+                p,
+                seed,
+                steps[i],
+                nfe[i],
+                [s.conditional for s in sc],
+                [s.realism for s in sc],
+                [s.event for s in sc],
+                [s.kind for s in sc],
+            )
             if per_step:
                 for ci in range(len(steps[i])):
                     f0 = ci * W.CHUNK_FRAMES
                     errs = []
                     for x0 in x0s[ci]:
                         v = video.clone()
-                        v[:, f0:f0 + W.CHUNK_FRAMES] = x0[i]
+                        v[:, f0 : f0 + W.CHUNK_FRAMES] = x0[i]
                         errs.append(self.fitter.chunk_scores(scene, v, chunks=[ci], realism=False)[0].conditional)
                     r.step_cond.append(errs)
                     r.confidence.append([c[i] for c in confs[ci]] if confs[ci] else [])
@@ -202,8 +213,17 @@ def _stop_rule(policy: StepPolicy, n_videos: int, n_chunks: int):
 
 
 @torch.no_grad()
-def batched_sample(cw, text, seeds: list, policy: StepPolicy, ladder, head=None, record: bool = False,
-                   num_frames: int = W.NUM_FRAMES, chunk_frames: int = W.CHUNK_FRAMES):
+def batched_sample(
+    cw,
+    text,
+    seeds: list,
+    policy: StepPolicy,
+    ladder,
+    head=None,
+    record: bool = False,
+    num_frames: int = W.NUM_FRAMES,
+    chunk_frames: int = W.CHUNK_FRAMES,
+):
     """Evaluation sampler: B videos (one per seed, ``text`` batched to B) generated together, each video
     stopping each chunk on its own decision. The maths is ar_sampler.sample_video's with batch 1 (the same
     SeededNoise per video, the same x0 and re-noising formulas, one t = 0 commit of each video's own exit
@@ -285,14 +305,20 @@ def row_stats(ev: Evaluator, name: str, results: list, seed: int = 0) -> dict:
         hist[s] = hist.get(s, 0) + 1
     n_chunks = len(results[0].steps)
     return {
-        "cond": bootstrap_ci(cond, seed=seed), "realism": bootstrap_ci(real, seed=seed),
+        "cond": bootstrap_ci(cond, seed=seed),
+        "realism": bootstrap_ci(real, seed=seed),
         "nfe_per_chunk": bootstrap_ci(nfe, seed=seed),
         "energy": bootstrap_ci(energies, seed=seed) if energies else (float("nan"),) * 3,
-        "steps_per_chunk": _mean(steps_all), "steps_hist": dict(sorted(hist.items())),
+        "steps_per_chunk": _mean(steps_all),
+        "steps_hist": dict(sorted(hist.items())),
         "steps_by_chunk": [_mean([r.steps[i] for r in results]) for i in range(n_chunks)],
-        "event_rate": _mean([float(e) for _, e in later]), "world_event_rate": W.EVENT_P,
-        "steps_event": _mean(ev_steps), "steps_continuation": _mean(co_steps),
-        "n_event_chunks": len(ev_steps), "n_continuation_chunks": len(co_steps), "pairs": len(results),
+        "event_rate": _mean([float(e) for _, e in later]),
+        "world_event_rate": W.EVENT_P,
+        "steps_event": _mean(ev_steps),
+        "steps_continuation": _mean(co_steps),
+        "n_event_chunks": len(ev_steps),
+        "n_continuation_chunks": len(co_steps),
+        "pairs": len(results),
         "per_pair_cond": cond,
     }
 
@@ -300,15 +326,21 @@ def row_stats(ev: Evaluator, name: str, results: list, seed: int = 0) -> dict:
 @dataclass
 class Row:
     name: str
-    kind: str          # fixed | joint | calibrated | heuristic | index | oracle | *_random
-    value: object      # steps, threshold, schedule
+    kind: str  # fixed | joint | calibrated | heuristic | index | oracle | *_random
+    value: object  # steps, threshold, schedule
     heldout: dict
     selection: dict | None = None
     control_of: str | None = None
 
     def to_dict(self, keep_pairs: bool = False) -> dict:
-        d = {"name": self.name, "kind": self.kind, "value": self.value, "control_of": self.control_of,
-             "heldout": dict(self.heldout), "selection": dict(self.selection) if self.selection else None}
+        d = {
+            "name": self.name,
+            "kind": self.kind,
+            "value": self.value,
+            "control_of": self.control_of,
+            "heldout": dict(self.heldout),
+            "selection": dict(self.selection) if self.selection else None,
+        }
         if not keep_pairs:
             for h in ("heldout", "selection"):
                 if d[h]:
@@ -316,8 +348,18 @@ class Row:
         return d
 
 
-def evaluate_run(ev: Evaluator, name: str, kind: str, value, policy_fn, halves: dict, head=None,
-                 per_step: bool = False, control: bool = False, control_seed: int = 0) -> tuple[list, dict]:
+def evaluate_run(
+    ev: Evaluator,
+    name: str,
+    kind: str,
+    value,
+    policy_fn,
+    halves: dict,
+    head=None,
+    per_step: bool = False,
+    control: bool = False,
+    control_seed: int = 0,
+) -> tuple[list, dict]:
     """Run ``policy_fn()`` on selection + held-out pairs (in that order, one policy instance); with
     ``control`` also its matched-random control. Returns (rows, raw results by half)."""
     pairs = halves["selection"] + halves["heldout"]
@@ -330,8 +372,14 @@ def evaluate_run(ev: Evaluator, name: str, kind: str, value, policy_fn, halves: 
         groups = [row.selection["steps_hist"], row.heldout["steps_hist"]]
         cname = f"{name} random control"
         cres = ev.run(cname, MatchedRandomSteps(groups=groups, seed=control_seed), pairs)
-        crow = Row(cname, kind + "_random", value, row_stats(ev, cname, cres[n_sel:]),
-                   row_stats(ev, cname, cres[:n_sel]), control_of=name)
+        crow = Row(
+            cname,
+            kind + "_random",
+            value,
+            row_stats(ev, cname, cres[n_sel:]),
+            row_stats(ev, cname, cres[:n_sel]),
+            control_of=name,
+        )
         d = paired_diff_ci(row.heldout["per_pair_cond"], crow.heldout["per_pair_cond"])
         row.heldout["vs_control"] = {"diff": d, "verdict": verdict(d)}
         rows.append(crow)
@@ -375,8 +423,15 @@ def oracle_rows(results: list, nfe_targets) -> list[dict]:
         n = len(results[0].steps)
         per_pair = [_mean([errs[i * n + c][ks[i * n + c]] for c in range(n)]) for i in range(len(results))]
         nfe_pair = [_mean([ks[i * n + c] + 2 for c in range(n)]) for i in range(len(results))]
-        out.append({"nfe_target": target, "cond": bootstrap_ci(per_pair), "nfe_per_chunk": bootstrap_ci(nfe_pair),
-                    "steps_per_chunk": _mean([k + 1 for k in ks]), "per_pair_cond": per_pair})
+        out.append(
+            {
+                "nfe_target": target,
+                "cond": bootstrap_ci(per_pair),
+                "nfe_per_chunk": bootstrap_ci(nfe_pair),
+                "steps_per_chunk": _mean([k + 1 for k in ks]),
+                "per_pair_cond": per_pair,
+            }
+        )
     return out
 
 
@@ -400,8 +455,13 @@ def summary(rows: list, spear: dict, balanced: float = 0.75) -> dict:
     joint = sorted([r for r in rows if r.kind == "joint"], key=lambda r: r.heldout["nfe_per_chunk"][0])
     ok = [r for r in joint if r.heldout["cond"][0] <= f4_cond + tol]
     cheapest = ok[0] if ok else None
-    ok_sel = [r for r in joint if r.selection["cond"][0] <= by["fixed 4"].selection["cond"][0]
-              + 0.5 * (by["fixed 4"].selection["cond"][2] - by["fixed 4"].selection["cond"][1])]
+    ok_sel = [
+        r
+        for r in joint
+        if r.selection["cond"][0]
+        <= by["fixed 4"].selection["cond"][0]
+        + 0.5 * (by["fixed 4"].selection["cond"][2] - by["fixed 4"].selection["cond"][1])
+    ]
     chosen = ok_sel[0] if ok_sel else None
     runs = [r for r in rows if "vs_control" in r.heldout]
     wins = [r.name for r in runs if r.heldout["vs_control"]["verdict"] == "better"]
@@ -415,8 +475,15 @@ def summary(rows: list, spear: dict, balanced: float = 0.75) -> dict:
             x, (c, lo, hi) = o.heldout["nfe_per_chunk"][0], o.heldout["cond"]
             y = interp(curve, x)
             if y is not None:
-                checks.append({"name": o.name, "nfe": x, "their_cond": c, "joint_cond_at_nfe": y,
-                               "better_beyond_half_ci": y < c - 0.5 * (hi - lo)})
+                checks.append(
+                    {
+                        "name": o.name,
+                        "nfe": x,
+                        "their_cond": c,
+                        "joint_cond_at_nfe": y,
+                        "better_beyond_half_ci": y < c - 0.5 * (hi - lo),
+                    }
+                )
         return (bool(checks) and all(ch["better_beyond_half_ci"] for ch in checks)), checks
 
     idx = [r for r in rows if r.kind == "index"]
@@ -424,22 +491,34 @@ def summary(rows: list, spear: dict, balanced: float = 0.75) -> dict:
     b_idx, idx_checks = beats(idx)
     b_heur, heur_checks = beats(heur)
     return {
-        "nfe_ratio_at_fixed4_quality": (cheapest.heldout["nfe_per_chunk"][0] / fixed4["nfe_per_chunk"][0]
-                                        if cheapest else None),
+        "nfe_ratio_at_fixed4_quality": (
+            cheapest.heldout["nfe_per_chunk"][0] / fixed4["nfe_per_chunk"][0] if cheapest else None
+        ),
         "nfe_ratio_threshold": cheapest.value if cheapest else None,
         "nfe_ratio_at_fixed4_quality_selected_threshold": (
-            {"threshold": chosen.value, "ratio": chosen.heldout["nfe_per_chunk"][0] / fixed4["nfe_per_chunk"][0],
-             "cond": chosen.heldout["cond"][0]} if chosen else None),
-        "random_control_wins": len(wins), "random_control_losses": len(losses),
+            {
+                "threshold": chosen.value,
+                "ratio": chosen.heldout["nfe_per_chunk"][0] / fixed4["nfe_per_chunk"][0],
+                "cond": chosen.heldout["cond"][0],
+            }
+            if chosen
+            else None
+        ),
+        "random_control_wins": len(wins),
+        "random_control_losses": len(losses),
         "random_control_ties": len(runs) - len(wins) - len(losses),
-        "random_control_win_runs": wins, "random_control_loss_runs": losses,
-        "event_minus_continuation_steps": (bal.heldout["steps_event"] - bal.heldout["steps_continuation"]
-                                           if bal else None),
+        "random_control_win_runs": wins,
+        "random_control_loss_runs": losses,
+        "event_minus_continuation_steps": (
+            bal.heldout["steps_event"] - bal.heldout["steps_continuation"] if bal else None
+        ),
         "event_minus_continuation_threshold": balanced,
         "spearman_conf_vs_gain": spear["mean"],
         "spearman_conf_vs_gain_per_step": spear["per_step"],
-        "beats_index_schedule": b_idx, "beats_index_schedule_checks": idx_checks,
-        "beats_heuristic": b_heur, "beats_heuristic_checks": heur_checks,
+        "beats_index_schedule": b_idx,
+        "beats_index_schedule_checks": idx_checks,
+        "beats_heuristic": b_heur,
+        "beats_heuristic_checks": heur_checks,
     }
 
 
@@ -448,14 +527,19 @@ def trivial_baselines(scenes, n_per_prompt: int = 8, seed: int = 0, fitter: W.Sc
     noise floor of the energy distance, cond 0) and 'frozen first frame' (a real first frame held still
     for the whole video: a generator that ignores motion and never makes events)."""
     import numpy as np
+
     fitter = fitter or W.SceneFitter()
     g = torch.Generator().manual_seed(seed)
-    out = {"real videos": {"cond": [], "energy": [], "event_rate": []},
-           "frozen first frame": {"cond": [], "energy": [], "event_rate": []}}
+    out = {
+        "real videos": {"cond": [], "energy": [], "event_rate": []},
+        "frozen first frame": {"cond": [], "energy": [], "event_rate": []},
+    }
     for s in scenes:
         vids = [W.sample_video(s, g) for _ in range(n_per_prompt)]
-        for name, lat in (("real videos", W.encode_rgb(np.stack(vids))),
-                          ("frozen first frame", W.encode_rgb(np.stack([np.repeat(v[:1], len(v), 0) for v in vids])))):
+        for name, lat in (
+            ("real videos", W.encode_rgb(np.stack(vids))),
+            ("frozen first frame", W.encode_rgb(np.stack([np.repeat(v[:1], len(v), 0) for v in vids]))),
+        ):
             for v in lat:
                 sc = fitter.chunk_scores(s, v)
                 out[name]["cond"].append(_mean([c.conditional for c in sc]))
@@ -480,8 +564,18 @@ def index_policy(steps):
     return lambda: IndexSchedule(steps)
 
 
-def run_all(dit, joint_head, cal_head, scenes, seeds, thresholds, heuristic_thresholds, index_candidates,
-            show_progress: bool = True, log=print) -> dict:
+def run_all(
+    dit,
+    joint_head,
+    cal_head,
+    scenes,
+    seeds,
+    thresholds,
+    heuristic_thresholds,
+    index_candidates,
+    show_progress: bool = True,
+    log=print,
+) -> dict:
     """The whole evaluation: rows for fixed 1..6, the joint and calibrated head sweeps with controls, the
     heuristic sweep, the index schedule chosen on the selection half, the oracle; Spearman; summary."""
     ev = Evaluator(dit, scenes)
@@ -496,18 +590,29 @@ def run_all(dit, joint_head, cal_head, scenes, seeds, thresholds, heuristic_thre
     raw_fixed6 = None
     for kind, v, name, fn, head in jobs:
         per_step = kind == "fixed" and v == 6
-        r, raw = evaluate_run(ev, name, kind, v, fn, halves, head=joint_head if per_step else head,
-                              per_step=per_step, control=kind in ("joint", "calibrated"),
-                              control_seed=int(1000 * float(v)) + (7 if kind == "calibrated" else 0))
+        r, raw = evaluate_run(
+            ev,
+            name,
+            kind,
+            v,
+            fn,
+            halves,
+            head=joint_head if per_step else head,
+            per_step=per_step,
+            control=kind in ("joint", "calibrated"),
+            control_seed=int(1000 * float(v)) + (7 if kind == "calibrated" else 0),
+        )
         if per_step:
             raw_fixed6 = raw
         rows += r
         bar.update(1)
         h = r[0].heldout
         bar.set_postfix_str(f"{name}: NFE {h['nfe_per_chunk'][0]:.2f} cond {h['cond'][0]:.5f}")
-        log(f"{name}: NFE {h['nfe_per_chunk'][0]:.2f} cond {h['cond'][0]:.5f} energy {h['energy'][0]:.4f} "
+        log(
+            f"{name}: NFE {h['nfe_per_chunk'][0]:.2f} cond {h['cond'][0]:.5f} energy {h['energy'][0]:.4f} "
             f"events {h['event_rate']:.2f} steps ev/cont {h['steps_event']:.2f}/{h['steps_continuation']:.2f}"
-            + (f" vs control {h['vs_control']['verdict']}" if "vs_control" in h else ""))
+            + (f" vs control {h['vs_control']['verdict']}" if "vs_control" in h else "")
+        )
     # index schedules: chosen on the selection half only
     f4_sel = next(r for r in rows if r.name == "fixed 4").selection
     cands = []
@@ -519,7 +624,7 @@ def run_all(dit, joint_head, cal_head, scenes, seeds, thresholds, heuristic_thre
         bar.update(1)
     tol = 0.5 * (f4_sel["cond"][2] - f4_sel["cond"][1])
     good = [c for c in cands if c[1]["cond"][0] <= f4_sel["cond"][0] + tol]
-    best = (min(good, key=lambda c: c[1]["nfe_per_chunk"][0]) if good else min(cands, key=lambda c: c[1]["cond"][0]))
+    best = min(good, key=lambda c: c[1]["nfe_per_chunk"][0]) if good else min(cands, key=lambda c: c[1]["cond"][0])
     name = "index " + "-".join(str(s) for s in best[0]) + " (chosen on selection)"
     res = ev.run(name, IndexSchedule(best[0]), halves["heldout"])
     rows.append(Row(name, "index", list(best[0]), row_stats(ev, name, res), best[1]))
@@ -531,7 +636,13 @@ def run_all(dit, joint_head, cal_head, scenes, seeds, thresholds, heuristic_thre
     for o in oracle:
         h = {"cond": o["cond"], "nfe_per_chunk": o["nfe_per_chunk"], "steps_per_chunk": o["steps_per_chunk"]}
         rows.append(Row(f"oracle at NFE {o['nfe_target']:.2f}", "oracle", o["nfe_target"], h))
-    return {"rows": rows, "spearman": spear, "summary": summary(rows, spear),
-            "index_candidates": [{"schedule": s, "selection": {k: v for k, v in st.items() if k != "per_pair_cond"}}
-                                 for s, st in cands],
-            "halves": {k: [list(p) for p in v] for k, v in halves.items()}, "evaluator": ev}
+    return {
+        "rows": rows,
+        "spearman": spear,
+        "summary": summary(rows, spear),
+        "index_candidates": [
+            {"schedule": s, "selection": {k: v for k, v in st.items() if k != "per_pair_cond"}} for s, st in cands
+        ],
+        "halves": {k: [list(p) for p in v] for k, v in halves.items()},
+        "evaluator": ev,
+    }

@@ -6,6 +6,7 @@ meets at inference, where earlier chunks are committed clean at t = 0).
 
 This only initialises; the distribution matching is done by DMD afterwards (dmd.py).
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,17 +21,30 @@ from . import world as W
 
 
 @torch.no_grad()
-def teacher_trajectories(teacher, contexts: torch.Tensor, ladder: Ladder, g: torch.Generator, ode_steps: int = 16,
-                         shift: float = 3.0, batch: int = 8, show_progress=True):
+def teacher_trajectories(
+    teacher,
+    contexts: torch.Tensor,
+    ladder: Ladder,
+    g: torch.Generator,
+    ode_steps: int = 16,
+    shift: float = 3.0,
+    batch: int = 8,
+    show_progress=True,
+):
     """(states [N, L, 16, T, H, W] at the ladder's levels, x0 [N, 16, T, H, W]) of Euler ODE samples."""
     cw = CausalWan(teacher, teacher.config)
-    grid = sorted(set([round(warp(torch.tensor(1.0 - i / ode_steps), shift).item(), 6) for i in range(ode_steps)]
-                      + [round(s, 6) for s in ladder.sigmas]), reverse=True) + [0.0]
+    grid = sorted(
+        set(
+            [round(warp(torch.tensor(1.0 - i / ode_steps), shift).item(), 6) for i in range(ode_steps)]
+            + [round(s, 6) for s in ladder.sigmas]
+        ),
+        reverse=True,
+    ) + [0.0]
     want = {round(s, 6): i for i, s in enumerate(ladder.sigmas)}
     states, finals = [], []
     bar = progress(total=contexts.shape[0], desc="teacher ODE", disable=not show_progress)
     for i in range(0, contexts.shape[0], batch):
-        ctx = contexts[i:i + batch]
+        ctx = contexts[i : i + batch]
         b = ctx.shape[0]
         x = torch.randn(b, W.LATENT_CHANNELS, W.NUM_FRAMES, W.LATENT_H, W.LATENT_W, generator=g)
         text = cw.encode_text(ctx)
@@ -48,8 +62,18 @@ def teacher_trajectories(teacher, contexts: torch.Tensor, ladder: Ladder, g: tor
     return torch.cat(states), torch.cat(finals)
 
 
-def ode_regression(student, contexts, states, finals, ladder: Ladder, steps: int, batch: int = 8, lr: float = 1e-4,
-                   g: torch.Generator | None = None, show_progress=True) -> list[float]:
+def ode_regression(
+    student,
+    contexts,
+    states,
+    finals,
+    ladder: Ladder,
+    steps: int,
+    batch: int = 8,
+    lr: float = 1e-4,
+    g: torch.Generator | None = None,
+    show_progress=True,
+) -> list[float]:
     g = g or torch.Generator().manual_seed(0)
     cw = CausalWan(student, student.config)
     student.train().requires_grad_(True)
@@ -68,12 +92,12 @@ def ode_regression(student, contexts, states, finals, ladder: Ladder, steps: int
             fs = n * cf
             k = int(torch.randint(len(ladder), (1,), generator=g))
             s = ladder.sigmas[k]
-            xin = st[:, k, :, fs:fs + cf]
+            xin = st[:, k, :, fs : fs + cf]
             out = cw.forward_chunk(xin, torch.full((batch,), 1000.0 * s), text, cache.snapshot(), fs)
             pred = denoise(xin, out.flow, s)
-            loss = loss + F.mse_loss(pred, x0[:, :, fs:fs + cf])
+            loss = loss + F.mse_loss(pred, x0[:, :, fs : fs + cf])
             with torch.no_grad():
-                cw.forward_chunk(x0[:, :, fs:fs + cf], torch.zeros(batch), text, cache, fs)
+                cw.forward_chunk(x0[:, :, fs : fs + cf], torch.zeros(batch), text, cache, fs)
         loss = loss / n_chunks
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,4 +1,5 @@
 """The reproduction's charts, drawn with Pillow only (no plotting library is a dependency)."""
+
 from __future__ import annotations
 
 import math
@@ -54,8 +55,22 @@ def quality_vs_nfe(rows: list[dict], title: str = "", width: int = 980, height: 
     x0, x1 = min(1.5, min(xs) - 0.2), max(xs) + 0.3
     pad = 0.05 * (max(ys) - min(ys) or 1e-3)
     y0, y1 = max(0.0, min(ys) - pad), max(ys) + pad
-    px = _axes(d, width, height, left, r, t, b, x0, x1, y0, y1, font, "NFE per chunk (steps + 1 cache-commit pass)",
-               "cond error: MSE to the nearest allowed continuation (held-out half; lower is better)")
+    px = _axes(
+        d,
+        width,
+        height,
+        left,
+        r,
+        t,
+        b,
+        x0,
+        x1,
+        y0,
+        y1,
+        font,
+        "NFE per chunk (steps + 1 cache-commit pass)",
+        "cond error: MSE to the nearest allowed continuation (held-out half; lower is better)",
+    )
     if title:
         d.text((left, 2), title, fill=FG, font=font)
 
@@ -83,8 +98,15 @@ def quality_vs_nfe(rows: list[dict], title: str = "", width: int = 980, height: 
         for p in sel:
             X, Y = marker(p, colour)
             v = p["value"]
-            label = ("-".join(map(str, v)) if isinstance(v, list) else "" if kind == "oracle"
-                     else f"{v:g}" if isinstance(v, float) else str(v))
+            label = (
+                "-".join(map(str, v))
+                if isinstance(v, list)
+                else ""
+                if kind == "oracle"
+                else f"{v:g}"
+                if isinstance(v, float)
+                else str(v)
+            )
             d.text((X + 5, Y + 3), label, fill=colour, font=font)
     for p in pts:
         if p["kind"].endswith("_random"):
@@ -107,10 +129,18 @@ def event_steps_chart(rows: list[dict], width: int = 760, height: int = 420) -> 
     d = ImageDraw.Draw(img)
     font = ImageFont.load_default()
     left, r, t, b = 50, 20, 50, 80
-    d.text((left, 6), "steps per chunk: event chunks (dark) vs continuation chunks (light), held-out half", fill=FG,
-           font=font)
-    d.text((left, 20), "left group: jointly trained head; right group: calibrated head; label = threshold", fill=FG,
-           font=font)
+    d.text(
+        (left, 6),
+        "steps per chunk: event chunks (dark) vs continuation chunks (light), held-out half",
+        fill=FG,
+        font=font,
+    )
+    d.text(
+        (left, 20),
+        "left group: jointly trained head; right group: calibrated head; label = threshold",
+        fill=FG,
+        font=font,
+    )
     ymax = 6.0
     for v in range(0, 7):
         Y = height - b - v / ymax * (height - t - b)

@@ -1,4 +1,5 @@
 """Toy prompt source for training (random scenes of the toy world) and the committed demo prompts."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,6 +35,7 @@ def prompt_file_name(scene: W.Scene) -> str:
 
 def write_demo_prompts(folder) -> list[Path]:
     from ..prompt_files import save_prompt_embedding
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

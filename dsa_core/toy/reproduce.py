@@ -23,6 +23,7 @@ with ``--reuse``; ``--stop-after STAGE`` ends after a stage):
     ``dsa_toy_wan.safetensors`` (bf16 generator, float32 head) and the demo prompt embeddings under
     ``prompts/``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,13 +51,24 @@ from .plot import event_steps_chart, quality_vs_nfe
 from .prompts import ToyPrompts, write_demo_prompts
 from .teacher import TOY_CONFIG, TeacherConfig, train_teacher
 
-DEFAULTS = dict(teacher_steps=1200, ode_videos=256, ode_steps=0, dmd_steps=240, calib_rollouts=8, calib_epochs=60,
-                eval_per_motion=2, eval_seeds=16)
+DEFAULTS = dict(
+    teacher_steps=1200,
+    ode_videos=256,
+    ode_steps=0,
+    dmd_steps=240,
+    calib_rollouts=8,
+    calib_epochs=60,
+    eval_per_motion=2,
+    eval_seeds=16,
+)
 
 
 def build_parser():
-    ap = argparse.ArgumentParser(prog="python -m dsa_core.toy.reproduce", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m dsa_core.toy.reproduce",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--out", default="results/toy_repro")
     ap.add_argument("--work", default=None, help="folder for intermediate weights (default: <tmp>/dsa_toy_work)")
     ap.add_argument("--reuse", action="store_true", help="skip stages whose weights exist in --work")
@@ -68,16 +80,32 @@ def build_parser():
     ap.add_argument("--dmd-steps", type=int, default=DEFAULTS["dmd_steps"])
     ap.add_argument("--calib-rollouts", type=int, default=DEFAULTS["calib_rollouts"])
     ap.add_argument("--calib-epochs", type=int, default=DEFAULTS["calib_epochs"])
-    ap.add_argument("--target", choices=TARGET_NAMES, default="x0_agreement",
-                    help="the jointly trained head's target (dsa_core/training/targets.py)")
-    ap.add_argument("--target-label", choices=LABEL_NAMES, default="step_rank",
-                    help="the joint head's label: 'step_rank' ranks only among frames that exited at the same step "
-                         "(cannot collapse to the step index); 'rank' is the earlier pooled rank")
-    ap.add_argument("--calib-label", choices=("exp2", "step_rank", "tolerance"), default="tolerance",
-                    help="the head-only calibrated head's label (tolerance: confidence = P(more steps change the "
-                         "frame by less than targets.DEFAULT_TOLERANCE))")
-    ap.add_argument("--model-head", choices=("calibrated", "joint"), default="joint",
-                    help="which head goes into the saved toy model")
+    ap.add_argument(
+        "--target",
+        choices=TARGET_NAMES,
+        default="x0_agreement",
+        help="the jointly trained head's target (dsa_core/training/targets.py)",
+    )
+    ap.add_argument(
+        "--target-label",
+        choices=LABEL_NAMES,
+        default="step_rank",
+        help="the joint head's label: 'step_rank' ranks only among frames that exited at the same step "
+        "(cannot collapse to the step index); 'rank' is the earlier pooled rank",
+    )
+    ap.add_argument(
+        "--calib-label",
+        choices=("exp2", "step_rank", "tolerance"),
+        default="tolerance",
+        help="the head-only calibrated head's label (tolerance: confidence = P(more steps change the "
+        "frame by less than targets.DEFAULT_TOLERANCE))",
+    )
+    ap.add_argument(
+        "--model-head",
+        choices=("calibrated", "joint"),
+        default="joint",
+        help="which head goes into the saved toy model",
+    )
     ap.add_argument("--gen-every", type=int, default=3)
     ap.add_argument("--gen-lr", type=float, default=3e-5)
     ap.add_argument("--critic-lr", type=float, default=6e-5)
@@ -85,13 +113,20 @@ def build_parser():
     ap.add_argument("--eval-seeds", type=int, default=DEFAULTS["eval_seeds"])
     ap.add_argument("--thresholds", default="0.3,0.5,0.6,0.75,0.9")
     ap.add_argument("--heuristic-thresholds", default="0.9,0.95,0.98")
-    ap.add_argument("--index-schedules", default="2-1,3-1,4-1,3-2,4-2,6-2",
-                    help="candidate per-chunk-index schedules 'first-rest' (chosen on the selection half)")
+    ap.add_argument(
+        "--index-schedules",
+        default="2-1,3-1,4-1,3-2,4-2,6-2",
+        help="candidate per-chunk-index schedules 'first-rest' (chosen on the selection half)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--stop-after", choices=("teacher", "dmd", "calibration"), default=None,
-                    help="end after this stage (its weights stay in --work for a later --reuse run)")
+    ap.add_argument(
+        "--stop-after",
+        choices=("teacher", "dmd", "calibration"),
+        default=None,
+        help="end after this stage (its weights stay in --work for a later --reuse run)",
+    )
     return ap
 
 
@@ -156,9 +191,20 @@ def main(argv=None) -> int:
 
     # 2. ODE warm start of the causal student
     t0 = time.time()
-    cfg = DMDConfig(num_frames=W.NUM_FRAMES, chunk_frames=W.CHUNK_FRAMES, latent_h=W.LATENT_H, latent_w=W.LATENT_W,
-                    batch=4, max_steps=6, gen_every=a.gen_every, gen_lr=a.gen_lr, critic_lr=a.critic_lr,
-                    target=a.target, target_label=a.target_label, seed=a.seed)
+    cfg = DMDConfig(
+        num_frames=W.NUM_FRAMES,
+        chunk_frames=W.CHUNK_FRAMES,
+        latent_h=W.LATENT_H,
+        latent_w=W.LATENT_W,
+        batch=4,
+        max_steps=6,
+        gen_every=a.gen_every,
+        gen_lr=a.gen_lr,
+        critic_lr=a.critic_lr,
+        target=a.target,
+        target_label=a.target_label,
+        seed=a.seed,
+    )
     ladder = cfg.ladder()
     spath = work / "student_ode.safetensors"
     ode_losses = []
@@ -190,10 +236,23 @@ def main(argv=None) -> int:
 
     # 3b. head-only calibration of a second head on the final student (x0_agreement)
     t0 = time.time()
-    cal = HeadCalibrator(student, CalibConfig(num_frames=W.NUM_FRAMES, chunk_frames=W.CHUNK_FRAMES,
-                                              latent_h=W.LATENT_H, latent_w=W.LATENT_W, batch=4,
-                                              rollouts=a.calib_rollouts, max_steps=6, epochs=a.calib_epochs,
-                                              hidden_dim=128, seed=a.seed, label=a.calib_label), ToyPrompts())
+    cal = HeadCalibrator(
+        student,
+        CalibConfig(
+            num_frames=W.NUM_FRAMES,
+            chunk_frames=W.CHUNK_FRAMES,
+            latent_h=W.LATENT_H,
+            latent_w=W.LATENT_W,
+            batch=4,
+            rollouts=a.calib_rollouts,
+            max_steps=6,
+            epochs=a.calib_epochs,
+            hidden_dim=128,
+            seed=a.seed,
+            label=a.calib_label,
+        ),
+        ToyPrompts(),
+    )
     cpath = work / "calibrated_head.safetensors"
     cal_reused = a.reuse and cpath.is_file()
     if cal_reused:
@@ -202,8 +261,11 @@ def main(argv=None) -> int:
     else:
         cal.train(show_progress=show)
         cal_head = cal.head.eval().requires_grad_(False)
-        cal_info = {"config": cal.cfg.to_dict(), "tau": cal.tau,
-                    "loss_first_last": _first_last(cal.history["head_loss"])}
+        cal_info = {
+            "config": cal.cfg.to_dict(),
+            "tau": cal.tau,
+            "loss_first_last": _first_last(cal.history["head_loss"]),
+        }
         save_head(cal_head, cpath)
         (work / "calibration.json").write_text(json.dumps(cal_info))
     student.eval().requires_grad_(False)
@@ -225,8 +287,18 @@ def main(argv=None) -> int:
     def log(msg):
         print(msg, file=log_file, flush=True)
 
-    ev = run_all(student, ship_head, cal_head if a.model_head == "joint" else head, scenes, seeds, thresholds, heur,
-                 index_cands, show_progress=show, log=log)
+    ev = run_all(
+        student,
+        ship_head,
+        cal_head if a.model_head == "joint" else head,
+        scenes,
+        seeds,
+        thresholds,
+        heur,
+        index_cands,
+        show_progress=show,
+        log=log,
+    )
     baselines = trivial_baselines(scenes, n_per_prompt=max(2, a.eval_seeds // 2), fitter=ev["evaluator"].fitter)
     presets = preset_table(ev["rows"], "joint")
     timings["eval_s"] = time.time() - t0
@@ -235,41 +307,67 @@ def main(argv=None) -> int:
 
     # 5. outputs
     rows = [r.to_dict() for r in ev["rows"]]
-    report = {"command": command_line(argv), "summary": ev["summary"], "timings": timings,
-              "baselines": baselines, "config": json.loads(TOY_CONFIG.to_json()),
-              "rows": rows, "presets": presets, "spearman": ev["spearman"],
-              "index_candidates": ev["index_candidates"], "halves": ev["halves"],
-              "world": {"event_p": W.EVENT_P, "event_kinds": W.EVENT_KINDS, "chunks": W.NUM_CHUNKS,
-                        "chunk_frames": W.CHUNK_FRAMES, "latent_hw": [W.LATENT_H, W.LATENT_W],
-                        "motions": W.MOTIONS},
-              "dmd_config": cfg.to_dict(), "target": trainer.target.to_dict(),
-              "calibration": cal_info, "shipped_head": a.model_head,
-              "losses": {"teacher_first_last": _first_last(teacher_losses), "ode_first_last": _first_last(ode_losses),
-                         "critic_first_last": _first_last(trainer.history["critic_loss"]),
-                         "head_first_last": _first_last(trainer.history["head_loss"]),
-                         "gen_first_last": _first_last(trainer.history["gen_loss"]),
-                         "head_excess_first_last": _first_last(trainer.history["head_excess"])},
-              "eval": {"prompts": [s.prompt for s in scenes], "seeds": seeds},
-              "platform": {"torch": torch.__version__, "python": platform.python_version(), "threads": a.threads}}
+    report = {
+        "command": command_line(argv),
+        "summary": ev["summary"],
+        "timings": timings,
+        "baselines": baselines,
+        "config": json.loads(TOY_CONFIG.to_json()),
+        "rows": rows,
+        "presets": presets,
+        "spearman": ev["spearman"],
+        "index_candidates": ev["index_candidates"],
+        "halves": ev["halves"],
+        "world": {
+            "event_p": W.EVENT_P,
+            "event_kinds": W.EVENT_KINDS,
+            "chunks": W.NUM_CHUNKS,
+            "chunk_frames": W.CHUNK_FRAMES,
+            "latent_hw": [W.LATENT_H, W.LATENT_W],
+            "motions": W.MOTIONS,
+        },
+        "dmd_config": cfg.to_dict(),
+        "target": trainer.target.to_dict(),
+        "calibration": cal_info,
+        "shipped_head": a.model_head,
+        "losses": {
+            "teacher_first_last": _first_last(teacher_losses),
+            "ode_first_last": _first_last(ode_losses),
+            "critic_first_last": _first_last(trainer.history["critic_loss"]),
+            "head_first_last": _first_last(trainer.history["head_loss"]),
+            "gen_first_last": _first_last(trainer.history["gen_loss"]),
+            "head_excess_first_last": _first_last(trainer.history["head_excess"]),
+        },
+        "eval": {"prompts": [s.prompt for s in scenes], "seeds": seeds},
+        "platform": {"torch": torch.__version__, "python": platform.python_version(), "threads": a.threads},
+    }
     (out / "results.json").write_text(json.dumps(report, indent=1))
-    quality_vs_nfe(rows, title=f"toy DSA v2: {len(scenes)} prompts x {len(seeds)} seeds, held-out half "
-                               f"({len(ev['halves']['heldout'])} videos), 95% bootstrap CIs").save(
-        out / "quality_vs_nfe.png")
+    quality_vs_nfe(
+        rows,
+        title=f"toy DSA v2: {len(scenes)} prompts x {len(seeds)} seeds, held-out half "
+        f"({len(ev['halves']['heldout'])} videos), 95% bootstrap CIs",
+    ).save(out / "quality_vs_nfe.png")
     event_steps_chart(rows).save(out / "event_vs_continuation_steps.png")
     write_readme(out / "README.md", render_readme(report))
     if a.save_model:
         md = Path(a.save_model)
         md.mkdir(parents=True, exist_ok=True)
         use_cal = a.model_head == "calibrated"
-        meta = {"dsa.training": f"toy reproduction (world v2): flow-matching teacher -> joint DMD + head "
-                                f"({trainer.target.name}, {trainer.target.label_name}) -> "
-                                + ("head-only calibrated head" if use_cal else "shipped head = the jointly trained one")
-                                + " (reconstruction)",
-                "dsa.command": report["command"], "dsa.head": a.model_head,
-                "dsa.target": "x0_agreement" if use_cal else trainer.target.name,
-                "dsa.target_label": a.calib_label if use_cal else trainer.target.label_name,
-                "dsa.toy.latent_hw": f"{W.LATENT_H}x{W.LATENT_W}", "dsa.toy.num_frames": str(W.NUM_FRAMES),
-                "dsa.toy.chunk_frames": str(W.CHUNK_FRAMES), "dsa.toy.max_steps": "6", "dsa.toy.world": "v2"}
+        meta = {
+            "dsa.training": f"toy reproduction (world v2): flow-matching teacher -> joint DMD + head "
+            f"({trainer.target.name}, {trainer.target.label_name}) -> "
+            + ("head-only calibrated head" if use_cal else "shipped head = the jointly trained one")
+            + " (reconstruction)",
+            "dsa.command": report["command"],
+            "dsa.head": a.model_head,
+            "dsa.target": "x0_agreement" if use_cal else trainer.target.name,
+            "dsa.target_label": a.calib_label if use_cal else trainer.target.label_name,
+            "dsa.toy.latent_hw": f"{W.LATENT_H}x{W.LATENT_W}",
+            "dsa.toy.num_frames": str(W.NUM_FRAMES),
+            "dsa.toy.chunk_frames": str(W.CHUNK_FRAMES),
+            "dsa.toy.max_steps": "6",
+            "dsa.toy.world": "v2",
+        }
         save_generator_with_head(student, ship_head, md / "dsa_toy_wan.safetensors", "bf16", meta)
         for old in (md / "prompts").glob("*.safetensors") if (md / "prompts").is_dir() else []:
             old.unlink()
@@ -286,8 +384,16 @@ def preset_table(rows, kind: str) -> list[dict]:
         r = next((r for r in rows if r.kind == kind and abs(float(r.value) - t) < 1e-9), None)
         if r is not None:
             h = r.heldout
-            out.append({"preset": name, "threshold": t, "nfe_per_chunk": h["nfe_per_chunk"][0], "cond": h["cond"][0],
-                        "steps_event": h["steps_event"], "steps_continuation": h["steps_continuation"]})
+            out.append(
+                {
+                    "preset": name,
+                    "threshold": t,
+                    "nfe_per_chunk": h["nfe_per_chunk"][0],
+                    "cond": h["cond"][0],
+                    "steps_event": h["steps_event"],
+                    "steps_continuation": h["steps_continuation"],
+                }
+            )
     return out
 
 
@@ -300,7 +406,7 @@ def write_readme(path: Path, text: str) -> None:
     if path.is_file():
         old = path.read_text()
         if HAND_MARK in old:
-            keep = old[old.index(HAND_MARK):]
+            keep = old[old.index(HAND_MARK) :]
     path.write_text(text + ("\n" + keep if keep else ""))
 
 
@@ -320,20 +426,20 @@ def _ci(t, digits=5):
 
 SUMMARY_DOC = {
     "nfe_ratio_at_fixed4_quality": "NFE of the cheapest joint-head threshold whose cond error is not worse than "
-                                   "fixed 4 steps' by more than half of fixed 4's 95% CI width, divided by fixed "
-                                   "4's NFE",
+    "fixed 4 steps' by more than half of fixed 4's 95% CI width, divided by fixed "
+    "4's NFE",
     "random_control_wins": "threshold runs (joint + calibrated head) better than their matched-random control: the "
-                           "95% paired-bootstrap interval of (run - control) cond error lies below 0",
+    "95% paired-bootstrap interval of (run - control) cond error lies below 0",
     "random_control_losses": "threshold runs worse than their control (interval above 0)",
     "event_minus_continuation_steps": "mean steps on event chunks minus on continuation chunks (chunks 2-4, classified "
-                                      "by the nearest allowed continuation of the generated chunk) at the balanced "
-                                      "preset (0.75) of the shipped head",
+    "by the nearest allowed continuation of the generated chunk) at the balanced "
+    "preset (0.75) of the shipped head",
     "spearman_conf_vs_gain": "Spearman between the shipped head's chunk confidence after step k and the chunk's gain "
-                             "from further steps (cond error after step k minus after step 6, fixed-6 run), among "
-                             "chunks at the same k, averaged over k = 1..5 (negative = confident chunks have little "
-                             "left to gain; a step counter scores 0)",
+    "from further steps (cond error after step k minus after step 6, fixed-6 run), among "
+    "chunks at the same k, averaged over k = 1..5 (negative = confident chunks have little "
+    "left to gain; a step counter scores 0)",
     "beats_index_schedule": "the joint-head sweep, interpolated at the chosen index schedule's NFE, has a lower cond "
-                            "error than the schedule by more than half the schedule's CI width",
+    "error than the schedule by more than half the schedule's CI width",
     "beats_heuristic": "the same against every heuristic-policy run inside the sweep's NFE range",
 }
 
@@ -343,81 +449,132 @@ def render_readme(rep: dict) -> str:
     t = rep["timings"]
     sm = rep["summary"]
     n_held = len(rep["halves"]["heldout"])
-    lines = ["# Toy-scale DSA reproduction (world v2): quality vs NFE", "",
-             "Generated by", "", "```bash", rep["command"], "```", "",
-             f"on CPU ({rep['platform']['threads']} thread(s), torch {rep['platform']['torch']}) in "
-             f"{t['total_s'] / 60:.1f} min (teacher {t['teacher_s']:.0f} s, DMD + head {t['dmd_s']:.0f} s, head "
-             f"calibration {t['calibration_s']:.0f} s, evaluation {t['eval_s']:.0f} s"
-             + (f"; stages {', '.join(k[:-2] for k in t.get('reused_from_work', []))} were reused from "
-                "--work, their times are those of the run that made them" if t.get("reused_from_work") else "")
-             + "). Everything here is this project's reconstruction at toy scale (the paper publishes only its "
-             "abstract); see `dsa_core/toy/` and `dsa_core/training/`.", "",
-             "![quality vs NFE](quality_vs_nfe.png)", "",
-             "![steps on event vs continuation chunks](event_vs_continuation_steps.png)", "",
-             "**World v2** (`dsa_core/toy/world.py`): one square or disc, 7 colours, 2 backgrounds, still or drifting "
-             f"in 4 directions; 8x8 latent pixels x {rep['world']['chunks'] * rep['world']['chunk_frames']} latent "
-             f"frames = {rep['world']['chunks']} chunks of {rep['world']['chunk_frames']}. The first chunk starts at a "
-             "random position (uncertain); every later chunk is a continuation determined by the previous frame, "
-             f"unless an event happens at its start (probability {rep['world']['event_p']} per boundary: half "
-             "recolour to one of the 6 other colours, half a jump to a far position). The world enumerates every "
-             "allowed continuation exactly.", "",
-             "**Training.** Teacher: bidirectional Wan DiT (dim "
-             f"{rep['config']['dim']}, {rep['config']['num_heads']} heads of 128, "
-             f"{rep['config']['num_layers']} layers) "
-             "trained with flow matching. Student: the same weights run causally through the KV cache, then "
-             "Self-Forcing DMD with the confidence head trained jointly: target "
-             f"`{rep['target']['name']}`, label `{rep['target']['label_kind']}` ({rep['target']['label']}). A second "
-             f"head is calibrated head-only on the final student (label `{rep['calibration']['config']['label']}`). "
-             "Ladder: Self-Forcing's 4 levels + 2 extended (s = 1, 0.9375, 0.833, 0.625, 0.417, 0.25).", "",
-             "**Metrics** (`dsa_core/toy/evaluate.py`). `cond`: per chunk, MSE (RGB, [0, 1]) to the nearest "
-             "continuation the world allows given the generated prefix, mean over the 4 chunks (lower is better). "
-             "`realism`: per frame, MSE to the nearest frame the scene can show at all. `energy`: per prompt, the "
-             "energy distance between its generated videos and the world's, averaged over prompts (catches a "
-             "generator that never makes events). Event rate: fraction of chunks 2-4 whose nearest allowed "
-             "continuation is an event (the world's rate is given beside it). NFE per chunk = steps + 1 cache "
-             f"commit. {len(rep['eval']['prompts'])} prompts x {len(rep['eval']['seeds'])} seeds; per prompt half of "
-             f"the seeds form the *selection* half, the other half ({n_held} videos) the *held-out* half on which "
-             "every number below is measured; [low, high] = 95% bootstrap interval (pairs resampled; energy: "
-             "prompts resampled). Each threshold run has a *matched-random control* (its own step counts shuffled "
-             "across chunks); the verdict is a paired bootstrap of the cond difference.", "",
-             "## Summary (held-out half)", "", "| key | value | definition |", "|---|---|---|"]
+    lines = [
+        "# Toy-scale DSA reproduction (world v2): quality vs NFE",
+        "",
+        "Generated by",
+        "",
+        "```bash",
+        rep["command"],
+        "```",
+        "",
+        f"on CPU ({rep['platform']['threads']} thread(s), torch {rep['platform']['torch']}) in "
+        f"{t['total_s'] / 60:.1f} min (teacher {t['teacher_s']:.0f} s, DMD + head {t['dmd_s']:.0f} s, head "
+        f"calibration {t['calibration_s']:.0f} s, evaluation {t['eval_s']:.0f} s"
+        + (
+            f"; stages {', '.join(k[:-2] for k in t.get('reused_from_work', []))} were reused from "
+            "--work, their times are those of the run that made them"
+            if t.get("reused_from_work")
+            else ""
+        )
+        + "). Everything here is this project's reconstruction at toy scale (the paper publishes only its "
+        "abstract); see `dsa_core/toy/` and `dsa_core/training/`.",
+        "",
+        "![quality vs NFE](quality_vs_nfe.png)",
+        "",
+        "![steps on event vs continuation chunks](event_vs_continuation_steps.png)",
+        "",
+        "**World v2** (`dsa_core/toy/world.py`): one square or disc, 7 colours, 2 backgrounds, still or drifting "
+        f"in 4 directions; 8x8 latent pixels x {rep['world']['chunks'] * rep['world']['chunk_frames']} latent "
+        f"frames = {rep['world']['chunks']} chunks of {rep['world']['chunk_frames']}. The first chunk starts at a "
+        "random position (uncertain); every later chunk is a continuation determined by the previous frame, "
+        f"unless an event happens at its start (probability {rep['world']['event_p']} per boundary: half "
+        "recolour to one of the 6 other colours, half a jump to a far position). The world enumerates every "
+        "allowed continuation exactly.",
+        "",
+        "**Training.** Teacher: bidirectional Wan DiT (dim "
+        f"{rep['config']['dim']}, {rep['config']['num_heads']} heads of 128, "
+        f"{rep['config']['num_layers']} layers) "
+        "trained with flow matching. Student: the same weights run causally through the KV cache, then "
+        "Self-Forcing DMD with the confidence head trained jointly: target "
+        f"`{rep['target']['name']}`, label `{rep['target']['label_kind']}` ({rep['target']['label']}). A second "
+        f"head is calibrated head-only on the final student (label `{rep['calibration']['config']['label']}`). "
+        "Ladder: Self-Forcing's 4 levels + 2 extended (s = 1, 0.9375, 0.833, 0.625, 0.417, 0.25).",
+        "",
+        "**Metrics** (`dsa_core/toy/evaluate.py`). `cond`: per chunk, MSE (RGB, [0, 1]) to the nearest "
+        "continuation the world allows given the generated prefix, mean over the 4 chunks (lower is better). "
+        "`realism`: per frame, MSE to the nearest frame the scene can show at all. `energy`: per prompt, the "
+        "energy distance between its generated videos and the world's, averaged over prompts (catches a "
+        "generator that never makes events). Event rate: fraction of chunks 2-4 whose nearest allowed "
+        "continuation is an event (the world's rate is given beside it). NFE per chunk = steps + 1 cache "
+        f"commit. {len(rep['eval']['prompts'])} prompts x {len(rep['eval']['seeds'])} seeds; per prompt half of "
+        f"the seeds form the *selection* half, the other half ({n_held} videos) the *held-out* half on which "
+        "every number below is measured; [low, high] = 95% bootstrap interval (pairs resampled; energy: "
+        "prompts resampled). Each threshold run has a *matched-random control* (its own step counts shuffled "
+        "across chunks); the verdict is a paired bootstrap of the cond difference.",
+        "",
+        "## Summary (held-out half)",
+        "",
+        "| key | value | definition |",
+        "|---|---|---|",
+    ]
     for k, doc in SUMMARY_DOC.items():
         v = sm.get(k)
         vs = f"{v:.3f}" if isinstance(v, float) else str(v)
         lines.append(f"| {k} | {vs} | {doc} |")
-    lines.append("| spearman_conf_vs_gain_per_step | "
-                 + ", ".join(f"k={k}: {v:.3f}" for k, v in sm["spearman_conf_vs_gain_per_step"].items()) + " | |")
-    lines += ["", "## Table (held-out half)", "",
-              "| sampler | NFE / chunk | cond error | energy distance | realism | event rate (world "
-              f"{rep['world']['event_p']}) | steps event / continuation | steps by chunk 1/2/3/4 | vs random control |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines.append(
+        "| spearman_conf_vs_gain_per_step | "
+        + ", ".join(f"k={k}: {v:.3f}" for k, v in sm["spearman_conf_vs_gain_per_step"].items())
+        + " | |"
+    )
+    lines += [
+        "",
+        "## Table (held-out half)",
+        "",
+        "| sampler | NFE / chunk | cond error | energy distance | realism | event rate (world "
+        f"{rep['world']['event_p']}) | steps event / continuation | steps by chunk 1/2/3/4 | vs random control |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         h = r["heldout"]
         ctl = h.get("vs_control")
-        ctl_s = (f"{ctl['verdict']} ({ctl['diff'][0]:+.5f} [{ctl['diff'][1]:+.5f}, {ctl['diff'][2]:+.5f}])"
-                 if ctl else "")
+        ctl_s = (
+            f"{ctl['verdict']} ({ctl['diff'][0]:+.5f} [{ctl['diff'][1]:+.5f}, {ctl['diff'][2]:+.5f}])" if ctl else ""
+        )
         if r["kind"] == "oracle":
-            lines.append(f"| {r['name']} (upper bound) | {_ci(h['nfe_per_chunk'], 2)} | {_ci(h['cond'])} | - | - | "
-                         "- | - | - | |")
+            lines.append(
+                f"| {r['name']} (upper bound) | {_ci(h['nfe_per_chunk'], 2)} | {_ci(h['cond'])} | - | - | - | - | - | |"
+            )
             continue
-        lines.append(f"| {r['name']} | {_ci(h['nfe_per_chunk'], 2)} | {_ci(h['cond'])} | {_ci(h['energy'], 4)} | "
-                     f"{_ci(h['realism'])} | {h['event_rate']:.2f} | {h['steps_event']:.2f} / "
-                     f"{h['steps_continuation']:.2f} | {' / '.join(f'{v:.2f}' for v in h['steps_by_chunk'])} | "
-                     f"{ctl_s} |")
+        lines.append(
+            f"| {r['name']} | {_ci(h['nfe_per_chunk'], 2)} | {_ci(h['cond'])} | {_ci(h['energy'], 4)} | "
+            f"{_ci(h['realism'])} | {h['event_rate']:.2f} | {h['steps_event']:.2f} / "
+            f"{h['steps_continuation']:.2f} | {' / '.join(f'{v:.2f}' for v in h['steps_by_chunk'])} | "
+            f"{ctl_s} |"
+        )
     for k, b in rep.get("baselines", {}).items():
-        lines.append(f"| reference: {k} | - | {b['cond']:.5f} | {b['energy']:.4f} | - | {b['event_rate']:.2f} | - | "
-                     "- | |")
-    lines += ["", "## Presets on the shipped head (held-out half)", "",
-              "| preset | threshold | NFE / chunk | cond error | steps event / continuation |", "|---|---|---|---|---|"]
+        lines.append(
+            f"| reference: {k} | - | {b['cond']:.5f} | {b['energy']:.4f} | - | {b['event_rate']:.2f} | - | - | |"
+        )
+    lines += [
+        "",
+        "## Presets on the shipped head (held-out half)",
+        "",
+        "| preset | threshold | NFE / chunk | cond error | steps event / continuation |",
+        "|---|---|---|---|---|",
+    ]
     for p in rep["presets"]:
-        lines.append(f"| {p['preset']} | {p['threshold']} | {p['nfe_per_chunk']:.2f} | {p['cond']:.5f} | "
-                     f"{p['steps_event']:.2f} / {p['steps_continuation']:.2f} |")
-    lines += ["", "Index-schedule candidates (selection half; 'a-b' = a steps for the first chunk, b for the others): "
-              + "; ".join(f"{'-'.join(map(str, c['schedule']))}: NFE {c['selection']['nfe_per_chunk'][0]:.2f}, cond "
-                          f"{c['selection']['cond'][0]:.5f}" for c in rep["index_candidates"]) + "."]
+        lines.append(
+            f"| {p['preset']} | {p['threshold']} | {p['nfe_per_chunk']:.2f} | {p['cond']:.5f} | "
+            f"{p['steps_event']:.2f} / {p['steps_continuation']:.2f} |"
+        )
+    lines += [
+        "",
+        "Index-schedule candidates (selection half; 'a-b' = a steps for the first chunk, b for the others): "
+        + "; ".join(
+            f"{'-'.join(map(str, c['schedule']))}: NFE {c['selection']['nfe_per_chunk'][0]:.2f}, cond "
+            f"{c['selection']['cond'][0]:.5f}"
+            for c in rep["index_candidates"]
+        )
+        + ".",
+    ]
     lo = rep["losses"]
-    lines += ["", "Training losses (mean of first / last iterations): "
-              + ", ".join(f"{k.replace('_first_last', '')} {v[0]:.4f} -> {v[1]:.4f}" for k, v in lo.items() if v), ""]
+    lines += [
+        "",
+        "Training losses (mean of first / last iterations): "
+        + ", ".join(f"{k.replace('_first_last', '')} {v[0]:.4f} -> {v[1]:.4f}" for k, v in lo.items() if v),
+        "",
+    ]
     return "\n".join(lines) + "\n"
 
 

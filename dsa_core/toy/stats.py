@@ -1,5 +1,6 @@
 """Small statistics for the toy evaluation: percentile bootstrap confidence intervals (plain and paired)
 and Spearman's rank correlation. Pure torch, seeded, no SciPy."""
+
 from __future__ import annotations
 
 import torch

@@ -8,6 +8,7 @@ style. The teacher thereby also knows "clean context + noisy next chunk", which 
 student initialised from it meets at every chunk through the KV cache. 10% of prompts are dropped (all-zero
 context) so classifier-free guidance is available.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,15 +43,16 @@ class TeacherConfig:
     seed: int = 0
 
 
-def sample_training_sigmas(batch: int, frames: int, chunk: int, g: torch.Generator, shift: float,
-                           per_chunk_frac: float) -> torch.Tensor:
+def sample_training_sigmas(
+    batch: int, frames: int, chunk: int, g: torch.Generator, shift: float, per_chunk_frac: float
+) -> torch.Tensor:
     """[B, T] noise levels: per video (uniform across frames) or per chunk (sorted ascending)."""
     n_chunks = frames // chunk
     u_vid = torch.rand(batch, 1, generator=g).expand(batch, n_chunks)
     u_chk = torch.rand(batch, n_chunks, generator=g).sort(dim=1).values
     clean = torch.rand(batch, n_chunks, generator=g) < 0.25
     u_chk = torch.where(clean & (torch.arange(n_chunks) < n_chunks - 1), torch.zeros_like(u_chk), u_chk)
-    use_chunk = (torch.rand(batch, 1, generator=g) < per_chunk_frac)
+    use_chunk = torch.rand(batch, 1, generator=g) < per_chunk_frac
     u = torch.where(use_chunk, u_chk, u_vid)
     return warp(u, shift).repeat_interleave(chunk, dim=1)
 
@@ -69,13 +71,15 @@ def new_toy_model(seed: int = 0, config: WanConfig = TOY_CONFIG) -> WanDiT:
     return model
 
 
-def train_teacher(tc: TeacherConfig, model: WanDiT | None = None, show_progress: bool = True,
-                  log=None) -> tuple[WanDiT, list[float]]:
+def train_teacher(
+    tc: TeacherConfig, model: WanDiT | None = None, show_progress: bool = True, log=None
+) -> tuple[WanDiT, list[float]]:
     g = torch.Generator().manual_seed(tc.seed)
     model = model or new_toy_model(tc.seed)
     model.train().requires_grad_(True)
     obj = FlowMatchObjective(model)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=(0.9, 0.99), weight_decay=0.01)
+
     def lr_factor(i):  # linear warm-up, then cosine down to 0.1
         cosine = 0.5 * (1 + torch.cos(torch.tensor(i / tc.steps * 3.14159)).item())
         return min(1.0, (i + 1) / tc.warmup) * (0.1 + 0.9 * cosine)
@@ -114,8 +118,9 @@ def _sampling_start(model: WanDiT, context: torch.Tensor, steps: int, seed: int,
 
 
 @torch.no_grad()
-def teacher_sample_renoise(model: WanDiT, context: torch.Tensor, steps: int = 8, seed: int = 0, shift: float = 3.0,
-                           frames: int = W.NUM_FRAMES) -> torch.Tensor:
+def teacher_sample_renoise(
+    model: WanDiT, context: torch.Tensor, steps: int = 8, seed: int = 0, shift: float = 3.0, frames: int = W.NUM_FRAMES
+) -> torch.Tensor:
     """The teacher sampled the way the few-step student is (x0_hat, then re-noise with fresh noise to the
     next level; Self-Forcing's sampler), bidirectionally over the whole video: [B, 16, T, H, W]. In the
     committed toy run it beats the 24-step Euler ODE on nearest-video PSNR (19.33 vs 18.94 dB) but is far
@@ -131,8 +136,15 @@ def teacher_sample_renoise(model: WanDiT, context: torch.Tensor, steps: int = 8,
 
 
 @torch.no_grad()
-def teacher_sample(model: WanDiT, context: torch.Tensor, steps: int = 24, seed: int = 0, shift: float = 3.0,
-                   guidance: float = 1.0, frames: int = W.NUM_FRAMES) -> torch.Tensor:
+def teacher_sample(
+    model: WanDiT,
+    context: torch.Tensor,
+    steps: int = 24,
+    seed: int = 0,
+    shift: float = 3.0,
+    guidance: float = 1.0,
+    frames: int = W.NUM_FRAMES,
+) -> torch.Tensor:
     """Euler ODE sample of the bidirectional teacher: [B, 16, T, H, W]."""
     cw, text, _g, x, sig = _sampling_start(model, context, steps, seed, shift, frames)
     b = context.shape[0]

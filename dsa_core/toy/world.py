@@ -37,6 +37,7 @@ Prompts. A fixed random vector (seeded from the word) for each attribute word, o
 (Wan's UMT5 width; Wan also zero-pads its context). The colour is the shape's colour at the start. The
 all-zero context is the "empty prompt" used for classifier-free-guidance dropout.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,21 +56,26 @@ NUM_CHUNKS = 4
 NUM_FRAMES = CHUNK_FRAMES * NUM_CHUNKS
 PIXEL_SCALE = 8
 CODEC_SEED = 20260604
-SCALE = 4.0            # latent = SCALE * E (2 rgb - 1): per-channel mean square 0.1-2.4, near normalised Wan latents
+SCALE = 4.0  # latent = SCALE * E (2 rgb - 1): per-channel mean square 0.1-2.4, near normalised Wan latents
 TEXT_DIM = 4096
 PROMPT_TOKENS = 8
 SUPERSAMPLE = 4
-GRID = 0.25            # centres are multiples of this (latent pixels)
-HALF = 1.5             # half side / radius of a shape
+GRID = 0.25  # centres are multiples of this (latent pixels)
+HALF = 1.5  # half side / radius of a shape
 LO, HI = HALF, LATENT_W - HALF  # centre range
-NPOS = int(round((HI - LO) / GRID)) + 1   # 21 grid values per axis
-EVENT_P = 0.4          # probability of an event at each chunk boundary (see the module docstring)
+NPOS = int(round((HI - LO) / GRID)) + 1  # 21 grid values per axis
+EVENT_P = 0.4  # probability of an event at each chunk boundary (see the module docstring)
 EVENT_KINDS = {"recolour": 0.5, "jump": 0.5}
-JUMP_MIN = 2.0         # a jump lands at least this far (px, Chebyshev) from where the shape would have been
+JUMP_MIN = 2.0  # a jump lands at least this far (px, Chebyshev) from where the shape would have been
 
 COLOURS = {
-    "red": (0.9, 0.15, 0.15), "green": (0.15, 0.8, 0.2), "blue": (0.2, 0.35, 0.95), "yellow": (0.95, 0.85, 0.1),
-    "cyan": (0.1, 0.85, 0.9), "magenta": (0.9, 0.2, 0.85), "white": (0.95, 0.95, 0.95),
+    "red": (0.9, 0.15, 0.15),
+    "green": (0.15, 0.8, 0.2),
+    "blue": (0.2, 0.35, 0.95),
+    "yellow": (0.95, 0.85, 0.1),
+    "cyan": (0.1, 0.85, 0.9),
+    "magenta": (0.9, 0.2, 0.85),
+    "white": (0.95, 0.95, 0.95),
 }
 COLOUR_NAMES = tuple(COLOURS)
 BACKGROUNDS = {"black": (0.05, 0.05, 0.05), "grey": (0.45, 0.45, 0.45)}
@@ -103,6 +109,7 @@ def random_scene(g: torch.Generator) -> Scene:
     def pick(seq):
         seq = list(seq)
         return seq[int(torch.randint(len(seq), (1,), generator=g))]
+
     return Scene(pick(SHAPES), pick(COLOURS), pick(MOTIONS), pick(BACKGROUNDS))
 
 
@@ -123,7 +130,7 @@ def coverage(shape: str, cx: float, cy: float) -> np.ndarray:
     if shape == "square":
         m = (np.abs(xx - cx) <= HALF) & (np.abs(yy - cy) <= HALF)
     elif shape == "disc":
-        m = (xx - cx) ** 2 + (yy - cy) ** 2 <= HALF ** 2
+        m = (xx - cx) ** 2 + (yy - cy) ** 2 <= HALF**2
     else:
         raise ValueError(f"unknown shape {shape!r}")
     return m.reshape(LATENT_H, SUPERSAMPLE, LATENT_W, SUPERSAMPLE).mean(axis=(1, 3))
@@ -145,6 +152,7 @@ def frame_table(shape: str, background: str) -> np.ndarray:
 @dataclass(frozen=True)
 class State:
     """What a frame shows: the shape's grid position (ix, iy in 0..20) and colour index."""
+
     ix: int
     iy: int
     colour: int
@@ -154,6 +162,7 @@ class State:
 class Continuations:
     """Every allowed chunk given a prefix: positions [N, F] (index iy * NPOS + ix), colours [N, F],
     exact probabilities [N] (sum 1), kinds [N] ('start' | 'none' | 'recolour' | 'jump')."""
+
     positions: np.ndarray
     colours: np.ndarray
     probs: np.ndarray
@@ -200,11 +209,17 @@ def continuations(scene: Scene, prev: State | None, frames: int = CHUNK_FRAMES) 
     jx, jy = jx[far], jy[far]
     jumps = _track(jx, jy, scene.motion, frames)
     pos = np.concatenate([own, np.repeat(own, len(others), 0), jumps])
-    col = np.concatenate([np.full((1, frames), prev.colour), np.repeat(np.array(others)[:, None], frames, 1),
-                          np.full((len(jumps), frames), prev.colour)])
+    col = np.concatenate(
+        [
+            np.full((1, frames), prev.colour),
+            np.repeat(np.array(others)[:, None], frames, 1),
+            np.full((len(jumps), frames), prev.colour),
+        ]
+    )
     p_rec, p_jump = EVENT_P * EVENT_KINDS["recolour"], EVENT_P * EVENT_KINDS["jump"]
-    probs = np.concatenate([[1.0 - EVENT_P], np.full(len(others), p_rec / len(others)),
-                            np.full(len(jumps), p_jump / len(jumps))])
+    probs = np.concatenate(
+        [[1.0 - EVENT_P], np.full(len(others), p_rec / len(others)), np.full(len(jumps), p_jump / len(jumps))]
+    )
     kinds = ["none"] + ["recolour"] * len(others) + ["jump"] * len(jumps)
     return Continuations(pos, col, probs, kinds)
 
@@ -214,16 +229,19 @@ def state_of(positions: np.ndarray, colours: np.ndarray, i: int, j: int = -1) ->
     return State(p % NPOS, p // NPOS, int(colours[i, j]))
 
 
-def sample_states(scene: Scene, g: torch.Generator, frames: int = NUM_FRAMES,
-                  chunk: int = CHUNK_FRAMES) -> tuple[np.ndarray, np.ndarray, list]:
+def sample_states(
+    scene: Scene, g: torch.Generator, frames: int = NUM_FRAMES, chunk: int = CHUNK_FRAMES
+) -> tuple[np.ndarray, np.ndarray, list]:
     """One draw of the process: (positions [T], colours [T], kind of each chunk), chunk by chunk from
     ``continuations`` (so sampling and enumeration are the same distribution by construction)."""
     pos, col, kinds, prev = [], [], [], None
     for _ in range(frames // chunk):
         c = continuations(scene, prev, chunk)
         cdf = np.cumsum(c.probs)
-        i = min(int(np.searchsorted(cdf, float(torch.rand((), generator=g, dtype=torch.float64)) * cdf[-1],
-                                    side="right")), len(cdf) - 1)
+        i = min(
+            int(np.searchsorted(cdf, float(torch.rand((), generator=g, dtype=torch.float64)) * cdf[-1], side="right")),
+            len(cdf) - 1,
+        )
         pos.append(c.positions[i])
         col.append(c.colours[i])
         kinds.append(c.kinds[i])
@@ -316,7 +334,6 @@ def scene_from_prompt(text: str) -> Scene:
     raise ValueError(f"{text!r} is not a toy-world prompt (e.g. {all_scenes()[0].prompt!r})")
 
 
-
 # ---- batches -------------------------------------------------------------------------------------
 def make_batch(batch: int, g: torch.Generator, frames: int = NUM_FRAMES, scenes=None):
     """(latents [B, 16, T, H, W], contexts [B, 8, 4096], scenes) of random scenes."""
@@ -337,6 +354,7 @@ class ChunkScore:
         (any position, any colour): is each frame a clean render, whatever the story.
     event: the nearest allowed continuation is an event (recolour or jump); False for the first chunk.
     """
+
     conditional: float
     realism: float
     event: bool
@@ -373,19 +391,22 @@ class SceneFitter:
         if realism:
             table = self._table(scene).flatten(1)
             flat = rgb.flatten(1)
-            d2 = (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ table.T + table.pow(2).sum(1)[None])
+            d2 = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ table.T + table.pow(2).sum(1)[None]
             real = d2.min(1).values.clamp_min(0) / flat.shape[1]
         out = []
-        for ci in (chunks if chunks is not None else range(n)):
+        for ci in chunks if chunks is not None else range(n):
             f0 = ci * self.chunk
-            seg = rgb[f0:f0 + self.chunk]
+            seg = rgb[f0 : f0 + self.chunk]
             prev = None if ci == 0 else self.fit_state(scene, rgb[f0 - 1])[0]
             cont = continuations(scene, prev, self.chunk)
             cand = torch.as_tensor(cont.frames(scene), dtype=torch.float32)  # [N, F, H, W, 3]
             err = (cand - seg[None]).pow(2).flatten(1).mean(1)
             i = int(err.argmin())
-            out.append(ChunkScore(float(err[i]), float(real[f0:f0 + self.chunk].mean()), cont.kinds[i] in EVENT_KINDS,
-                                  cont.kinds[i]))
+            out.append(
+                ChunkScore(
+                    float(err[i]), float(real[f0 : f0 + self.chunk].mean()), cont.kinds[i] in EVENT_KINDS, cont.kinds[i]
+                )
+            )
         return out
 
     def fit_error(self, scene: Scene, latent: Tensor) -> float:
@@ -417,9 +438,9 @@ class SceneFitter:
         x = latent_to_rgb_small(latents).flatten(1).double()
         y = self.real(scene)
         dim = x.shape[1]
-        dxy = torch.cdist(x[None], y[None])[0].mean() / dim ** 0.5
+        dxy = torch.cdist(x[None], y[None])[0].mean() / dim**0.5
         n = x.shape[0]
-        dxx = torch.cdist(x[None], x[None])[0].sum() / (n * (n - 1)) / dim ** 0.5
+        dxx = torch.cdist(x[None], x[None])[0].sum() / (n * (n - 1)) / dim**0.5
         return float(2 * dxy - dxx - self.spread(scene))
 
     def spread(self, scene: Scene) -> float:

@@ -15,6 +15,7 @@ The generator is never updated; rollouts run under no_grad.
 The result is a head file (confidence_head.save_head) that confidence_head.load_head accepts, with the
 target, tau, ladder and prompt count in its metadata.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,18 +42,18 @@ class CalibConfig:
     latent_h: int = 8
     latent_w: int = 8
     batch: int = 4
-    rollouts: int = 8              # rollout batches per rank
+    rollouts: int = 8  # rollout batches per rank
     max_steps: int = 6
-    commit: str = "random"         # 'random' | 'final'
+    commit: str = "random"  # 'random' | 'final'
     epochs: int = 200
-    minibatch: int = 256           # frames per head update
+    minibatch: int = 256  # frames per head update
     lr: float = 2e-3
     hidden_dim: int = 256
     target: str = "x0_agreement"
     tau: float | None = None
-    median_label: float = 0.5      # the label a median distance gets: tau = median / log2(1 / median_label)
-    label: str = "exp2"            # 'exp2', 'step_rank' (rank among frames at the same step) or 'tolerance'
-                                   # (1 if d <= tau, tau default targets.DEFAULT_TOLERANCE), targets.py
+    median_label: float = 0.5  # the label a median distance gets: tau = median / log2(1 / median_label)
+    label: str = "exp2"  # 'exp2', 'step_rank' (rank among frames at the same step) or 'tolerance'
+    # (1 if d <= tau, tau default targets.DEFAULT_TOLERANCE), targets.py
     seed: int = 0
 
     def to_dict(self):
@@ -61,17 +62,19 @@ class CalibConfig:
 
 @dataclass
 class CalibData:
-    hidden: Tensor     # [N, dim] per frame-step
-    time_emb: Tensor   # [N, dim]
-    distance: Tensor   # [N]
-    step: Tensor       # [N] 0-based step index
+    hidden: Tensor  # [N, dim] per frame-step
+    time_emb: Tensor  # [N, dim]
+    distance: Tensor  # [N]
+    step: Tensor  # [N] 0-based step index
 
 
 @torch.no_grad()
 def collect(cw: CausalWan, prompts, cfg: CalibConfig, g: torch.Generator, device, show_progress=True) -> CalibData:
     if cfg.target != "x0_agreement":
-        raise ValueError("head-only calibration supports the 'x0_agreement' target (the 'dmd_grad' target needs "
-                         "the teacher and critic of joint training: use train_dmd)")
+        raise ValueError(
+            "head-only calibration supports the 'x0_agreement' target (the 'dmd_grad' target needs "
+            "the teacher and critic of joint training: use train_dmd)"
+        )
     ladder = extended_ladder(self_forcing_ladder(), cfg.max_steps)
     n_chunks = cfg.num_frames // cfg.chunk_frames
     hs, ts, ds, ks = [], [], [], []
@@ -79,12 +82,28 @@ def collect(cw: CausalWan, prompts, cfg: CalibConfig, g: torch.Generator, device
     for _ in range(cfg.rollouts):
         ctx = prompts(cfg.batch, g).to(device)
         text = cw.encode_text(ctx)
-        exits = ([int(v) for v in torch.randint(len(ladder), (n_chunks,), generator=g)]
-                 if cfg.commit == "random" else [len(ladder) - 1] * n_chunks)
-        ro = rollout(cw, text, batch=cfg.batch, num_frames=cfg.num_frames, chunk_frames=cfg.chunk_frames,
-                     latent_h=cfg.latent_h, latent_w=cfg.latent_w, ladder=ladder, exit_steps=exits,
-                     noise=randn_fn(g, device), grad=False, continue_to=len(ladder), record_steps=True,
-                     commit="exit", device=device)
+        exits = (
+            [int(v) for v in torch.randint(len(ladder), (n_chunks,), generator=g)]
+            if cfg.commit == "random"
+            else [len(ladder) - 1] * n_chunks
+        )
+        ro = rollout(
+            cw,
+            text,
+            batch=cfg.batch,
+            num_frames=cfg.num_frames,
+            chunk_frames=cfg.chunk_frames,
+            latent_h=cfg.latent_h,
+            latent_w=cfg.latent_w,
+            ladder=ladder,
+            exit_steps=exits,
+            noise=randn_fn(g, device),
+            grad=False,
+            continue_to=len(ladder),
+            record_steps=True,
+            commit="exit",
+            device=device,
+        )
         for recs in ro.steps:
             final = recs[-1].x0
             for k, r in enumerate(recs):
@@ -99,8 +118,14 @@ def collect(cw: CausalWan, prompts, cfg: CalibConfig, g: torch.Generator, device
 
 
 class HeadCalibrator:
-    def __init__(self, generator: nn.Module, cfg: CalibConfig, prompts, head: ConfidenceHead | None = None,
-                 env: D.DistEnv | None = None):
+    def __init__(
+        self,
+        generator: nn.Module,
+        cfg: CalibConfig,
+        prompts,
+        head: ConfidenceHead | None = None,
+        env: D.DistEnv | None = None,
+    ):
         self.cfg, self.prompts = cfg, prompts
         self.env = env or D.DistEnv()
         dev = self.env.device
@@ -116,13 +141,14 @@ class HeadCalibrator:
         self.opt = torch.optim.AdamW(self.head.parameters(), lr=cfg.lr, weight_decay=1e-4)
         self.g = torch.Generator().manual_seed(cfg.seed * 1000003 + self.env.rank)
         self.data: CalibData | None = None
-        self.scale = RunningScale(window=10 ** 9, fixed=cfg.tau)
+        self.scale = RunningScale(window=10**9, fixed=cfg.tau)
         self.epoch = 0
         self.history: dict[str, list] = {"head_loss": []}
 
     def collect(self, show_progress=True) -> CalibData:
-        self.data = collect(self.cw, self.prompts, self.cfg, self.g, self.env.device,
-                            show_progress and self.env.is_main)
+        self.data = collect(
+            self.cw, self.prompts, self.cfg, self.g, self.env.device, show_progress and self.env.is_main
+        )
         d = torch.tensor(D.gather_floats(self.data.distance.tolist(), self.env))
         self.scale.update(d)
         return self.data
@@ -152,15 +178,17 @@ class HeadCalibrator:
         data, dev = self.data, self.env.device
         y = self.labels()
         n = y.numel()
-        bar = progress(total=epochs, desc="head calibration", disable=not (show_progress and self.env.is_main),
-                       initial=self.epoch)
+        bar = progress(
+            total=epochs, desc="head calibration", disable=not (show_progress and self.env.is_main), initial=self.epoch
+        )
         while self.epoch < epochs:
             perm = torch.randperm(n, generator=self.g)
             tot, cnt = 0.0, 0
             for i in range(0, n, self.cfg.minibatch):
-                idx = perm[i:i + self.cfg.minibatch]
-                loss = self.head_obj(data.hidden[idx, None].to(dev), data.time_emb[idx, None].to(dev),
-                                     y[idx, None].to(dev))
+                idx = perm[i : i + self.cfg.minibatch]
+                loss = self.head_obj(
+                    data.hidden[idx, None].to(dev), data.time_emb[idx, None].to(dev), y[idx, None].to(dev)
+                )
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt.step()
@@ -177,10 +205,14 @@ class HeadCalibrator:
 
     # ---- outputs ----------------------------------------------------------------------------------
     def metadata(self) -> dict:
-        return {"dsa.training": "head-only calibration (reconstruction)", "dsa.target": self.cfg.target,
-                "dsa.target_tau": f"{self.tau:.6g}", "dsa.median_label": str(self.cfg.median_label),
-                "dsa.calib_config": str(self.cfg.to_dict()),
-                "dsa.generator_config": self.generator.config.to_json()}
+        return {
+            "dsa.training": "head-only calibration (reconstruction)",
+            "dsa.target": self.cfg.target,
+            "dsa.target_tau": f"{self.tau:.6g}",
+            "dsa.median_label": str(self.cfg.median_label),
+            "dsa.calib_config": str(self.cfg.to_dict()),
+            "dsa.generator_config": self.generator.config.to_json(),
+        }
 
     def save_head(self, path) -> None:
         if self.env.is_main:
@@ -191,12 +223,26 @@ class HeadCalibrator:
         """Resumable state: head, optimizer, rng, the recorded features (they are small) and the epoch."""
         if self.env.is_main:
             d = self.data
-            save_training_state(path, step=self.epoch, modules={"head": self.head}, optimizers={"head": self.opt},
-                                generators={"main": self.g},
-                                extra_tensors={"hidden": d.hidden, "time_emb": d.time_emb, "distance": d.distance,
-                                               "step": d.step, "scale": self.scale.state_tensor()},
-                                info={"kind": "calibration", "config": self.cfg.to_dict(), "history": self.history,
-                                      "head_config": self.head.config.to_json()})
+            save_training_state(
+                path,
+                step=self.epoch,
+                modules={"head": self.head},
+                optimizers={"head": self.opt},
+                generators={"main": self.g},
+                extra_tensors={
+                    "hidden": d.hidden,
+                    "time_emb": d.time_emb,
+                    "distance": d.distance,
+                    "step": d.step,
+                    "scale": self.scale.state_tensor(),
+                },
+                info={
+                    "kind": "calibration",
+                    "config": self.cfg.to_dict(),
+                    "history": self.history,
+                    "head_config": self.head.config.to_json(),
+                },
+            )
         D.barrier(self.env)
 
     def load_state(self, path) -> None:

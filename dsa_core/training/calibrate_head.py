@@ -11,6 +11,7 @@ dsa_core.prompt_files), or random contexts when none are given. The output loads
 dsa_core.confidence_head.load_head and in the DSA head loader node. ``--state`` keeps a resumable
 calibration state (recorded features, head, optimizer).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,11 @@ from .common_cli import add_common, apply_threads, prompt_source
 
 
 def build_parser():
-    ap = argparse.ArgumentParser(prog="python -m dsa_core.training.calibrate_head", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m dsa_core.training.calibrate_head",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--generator", required=True, help="frozen causal generator, .safetensors")
     ap.add_argument("--out", required=True, help="head file to write (.safetensors)")
     ap.add_argument("--rollouts", type=int, default=8, help="rollout batches per rank")
@@ -33,10 +37,15 @@ def build_parser():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--head-hidden", type=int, default=256)
     ap.add_argument("--commit", choices=("random", "final"), default="random")
-    ap.add_argument("--median-label", type=float, default=0.5,
-                    help="label given to a median x0 disagreement (sets where the threshold scale bites)")
-    ap.add_argument("--state", default=None,
-                    help="resumable calibration state file (read if present, written at the end)")
+    ap.add_argument(
+        "--median-label",
+        type=float,
+        default=0.5,
+        help="label given to a median x0 disagreement (sets where the threshold scale bites)",
+    )
+    ap.add_argument(
+        "--state", default=None, help="resumable calibration state file (read if present, written at the end)"
+    )
     add_common(ap)
     return ap
 
@@ -47,10 +56,21 @@ def main(argv=None) -> int:
     env = D.setup(args.device)
     try:
         gen = load_generator(args.generator)
-        cfg = CalibConfig(num_frames=args.frames, chunk_frames=args.chunk_frames, latent_h=args.latent_h,
-                          latent_w=args.latent_w, batch=args.batch, rollouts=args.rollouts, max_steps=args.max_steps,
-                          commit=args.commit, median_label=args.median_label, epochs=args.epochs, lr=args.lr,
-                          hidden_dim=args.head_hidden, seed=args.seed)
+        cfg = CalibConfig(
+            num_frames=args.frames,
+            chunk_frames=args.chunk_frames,
+            latent_h=args.latent_h,
+            latent_w=args.latent_w,
+            batch=args.batch,
+            rollouts=args.rollouts,
+            max_steps=args.max_steps,
+            commit=args.commit,
+            median_label=args.median_label,
+            epochs=args.epochs,
+            lr=args.lr,
+            hidden_dim=args.head_hidden,
+            seed=args.seed,
+        )
         cal = HeadCalibrator(gen, cfg, prompt_source(args), env=env)
         if args.state and Path(args.state).is_file():
             cal.load_state(args.state)

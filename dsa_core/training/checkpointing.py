@@ -12,6 +12,7 @@ and a resumed run continues bit-for-bit where the saved one was (tests check thi
 Writes go to a temporary file and are renamed into place, so a crash never leaves a half-written
 checkpoint under the final name. Only rank 0 calls ``save_training_state``.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,16 @@ def _tensor_ok(v) -> bool:
     return isinstance(v, torch.Tensor)
 
 
-def save_training_state(path, *, step: int, modules: dict[str, nn.Module], optimizers: dict | None = None,
-                        generators: dict[str, torch.Generator] | None = None, extra_tensors: dict | None = None,
-                        info: dict | None = None) -> Path:
+def save_training_state(
+    path,
+    *,
+    step: int,
+    modules: dict[str, nn.Module],
+    optimizers: dict | None = None,
+    generators: dict[str, torch.Generator] | None = None,
+    extra_tensors: dict | None = None,
+    info: dict | None = None,
+) -> Path:
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -50,9 +58,13 @@ def save_training_state(path, *, step: int, modules: dict[str, nn.Module], optim
                     tensors[f"optim.{name}.{idx}.{k}"] = v.detach().cpu().contiguous()
                 else:
                     plain_state.setdefault(str(idx), {})[k] = v
-        optim_meta[name] = {"param_groups": sd["param_groups"], "plain_state": plain_state,
-                            "tensor_state": {str(i): sorted(k for k, v in st.items() if _tensor_ok(v))
-                                             for i, st in sd["state"].items()}}
+        optim_meta[name] = {
+            "param_groups": sd["param_groups"],
+            "plain_state": plain_state,
+            "tensor_state": {
+                str(i): sorted(k for k, v in st.items() if _tensor_ok(v)) for i, st in sd["state"].items()
+            },
+        }
     for name, g in (generators or {}).items():
         tensors[f"rng.{name}"] = g.get_state().clone()
     for name, t in (extra_tensors or {}).items():
@@ -80,7 +92,7 @@ class TrainingState:
 
     def module_state(self, name: str) -> dict:
         p = f"model.{name}."
-        return {k[len(p):]: v for k, v in self.tensors.items() if k.startswith(p)}
+        return {k[len(p) :]: v for k, v in self.tensors.items() if k.startswith(p)}
 
     def has_module(self, name: str) -> bool:
         return any(k.startswith(f"model.{name}.") for k in self.tensors)
@@ -90,8 +102,9 @@ class TrainingState:
         if not sd:
             raise KeyError(f"{self.path} has no weights for '{name}'")
         ref = module.state_dict()
-        module.load_state_dict({k: v.to(device=ref[k].device, dtype=ref[k].dtype) if k in ref else v
-                                for k, v in sd.items()}, strict=True)
+        module.load_state_dict(
+            {k: v.to(device=ref[k].device, dtype=ref[k].dtype) if k in ref else v for k, v in sd.items()}, strict=True
+        )
 
     def load_optimizer(self, name: str, opt: torch.optim.Optimizer) -> None:
         om = self.meta["optimizers"][name]
@@ -122,8 +135,10 @@ def load_training_state(path) -> TrainingState:
     with safe_open(path, framework="pt", device="cpu") as f:
         meta = json.loads((f.metadata() or {}).get(META_KEY, "null") or "null")
         if not meta or meta.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a DSA training checkpoint (no '{META_KEY}' metadata); "
-                             "to start from plain weights pass them as --init / --generator instead of --resume")
+            raise ValueError(
+                f"{path} is not a DSA training checkpoint (no '{META_KEY}' metadata); "
+                "to start from plain weights pass them as --init / --generator instead of --resume"
+            )
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     return TrainingState(tensors, meta, path)
 

@@ -1,4 +1,5 @@
 """Shared command-line pieces for the training entry points."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,10 +8,18 @@ import torch
 
 
 def add_common(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--prompts", nargs="*", default=None,
-                    help="prompt embedding files or folders (dsa_core.prompt_files format); default: random contexts")
-    ap.add_argument("--random-prompt-tokens", type=int, default=16,
-                    help="tokens of the random contexts used when no --prompts are given")
+    ap.add_argument(
+        "--prompts",
+        nargs="*",
+        default=None,
+        help="prompt embedding files or folders (dsa_core.prompt_files format); default: random contexts",
+    )
+    ap.add_argument(
+        "--random-prompt-tokens",
+        type=int,
+        default=16,
+        help="tokens of the random contexts used when no --prompts are given",
+    )
     ap.add_argument("--frames", type=int, default=9, help="latent frames per training video")
     ap.add_argument("--chunk-frames", type=int, default=3)
     ap.add_argument("--latent-h", type=int, default=8)
@@ -25,6 +34,7 @@ def add_common(ap: argparse.ArgumentParser) -> None:
 
 def prompt_source(args):
     from .prompts import FilePrompts, RandomPrompts
+
     if args.prompts:
         return FilePrompts(args.prompts)
     return RandomPrompts(args.random_prompt_tokens)

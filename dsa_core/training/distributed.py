@@ -10,6 +10,7 @@ The training objectives are nn.Modules whose forward computes the loss (see dmd.
 through DDP's own forward/backward hooks, not through a home-made all-reduce. Rank 0 writes checkpoints
 and logs; every rank draws its own prompts and noise (seed + rank).
 """
+
 from __future__ import annotations
 
 import os
@@ -77,6 +78,7 @@ def wrap(module: nn.Module, env: DistEnv) -> nn.Module:
     if not env.distributed or not any(p.requires_grad for p in module.parameters()):
         return module
     from torch.nn.parallel import DistributedDataParallel as DDP
+
     ids = [env.device.index] if env.device.type == "cuda" else None
     return DDP(module, device_ids=ids, output_device=ids[0] if ids else None)
 

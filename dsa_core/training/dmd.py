@@ -26,6 +26,7 @@ Distributed: the three objectives are nn.Modules wrapped in DistributedDataParal
 (distributed.py); ranks draw different prompts and noise (seed + rank); rank 0 saves.
 Checkpoints: checkpointing.py (safetensors + JSON; exact resume).
 """
+
 from __future__ import annotations
 
 import copy
@@ -55,28 +56,28 @@ class DMDConfig:
     chunk_frames: int = 3
     latent_h: int = 8
     latent_w: int = 8
-    batch: int = 4                       # per rank
-    max_steps: int = 4                   # training ladder: Self-Forcing's 4 levels, extended beyond 4
-    same_exit: bool = False              # one random exit step for all chunks (Self-Forcing default) or per chunk
+    batch: int = 4  # per rank
+    max_steps: int = 4  # training ladder: Self-Forcing's 4 levels, extended beyond 4
+    same_exit: bool = False  # one random exit step for all chunks (Self-Forcing default) or per chunk
     gen_lr: float = 2e-5
     critic_lr: float = 4e-5
     head_lr: float = 1e-3
-    betas: tuple = (0.0, 0.999)          # DMD2 / Self-Forcing use beta1 = 0 for generator and critic
+    betas: tuple = (0.0, 0.999)  # DMD2 / Self-Forcing use beta1 = 0 for generator and critic
     weight_decay: float = 0.0
-    gen_every: int = 5                   # generator update every N iterations (critic every iteration)
+    gen_every: int = 5  # generator update every N iterations (critic every iteration)
     grad_clip: float = 10.0
     dmd_shift: float = 5.0
     dmd_u_range: tuple = (0.02, 0.98)
     critic_shift: float = 5.0
-    real_guidance: float = 1.0           # teacher CFG scale in the real score (1 = no CFG)
+    real_guidance: float = 1.0  # teacher CFG scale in the real score (1 = no CFG)
     target: str = "teacher_residual"
-    target_label: str = "rank"           # 'rank', 'step_rank', 'exp2' or 'tolerance' (targets.py)
+    target_label: str = "rank"  # 'rank', 'step_rank', 'exp2' or 'tolerance' (targets.py)
     target_window: int = 2048
-    target_tau: float | None = None      # fixed tau for the 'exp2' label instead of the running median
-    head_sigma: float | None = 0.15      # teacher_residual / dmd_grad read at this fixed re-noising level
-                                         # (None: the DMD's random s, whose spread then dominates the label)
+    target_tau: float | None = None  # fixed tau for the 'exp2' label instead of the running median
+    head_sigma: float | None = 0.15  # teacher_residual / dmd_grad read at this fixed re-noising level
+    # (None: the DMD's random s, whose spread then dominates the label)
     seed: int = 0
-    amp: bool = False                    # bf16 autocast (CUDA)
+    amp: bool = False  # bf16 autocast (CUDA)
 
     def ladder(self) -> Ladder:
         return extended_ladder(self_forcing_ladder(), self.max_steps)
@@ -122,15 +123,35 @@ class GeneratorObjective(nn.Module):
         pred_fake = x0_prediction(critic, x_s, s, critic.encode_text(context))
         return pred_fake, pred_real
 
-    def forward(self, context: Tensor, exit_steps: list, noise, s: Tensor, eps_fn, grad: bool = True,
-                continue_to: int | None = None):
+    def forward(
+        self,
+        context: Tensor,
+        exit_steps: list,
+        noise,
+        s: Tensor,
+        eps_fn,
+        grad: bool = True,
+        continue_to: int | None = None,
+    ):
         cfg = self.cfg
         b = context.shape[0]
         with torch.set_grad_enabled(grad):
             text = self.cw.encode_text(context)
-        ro = rollout(self.cw, text, batch=b, num_frames=cfg.num_frames, chunk_frames=cfg.chunk_frames,
-                     latent_h=cfg.latent_h, latent_w=cfg.latent_w, ladder=cfg.ladder(), exit_steps=exit_steps,
-                     noise=noise, grad=grad, continue_to=continue_to, device=context.device)
+        ro = rollout(
+            self.cw,
+            text,
+            batch=b,
+            num_frames=cfg.num_frames,
+            chunk_frames=cfg.chunk_frames,
+            latent_h=cfg.latent_h,
+            latent_w=cfg.latent_w,
+            ladder=cfg.ladder(),
+            exit_steps=exit_steps,
+            noise=noise,
+            grad=grad,
+            continue_to=continue_to,
+            device=context.device,
+        )
         x = ro.video
         eps = eps_fn(tuple(x.shape))
         with torch.no_grad():
@@ -160,8 +181,16 @@ class DMDTrainer:
     """Joint DMD + confidence-head trainer. ``teacher`` is frozen; ``critic`` defaults to a copy of it;
     ``student`` is trained (a causal generator initialised e.g. from the teacher)."""
 
-    def __init__(self, teacher: nn.Module, student: nn.Module, head: ConfidenceHead, cfg: DMDConfig, prompts,
-                 critic: nn.Module | None = None, env: D.DistEnv | None = None):
+    def __init__(
+        self,
+        teacher: nn.Module,
+        student: nn.Module,
+        head: ConfidenceHead,
+        cfg: DMDConfig,
+        prompts,
+        critic: nn.Module | None = None,
+        env: D.DistEnv | None = None,
+    ):
         self.cfg, self.prompts = cfg, prompts
         self.env = env or D.DistEnv()
         dev = self.env.device
@@ -178,8 +207,15 @@ class DMDTrainer:
         self.target = HeadTarget(cfg.target, cfg.target_window, cfg.target_tau, cfg.target_label)
         self.g = torch.Generator().manual_seed(cfg.seed * 1000003 + self.env.rank)
         self.step = 0
-        self.history: dict[str, list] = {"gen_loss": [], "critic_loss": [], "head_loss": [], "head_excess": [],
-                                         "dmd_grad_rms": [], "tau": [], "gen_step": []}
+        self.history: dict[str, list] = {
+            "gen_loss": [],
+            "critic_loss": [],
+            "head_loss": [],
+            "head_excess": [],
+            "dmd_grad_rms": [],
+            "tau": [],
+            "gen_step": [],
+        }
         self.ladder = cfg.ladder()
 
     # ---- one iteration ----------------------------------------------------------------------------
@@ -234,8 +270,9 @@ class DMDTrainer:
             if cfg.head_sigma is not None:  # a fixed level: the label does not inherit the DMD's random s
                 hs = torch.full((cfg.batch,), float(cfg.head_sigma), device=dev)
                 with self._autocast():
-                    pf, pr = D.unwrap(self.gen_obj).dmd_direction(video, ctx, hs, noise(tuple(video.shape)),
-                                                                   real_only=cfg.target == "teacher_residual")
+                    pf, pr = D.unwrap(self.gen_obj).dmd_direction(
+                        video, ctx, hs, noise(tuple(video.shape)), real_only=cfg.target == "teacher_residual"
+                    )
             dist = dmd_grad_distance(pf, pr) if cfg.target == "dmd_grad" else teacher_residual_distance(video, pr)
         else:
             dist = x0_agreement_distance(video, ro.final_x0)
@@ -262,12 +299,20 @@ class DMDTrainer:
             self.history["gen_step"].append(self.step - 1)
         return out
 
-    def train(self, steps: int, ckpt_dir=None, ckpt_every: int = 0, show_progress: bool = True,
-              log_every: int = 10, time_limit_s: float | None = None) -> dict:
+    def train(
+        self,
+        steps: int,
+        ckpt_dir=None,
+        ckpt_every: int = 0,
+        show_progress: bool = True,
+        log_every: int = 10,
+        time_limit_s: float | None = None,
+    ) -> dict:
         """Run until ``self.step == steps`` (so a resumed trainer continues to the same total)."""
         t0 = time.time()
-        bar = progress(total=steps, desc="DMD+head", disable=not (show_progress and self.env.is_main),
-                       initial=self.step)
+        bar = progress(
+            total=steps, desc="DMD+head", disable=not (show_progress and self.env.is_main), initial=self.step
+        )
         try:
             while self.step < steps:
                 out = self.train_step()
@@ -275,8 +320,10 @@ class DMDTrainer:
                 if self.step % log_every == 0 or self.step == steps:
                     h = self.history
                     gl = h["gen_loss"][-1] if h["gen_loss"] else float("nan")
-                    bar.set_postfix_str(f"gen {gl:.4f} critic {out['critic_loss']:.4f} head {out['head_loss']:.4f} "
-                                        f"dmd {out['dmd_grad_rms']:.4f}")
+                    bar.set_postfix_str(
+                        f"gen {gl:.4f} critic {out['critic_loss']:.4f} head {out['head_loss']:.4f} "
+                        f"dmd {out['dmd_grad_rms']:.4f}"
+                    )
                 if ckpt_dir and ckpt_every and self.step % ckpt_every == 0:
                     self.save(Path(ckpt_dir) / "latest.safetensors")
                 if time_limit_s and time.time() - t0 > time_limit_s:
@@ -292,14 +339,21 @@ class DMDTrainer:
         if not self.env.is_main:
             D.barrier(self.env)
             return
-        save_training_state(path, step=self.step,
-                            modules={"student": self.student, "critic": self.critic, "head": self.head},
-                            optimizers={"gen": self.opt_gen, "critic": self.opt_critic, "head": self.opt_head},
-                            generators={"main": self.g},
-                            extra_tensors={"target_window": self.target.state_tensor()},
-                            info={"kind": "dmd", "config": self.cfg.to_dict(), "history": self.history,
-                                  "head_config": self.head.config.to_json(),
-                                  "generator_config": self.student.config.to_json()})
+        save_training_state(
+            path,
+            step=self.step,
+            modules={"student": self.student, "critic": self.critic, "head": self.head},
+            optimizers={"gen": self.opt_gen, "critic": self.opt_critic, "head": self.opt_head},
+            generators={"main": self.g},
+            extra_tensors={"target_window": self.target.state_tensor()},
+            info={
+                "kind": "dmd",
+                "config": self.cfg.to_dict(),
+                "history": self.history,
+                "head_config": self.head.config.to_json(),
+                "generator_config": self.student.config.to_json(),
+            },
+        )
         D.barrier(self.env)
 
     def load(self, path) -> None:

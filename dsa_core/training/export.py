@@ -5,6 +5,7 @@ checkpoint.save_generator: same per-tensor storage dtypes and 'format' / 'dsa_co
 confidence head under 'confidence_head.' (float32) and its config under 'dsa.head_config'.
 checkpoint.load_generator ignores the head keys; confidence_head.load_head reads only them.
 """
+
 from __future__ import annotations
 
 from ..checkpoint import save_generator
@@ -16,5 +17,6 @@ def save_generator_with_head(dit, head, path, dtype=None, metadata: dict | None 
     if head is not None:
         meta.update({META_CONFIG: head.config.to_json(), META_FORMAT: FORMAT_NAME + "+generator"})
     meta.update(metadata or {})
-    save_generator(dit, path, dtype=dtype, metadata=meta,
-                   extra_tensors=head_state_dict(head) if head is not None else None)
+    save_generator(
+        dit, path, dtype=dtype, metadata=meta, extra_tensors=head_state_dict(head) if head is not None else None
+    )

@@ -5,6 +5,7 @@ t = 1000 s, so x0_hat = x_s - s v (the maths itself is in flow_step.py, shared w
 noise levels are drawn uniformly in u and warped through the usual shift, s = shift u / (1 + (shift - 1) u)
 (Self-Forcing's DMD uses shift 5 on u in [0.02, 0.98]).
 """
+
 from __future__ import annotations
 
 import torch

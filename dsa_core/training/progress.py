@@ -1,4 +1,5 @@
 """Progress bars: tqdm when installed (it is in every ComfyUI install), a plain line printer otherwise."""
+
 from __future__ import annotations
 
 import sys
@@ -35,6 +36,7 @@ class _Plain:
 def progress(total=None, desc="", disable=False, initial=0):
     try:
         from tqdm.auto import tqdm
+
         return tqdm(total=total, desc=desc, disable=disable, initial=initial, dynamic_ncols=True, mininterval=1.0)
     except ImportError:  # pragma: no cover
         return _Plain(total=total, desc=desc, disable=disable, initial=initial)

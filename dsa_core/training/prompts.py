@@ -6,6 +6,7 @@ A prompt source is a callable ``(batch, generator) -> context [B, L, 4096]`` on 
 - ``RandomPrompts``: Gaussian or all-zero contexts, for calibrating without any prompt files (weaker: the
   head then only sees the generator's unconditional behaviour).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,7 +32,7 @@ class FilePrompts:
             raise ValueError(f"prompt files have different channel counts {sorted(dims)}")
         self.contexts = torch.zeros(len(embs), length, dims.pop())
         for i, e in enumerate(embs):
-            self.contexts[i, :e.context.shape[1]] = e.context[0].float()
+            self.contexts[i, : e.context.shape[1]] = e.context[0].float()
 
     def __len__(self):
         return self.contexts.shape[0]

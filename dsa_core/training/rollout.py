@@ -13,6 +13,7 @@ runs on ``cache.snapshot()`` (copy-on-write): the snapshot's write clones the la
 original cache is written later by the no_grad commit, which clones again, so nothing saved for
 backward is ever modified. (causal_wan.forward_chunk itself has no torch.no_grad; sample_video does.)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,32 +30,49 @@ NoiseFn = Callable[[tuple], Tensor]
 
 def randn_fn(g: torch.Generator, device, dtype=torch.float32) -> NoiseFn:
     """Noise drawn on the CPU from ``g`` (same numbers on every device), then moved."""
+
     def draw(shape):
         return torch.randn(tuple(shape), generator=g).to(device=device, dtype=dtype)
+
     return draw
 
 
 @dataclass
 class StepRecord:
-    hidden: Tensor      # [B, Tc, dim] detached
-    time_emb: Tensor    # [B, Tc, dim] detached
-    x0: Tensor          # [B, C, Tc, H, W] detached
+    hidden: Tensor  # [B, Tc, dim] detached
+    time_emb: Tensor  # [B, Tc, dim] detached
+    x0: Tensor  # [B, C, Tc, H, W] detached
 
 
 @dataclass
 class Rollout:
-    video: Tensor                    # [B, C, T, H, W]: each chunk's exit x0_hat (with grad if requested)
-    exit_steps: list                 # per chunk, 0-based exit step
-    exit_hidden: Tensor              # [B, T, dim] detached, at each chunk's exit step
-    exit_time_emb: Tensor            # [B, T, dim] detached
-    final_x0: Tensor | None = None   # [B, C, T, H, W] x0_hat after continuing to ``continue_to`` steps
+    video: Tensor  # [B, C, T, H, W]: each chunk's exit x0_hat (with grad if requested)
+    exit_steps: list  # per chunk, 0-based exit step
+    exit_hidden: Tensor  # [B, T, dim] detached, at each chunk's exit step
+    exit_time_emb: Tensor  # [B, T, dim] detached
+    final_x0: Tensor | None = None  # [B, C, T, H, W] x0_hat after continuing to ``continue_to`` steps
     steps: list = field(default_factory=list)  # per chunk: [StepRecord] for every step run (record_steps)
 
 
-def rollout(cw, text, *, batch: int, num_frames: int, chunk_frames: int, latent_h: int, latent_w: int,
-            ladder: Ladder, exit_steps: list[int], noise: NoiseFn, grad: bool = False,
-            continue_to: int | None = None, record_steps: bool = False, commit: str = "exit",
-            device=None, dtype=torch.float32) -> Rollout:
+def rollout(
+    cw,
+    text,
+    *,
+    batch: int,
+    num_frames: int,
+    chunk_frames: int,
+    latent_h: int,
+    latent_w: int,
+    ladder: Ladder,
+    exit_steps: list[int],
+    noise: NoiseFn,
+    grad: bool = False,
+    continue_to: int | None = None,
+    record_steps: bool = False,
+    commit: str = "exit",
+    device=None,
+    dtype=torch.float32,
+) -> Rollout:
     """Roll a causal generator (causal_wan.CausalWan) out chunk by chunk.
 
     exit_steps[n]: the 0-based step at which chunk n stops (its output). continue_to: also run the
@@ -72,8 +90,9 @@ def rollout(cw, text, *, batch: int, num_frames: int, chunk_frames: int, latent_
     if continue_to is not None and not max(exit_steps) < continue_to <= len(ladder):
         raise ValueError(f"continue_to {continue_to} must be in (max exit step, ladder length]")
     c = cw.config.in_dim
-    cache = cw.new_cache(batch, latent_h, latent_w, chunk_frames, total_frames=num_frames, device=device,
-                         dtype=torch.float32)
+    cache = cw.new_cache(
+        batch, latent_h, latent_w, chunk_frames, total_frames=num_frames, device=device, dtype=torch.float32
+    )
     outs, finals, hid, temb, records = [], [], [], [], []
     sig = ladder.sigmas
 
@@ -112,6 +131,11 @@ def rollout(cw, text, *, batch: int, num_frames: int, chunk_frames: int, latent_
         with torch.no_grad():
             committed = x0_exit.detach() if commit == "exit" else x0.detach()
             cw.forward_chunk(committed, torch.zeros(batch, device=device, dtype=dtype), text, cache, fs)
-    return Rollout(video=torch.cat(outs, 2), exit_steps=list(exit_steps), exit_hidden=torch.cat(hid, 1),
-                   exit_time_emb=torch.cat(temb, 1),
-                   final_x0=torch.cat(finals, 2) if continue_to is not None else None, steps=records)
+    return Rollout(
+        video=torch.cat(outs, 2),
+        exit_steps=list(exit_steps),
+        exit_hidden=torch.cat(hid, 1),
+        exit_time_emb=torch.cat(temb, 1),
+        final_x0=torch.cat(finals, 2) if continue_to is not None else None,
+        steps=records,
+    )

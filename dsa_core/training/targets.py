@@ -38,6 +38,7 @@ Targets
       already is to what more steps would give. At the last step d = 0 by construction (label 1); those
       zeros are kept out of tau.
 """
+
 from __future__ import annotations
 
 import torch
@@ -77,7 +78,7 @@ class RunningScale:
     def update(self, d: Tensor) -> None:
         v = d.detach().float().flatten().cpu()
         v = v[v > 0]
-        self.values = torch.cat([self.values, v])[-self.window:]
+        self.values = torch.cat([self.values, v])[-self.window :]
 
     @property
     def tau(self) -> float:
@@ -93,7 +94,7 @@ class RunningScale:
         if v.numel() == 0:
             return torch.full_like(d.float(), 0.5)
         x = d.float().unsqueeze(-1)
-        return ((v < x).float().mean(-1) + 0.5 * (v == x).float().mean(-1))
+        return (v < x).float().mean(-1) + 0.5 * (v == x).float().mean(-1)
 
     def state_tensor(self) -> Tensor:
         return self.values.clone()
@@ -155,15 +156,17 @@ class HeadTarget:
     """A named target and label: ``label(distance, steps)`` (optionally updating the running windows)
     returns c* [B, T]; ``steps`` [B, T] (0-based exit step of each frame) is needed by ``step_rank``."""
 
-    def __init__(self, name: str = "teacher_residual", window: int = 2048, tau: float | None = None,
-                 label: str = "rank"):
+    def __init__(
+        self, name: str = "teacher_residual", window: int = 2048, tau: float | None = None, label: str = "rank"
+    ):
         if name not in TARGET_NAMES:
             raise ValueError(f"unknown head target {name!r}; choose one of {TARGET_NAMES}")
         if label not in LABEL_NAMES:
             raise ValueError(f"unknown head label {label!r}; choose one of {LABEL_NAMES}")
         if label in ("rank", "step_rank") and tau is not None:
-            raise ValueError(f"a fixed tau only applies to the 'exp2' and 'tolerance' labels; the {label!r} label "
-                             "has no scale")
+            raise ValueError(
+                f"a fixed tau only applies to the 'exp2' and 'tolerance' labels; the {label!r} label has no scale"
+            )
         self.name, self.label_name = name, label
         if label == "tolerance" and tau is None:
             tau = DEFAULT_TOLERANCE
@@ -201,9 +204,17 @@ class HeadTarget:
             self.scale.load_state_tensor(t)
 
     def to_dict(self) -> dict:
-        formula = {"rank": "c* = 1 - F(d), F the window's empirical CDF",
-                   "step_rank": "c* = 1 - F_k(d), F_k the empirical CDF of frames that exited at the same step k",
-                   "tolerance": "c* = 1 if d <= tol else 0 (the head estimates P(d <= tol)); tol = tau",
-                   "exp2": "c* = 2**(-d/tau)"}[self.label_name]
-        return {"name": self.name, "label_kind": self.label_name, "tau": self.scale.tau, "fixed_tau": self.scale.fixed,
-                "window": self.scale.window, "label": formula}
+        formula = {
+            "rank": "c* = 1 - F(d), F the window's empirical CDF",
+            "step_rank": "c* = 1 - F_k(d), F_k the empirical CDF of frames that exited at the same step k",
+            "tolerance": "c* = 1 if d <= tol else 0 (the head estimates P(d <= tol)); tol = tau",
+            "exp2": "c* = 2**(-d/tau)",
+        }[self.label_name]
+        return {
+            "name": self.name,
+            "label_kind": self.label_name,
+            "tau": self.scale.tau,
+            "fixed_tau": self.scale.fixed,
+            "window": self.scale.window,
+            "label": formula,
+        }

@@ -1,4 +1,5 @@
 """Shared tiny generator fixtures for the pure dsa_core tests (no host)."""
+
 import pytest
 import torch
 

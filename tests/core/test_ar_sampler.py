@@ -4,6 +4,7 @@ noise independence, continuation, prompt switches, callbacks and interruption.
 NFE is counted by a wrapper around CausalWan.forward_chunk (never read from the sampler's record), and
 the head is test-controlled (scripted confidences), so early exit / extra refinement are forced per chunk.
 """
+
 import pytest
 import torch
 from torch import nn
@@ -70,8 +71,9 @@ def test_threshold_above_every_confidence_equals_fixed(tiny_cw, texts):
     head = ConfidenceHead(HeadConfig(dim=128, hidden_dim=16))
     a, _, rec_a = run(tiny_cw, texts[0], num_frames=9, head=head, policy=ConfidencePolicy(1.5, 1, 4), ladder=EXT)
     # the user-facing maximum 1.0 with a head whose output stays below 1
-    b, _, _ = run(tiny_cw, texts[0], num_frames=9, head=ScriptedHead([0.999] * 12),
-                  policy=ConfidencePolicy(1.0, 1, 4), ladder=EXT)
+    b, _, _ = run(
+        tiny_cw, texts[0], num_frames=9, head=ScriptedHead([0.999] * 12), policy=ConfidencePolicy(1.0, 1, 4), ladder=EXT
+    )
     assert torch.equal(fixed, a) and torch.equal(fixed, b)
     assert [c.steps for c in rec_f.chunks] == [4, 4, 4] == [c.steps for c in rec_a.chunks]
     assert rec_f.chunks[0].sigmas == list(SF.sigmas)
@@ -115,7 +117,7 @@ def test_early_exit_and_extra_refinement_per_chunk(tiny_cw, texts):
     assert [c[0] for c in m.calls] == [e[0] for e in expected]
     assert [c[1] for c in m.calls] == pytest.approx([e[1] for e in expected])
     for c in rec.chunks:
-        assert c.sigmas == list(EXT.sigmas[:c.steps]) and c.nfe == c.steps + 1
+        assert c.sigmas == list(EXT.sigmas[: c.steps]) and c.nfe == c.steps + 1
     assert rec.fixed_nfe == 15 and rec.speedup == pytest.approx(15 / 14)
     assert rec.mean_steps_per_frame == pytest.approx(11 / 3)
     assert lat.shape == (1, 16, 9, H, W) and torch.isfinite(lat).all()
@@ -128,6 +130,7 @@ def test_noise_does_not_depend_on_earlier_step_counts(tiny_cw, texts):
     class Recording:
         def __init__(self, seed):
             from dsa_core.noise import SeededNoise
+
             self.inner = SeededNoise(seed)
 
         def sample(self, key, step, shape, device=None, dtype=None):
@@ -156,8 +159,9 @@ def test_continuation_equals_one_call(tiny_cw, texts, window, sink):
     assert [c.chunk_index for c in rec.chunks] == [1, 2, 3] and [c.frame_start for c in rec.chunks] == [3, 6, 9]
     # the input state was not mutated: branching it again gives the same frames
     assert torch.equal(state.latents, before[0]) and state.cache.frames_written == before[1] and state.nfe == before[2]
-    again, _, _ = sample_video(tiny_cw, None, num_frames=9, state=state,
-                               **dict(pol, head=ScriptedHead([0.3, 0.95] * 20)))
+    again, _, _ = sample_video(
+        tiny_cw, None, num_frames=9, state=state, **dict(pol, head=ScriptedHead([0.3, 0.95] * 20))
+    )
     assert torch.equal(again, rest)
     assert torch.equal(st2.latents, full_state.latents)
 
@@ -216,7 +220,12 @@ def test_callbacks_and_interrupt(tiny_cw, texts):
     pol = dict(head=ScriptedHead(script), policy=ConfidencePolicy(0.9, 1, 4), ladder=EXT)
     lat, st, rec = run(tiny_cw, texts[0], num_frames=9, callback=steps.append, chunk_callback=chunks.append, **pol)
     assert [(s.chunk_number, s.step, s.will_stop) for s in steps] == [
-        (0, 1, True), (1, 1, False), (1, 2, False), (1, 3, True), (2, 1, True)]
+        (0, 1, True),
+        (1, 1, False),
+        (1, 2, False),
+        (1, 3, True),
+        (2, 1, True),
+    ]
     assert steps[-1].steps_done_total == 5 and steps[0].steps_max_total == 12
     assert steps[0].x0.shape == (1, 16, 3, H, W) and steps[0].confidence.shape == (1, 3)
     assert [c.frame_start for c in chunks] == [0, 3, 6] and torch.equal(chunks[1].latent, lat[:, :, 3:6])

@@ -8,7 +8,7 @@ def test_sdpa_signature_and_values():
     q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 8)
     out = sdpa_attention(q, k, v)
     assert out.shape == (2, 5, 24)
-    w = torch.softmax(q @ k.transpose(-1, -2) / 8 ** 0.5, -1)
+    w = torch.softmax(q @ k.transpose(-1, -2) / 8**0.5, -1)
     ref = (w @ v).transpose(1, 2).reshape(2, 5, 24)
     assert torch.allclose(out, ref, atol=1e-5)
     assert get_attention("sdpa") is sdpa_attention and get_attention(None) is sdpa_attention

@@ -1,5 +1,6 @@
 """Keeps the benchmark scripts from rotting: their entry functions at the tiniest size (a few seconds).
 Speed itself is measured by running the benchmarks (benchmarks/README.md), never asserted here."""
+
 from __future__ import annotations
 
 import math
@@ -28,7 +29,7 @@ def test_cpu_bench_entry_points(capsys):
     cfg, lh, lw = bench_cpu.CONFIGS["micro"]
     rows = bench_cpu.bench_sampler("micro", cfg, lh, lw, chunks=3, repeats=1, text_len=8)
     assert [r["mode"] for r in rows] == list(MODES)
-    assert [round(r["steps"], 2) for r in rows] == [4.0, 3.0, 2.0]   # (3,2,4) and (2,1,3) over 3 chunks
+    assert [round(r["steps"], 2) for r in rows] == [4.0, 3.0, 2.0]  # (3,2,4) and (2,1,3) over 3 chunks
     assert [r["nfe"] for r in rows] == [15, 12, 9]
     for r in rows:
         for key in ("first_s", "later_s", "latent_fps", "video_fps", "overhead", "step_ms"):
@@ -50,8 +51,22 @@ def test_cpu_bench_entry_points(capsys):
 
 @torch.no_grad()
 def test_gpu_bench_smoke_on_cpu(capsys):
-    args = bench_gpu.parse(["--smoke", "--no-vae", "--attention", "sdpa", "--chunks", "2", "--repeats", "1",
-                            "--latent", "2x2", "--modes", "fixed-4,adaptive-2"])
+    args = bench_gpu.parse(
+        [
+            "--smoke",
+            "--no-vae",
+            "--attention",
+            "sdpa",
+            "--chunks",
+            "2",
+            "--repeats",
+            "1",
+            "--latent",
+            "2x2",
+            "--modes",
+            "fixed-4,adaptive-2",
+        ]
+    )
     bench_gpu.SMOKE_CFG, saved = bench_cpu.MICRO, bench_gpu.SMOKE_CFG
     try:
         results, setup, notes = bench_gpu.run(args)
@@ -82,7 +97,8 @@ def test_memory_estimate_bench_measures_one_size():
     # run as a script, not imported: importing it would put the repo first on sys.path, ahead of the host
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_memory_estimate.py"
     spec = ["smoke", dict(dim=128, ffn_dim=256, num_heads=1, num_layers=2), 8, 8, 3, 3, 0, 0]
-    out = subprocess.run([sys.executable, str(script), "--one", json.dumps(spec)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, str(script), "--one", json.dumps(spec)], capture_output=True, text=True, check=True
+    )
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["estimate"] > r["kv"] > 0 and r["peak_growth"] >= 0

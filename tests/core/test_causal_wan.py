@@ -1,4 +1,5 @@
 """Chunk-by-chunk generation through the KV cache equals one block-causal masked forward."""
+
 import pytest
 import torch
 from wan_testutil import make_inputs
@@ -15,14 +16,16 @@ def run_chunks(cw, x, t, text, chunk, window=None, sink=0, junk_passes=0, seed=1
     """Generate chunk by chunk. junk_passes > 0 first writes each chunk's slot with other inputs
     (like earlier denoising steps) before the final pass, which must overwrite them."""
     b, _, f, h, w = x.shape
-    cache = cw.new_cache(b, h, w, chunk, window_frames=window, sink_frames=sink,
-                         total_frames=f if window is None else None)
+    cache = cw.new_cache(
+        b, h, w, chunk, window_frames=window, sink_frames=sink, total_frames=f if window is None else None
+    )
     g = torch.Generator().manual_seed(seed)
     flows, hiddens = [], []
     for s, e in chunk_bounds(f, chunk):
         for _ in range(junk_passes):
-            cw.forward_chunk(torch.randn(x[:, :, s:e].shape, generator=g), torch.rand(b, generator=g) * 1000,
-                             text, cache, s)
+            cw.forward_chunk(
+                torch.randn(x[:, :, s:e].shape, generator=g), torch.rand(b, generator=g) * 1000, text, cache, s
+            )
         out = cw.forward_chunk(x[:, :, s:e], t[:, s:e], text, cache, s)
         flows.append(out.flow)
         hiddens.append(out.hidden)
@@ -174,8 +177,9 @@ def test_snapshot_is_copy_on_write(tiny_cw):
     assert not torch.equal(cache.visible(0, 6)[0], snap.visible(0, 6)[0])
 
 
-@pytest.mark.parametrize("window,sink,total,dtype", [(6, 3, None, torch.bfloat16), (3, 0, None, torch.float32),
-                                                      (None, 0, 7, torch.float16)])
+@pytest.mark.parametrize(
+    "window,sink,total,dtype", [(6, 3, None, torch.bfloat16), (3, 0, None, torch.float32), (None, 0, 7, torch.float16)]
+)
 def test_bytes_required_matches_allocation(tiny_cw, window, sink, total, dtype):
     cache = tiny_cw.new_cache(2, 6, 8, 3, window_frames=window, sink_frames=sink, total_frames=total, dtype=dtype)
     pred = KVCache.bytes_required(TINY, 6, 8, window, 3, sink_frames=sink, batch=2, dtype=dtype, total_frames=total)
@@ -198,8 +202,9 @@ def test_bf16_cache_with_fp32_compute(tiny_cw):
     with torch.no_grad():
         ref = forward_block_causal(tiny_cw, x, t, text, 3).flow
         cache = tiny_cw.new_cache(1, 4, 6, 3, window_frames=6, dtype=torch.bfloat16)
-        out = torch.cat([tiny_cw.forward_chunk(x[:, :, s:e], t[:, s:e], text, cache, s).flow
-                         for s, e in chunk_bounds(6, 3)], 2)
+        out = torch.cat(
+            [tiny_cw.forward_chunk(x[:, :, s:e], t[:, s:e], text, cache, s).flow for s, e in chunk_bounds(6, 3)], 2
+        )
     err = (out - ref).abs().max()
     assert 0 < err < 0.1  # bf16 K/V round-off only
 

@@ -1,4 +1,5 @@
 """Safetensors loading/saving: prefixes, dtypes, config inference and every error message."""
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -40,10 +41,16 @@ def test_prefixes_round_trip(tmp_path, tiny_dit, prefix):
 
 
 def test_normalize_strips_wrappers():
-    sd = {"model._fsdp_wrapped_module.blocks.0._fsdp_wrapped_module._checkpoint_wrapped_module.self_attn.q.weight": 1,
-          "_orig_mod.model.head.modulation": 2, "confidence_head.mlp.0.weight": 3}
-    assert normalize_wan_keys(sd) == {"blocks.0.self_attn.q.weight": 1, "head.modulation": 2,
-                                      "confidence_head.mlp.0.weight": 3}
+    sd = {
+        "model._fsdp_wrapped_module.blocks.0._fsdp_wrapped_module._checkpoint_wrapped_module.self_attn.q.weight": 1,
+        "_orig_mod.model.head.modulation": 2,
+        "confidence_head.mlp.0.weight": 3,
+    }
+    assert normalize_wan_keys(sd) == {
+        "blocks.0.self_attn.q.weight": 1,
+        "head.modulation": 2,
+        "confidence_head.mlp.0.weight": 3,
+    }
     with pytest.raises(CheckpointError, match="collide"):
         normalize_wan_keys({"model.head.modulation": 1, "head.modulation": 2})
 
@@ -62,8 +69,9 @@ def test_infer_config_tiny2_and_metadata(tmp_path, tiny2_dit):
     assert set(sd) == set(tiny2_dit.state_dict())
 
 
-@pytest.mark.parametrize("name,dtype,atol", [("fp32", torch.float32, 1e-6), ("bf16", torch.bfloat16, 0.5),
-                                             ("fp16", torch.float16, 0.05)])
+@pytest.mark.parametrize(
+    "name,dtype,atol", [("fp32", torch.float32, 1e-6), ("bf16", torch.bfloat16, 0.5), ("fp16", torch.float16, 0.05)]
+)
 def test_dtypes(tmp_path, tiny_dit, name, dtype, atol):
     path = tmp_path / "g.safetensors"
     save_generator(tiny_dit, path, dtype=name)
@@ -208,6 +216,7 @@ def test_save_generator_extra_tensors_and_head_export(tmp_path, tiny_dit):
     with a Wan key is refused, and the exported generator+head file loads as both."""
     from dsa_core.confidence_head import ConfidenceHead, HeadConfig, load_head
     from dsa_core.training.export import save_generator_with_head
+
     with pytest.raises(ValueError, match="collides"):
         save_generator(tiny_dit, tmp_path / "x.safetensors", extra_tensors={"head.head.weight": torch.zeros(1)})
     head = ConfidenceHead(HeadConfig(dim=TINY.dim, hidden_dim=8))

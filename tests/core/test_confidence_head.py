@@ -46,6 +46,7 @@ def test_save_load_roundtrip(tmp_path):
     p = tmp_path / "head.safetensors"
     save_head(head, p, {"note": "test"})
     from safetensors import safe_open
+
     with safe_open(str(p), "pt") as f:
         assert all(k.startswith(HEAD_PREFIX) for k in f.keys())
         assert HeadConfig.from_json(f.metadata()[META_CONFIG]) == head.config

@@ -1,4 +1,5 @@
 """Self-Forcing / CausVid .pt -> safetensors conversion, with weights_only loading."""
+
 import pytest
 import torch
 
@@ -16,7 +17,7 @@ def _wrap(sd, variant):
         elif variant == "fsdp":
             nk = "model._fsdp_wrapped_module." + k.replace("blocks.", "blocks.", 1)
             if k.startswith("blocks."):
-                i, rest = k[len("blocks."):].split(".", 1)
+                i, rest = k[len("blocks.") :].split(".", 1)
                 nk = f"model._fsdp_wrapped_module.blocks.{i}._fsdp_wrapped_module._checkpoint_wrapped_module.{rest}"
         elif variant == "compiled":
             nk = "_orig_mod.model." + k
@@ -35,8 +36,14 @@ def two_models():
 def test_round_trip_each_prefix(tmp_path, two_models, variant):
     gen, ema = two_models
     src = tmp_path / "ckpt.pt"
-    torch.save({"generator": _wrap(gen.state_dict(), variant), "generator_ema": _wrap(ema.state_dict(), variant),
-                "critic": {"model.x.weight": torch.zeros(2)}}, src)
+    torch.save(
+        {
+            "generator": _wrap(gen.state_dict(), variant),
+            "generator_ema": _wrap(ema.state_dict(), variant),
+            "critic": {"model.x.weight": torch.zeros(2)},
+        },
+        src,
+    )
     out = tmp_path / "out.safetensors"
     assert convert(src, out, dtype="fp32") == "generator_ema"  # EMA is preferred by default
     loaded = load_generator(out)
@@ -78,8 +85,9 @@ def test_cli_bf16_when_asked(tmp_path, two_models, capsys):
 def test_error_pt_without_generator(tmp_path, capsys):
     src = tmp_path / "critic_only.pt"
     torch.save({"critic": {"model.blocks.0.x": torch.zeros(1)}, "step": torch.tensor(3)}, src)
-    with pytest.raises(CheckpointError,
-                       match=r"no generator weights.*'generator_ema' or 'generator'.*\['critic', 'step'\]"):
+    with pytest.raises(
+        CheckpointError, match=r"no generator weights.*'generator_ema' or 'generator'.*\['critic', 'step'\]"
+    ):
         convert(src, tmp_path / "o.safetensors")
     assert main([str(src), str(tmp_path / "o.safetensors")]) == 2
     assert "no generator weights" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """The denoising-step maths (dsa_core/flow_step.py): its algebra, its precision rule, and that it is the only copy."""
+
 import re
 from pathlib import Path
 
@@ -19,8 +20,13 @@ def _tensors(dtype=torch.float32, seed=0):
 
 def test_denoise_inverts_renoise_with_the_true_flow():
     x0, eps = _tensors(torch.float64)
-    for s in (1.0, 0.9375, 0.25, torch.tensor([0.8, 0.3], dtype=torch.float64),
-              torch.tensor([[0.9, 0.5, 0.1], [0.2, 0.6, 1.0]], dtype=torch.float64)):
+    for s in (
+        1.0,
+        0.9375,
+        0.25,
+        torch.tensor([0.8, 0.3], dtype=torch.float64),
+        torch.tensor([[0.9, 0.5, 0.1], [0.2, 0.6, 1.0]], dtype=torch.float64),
+    ):
         x_s = renoise(x0, eps.double(), s)
         torch.testing.assert_close(denoise(x_s, eps.double() - x0, s), x0, rtol=0, atol=1e-12)
 

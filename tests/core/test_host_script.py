@@ -1,4 +1,5 @@
 """scripts/host.py's handling of ComfyUI trees (no host needed): version, host root, pins, unpacking, checks."""
+
 import hashlib
 import io
 import re
@@ -35,10 +36,15 @@ def make_tree(folder: Path, version: str) -> Path:
     (folder / "comfy" / "sd.py").write_text("import torchaudio\n")
     (folder / "requirements.txt").write_text(
         "comfyui-frontend-package==1.48.7\ncomfyui-workflow-templates==0.11.41\ntorch\ntorchvision\ntorchaudio\n"
-        "numpy>=1.25.0\nSQLAlchemy>=2.0.0\n\n#non essential dependencies:\nkornia>=0.7.1\n")
+        "numpy>=1.25.0\nSQLAlchemy>=2.0.0\n\n#non essential dependencies:\nkornia>=0.7.1\n"
+    )
     (folder / "extra_model_paths.yaml").write_text("mine:\n  custom_nodes: /home/me/nodes\n")
-    for junk in (".git/HEAD", "models/checkpoints/big.safetensors", "custom_nodes/OtherPack/__init__.py",
-                 "comfy/__pycache__/sd.cpython-311.pyc"):
+    for junk in (
+        ".git/HEAD",
+        "models/checkpoints/big.safetensors",
+        "custom_nodes/OtherPack/__init__.py",
+        "comfy/__pycache__/sd.cpython-311.pyc",
+    ):
         (folder / junk).parent.mkdir(parents=True, exist_ok=True)
         (folder / junk).write_text("x")
     for code in ("comfy/ldm/models/autoencoder.py", "comfy_api/input/__init__.py"):  # code under such names
@@ -145,7 +151,10 @@ def test_shared_release_is_known_and_every_requirement_is_pinned(tmp_path):
     with tarfile.open(SHARED_TREE) as tf:
         tf.extract("ComfyUI/requirements.txt", tmp_path, filter="data")
     hostreqs, frontend = host._split_tree_requirements(tmp_path / "ComfyUI")
-    pins = {_name(line.split("==")[0]) for line in (REPO / "host" / "constraints-0.33.0.txt").read_text().splitlines()
-            if "==" in line and not line.startswith("#")}
+    pins = {
+        _name(line.split("==")[0])
+        for line in (REPO / "host" / "constraints-0.33.0.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
     wanted = {_name(r) for r in hostreqs + frontend} | {"torch", "pytest", "selenium", "websocket-client"}
     assert wanted <= pins, f"not pinned: {sorted(wanted - pins)}"

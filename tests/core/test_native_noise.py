@@ -1,4 +1,5 @@
 """NativeARNoise draws what ComfyUI's Sampler AR Video draws (the host's seeding, reproduced without the host)."""
+
 import torch
 
 from dsa_core.noise import NativeARNoise, SeededNoise

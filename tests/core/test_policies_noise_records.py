@@ -35,11 +35,11 @@ def test_policy_rules():
     assert FixedSteps().max_steps(lad) == 4 and FixedSteps(2).max_steps(lad) == 2
     p = ConfidencePolicy(0.8, min_steps=2, max_steps=5)
     assert p.max_steps(lad) == 5
-    assert p.decide(1, 0.99) is None          # below min_steps
-    assert p.decide(2, 0.8) == "confident"    # >= threshold
+    assert p.decide(1, 0.99) is None  # below min_steps
+    assert p.decide(2, 0.8) == "confident"  # >= threshold
     assert p.decide(2, 0.79) is None
     assert p.decide(3, None) is None
-    assert ConfidencePolicy(2.0).decide(4, 1.0) is None      # > 1: never stops early
+    assert ConfidencePolicy(2.0).decide(4, 1.0) is None  # > 1: never stops early
     assert ConfidencePolicy(1.0).decide(1, 1.0) == "confident"  # a saturated sigmoid meets 1.0
     with pytest.raises(ValueError, match="exceeds the ladder"):
         ConfidencePolicy(0.5, max_steps=7).max_steps(lad)
@@ -69,13 +69,16 @@ def test_noise_keyed_and_reproducible():
     assert not torch.equal(a, n.sample(6, 1, (1, 16, 3, 4, 4)))
     assert not torch.equal(a, SeededNoise(8).sample(3, 1, (1, 16, 3, 4, 4)))
     assert n.sample(0, 0, (2, 3), dtype=torch.bfloat16).dtype == torch.bfloat16
-    assert derive_seed(1, 2, 3) == derive_seed(1, 2, 3) < 2 ** 63
+    assert derive_seed(1, 2, 3) == derive_seed(1, 2, 3) < 2**63
 
 
 def test_run_record_numbers():
     r = RunRecord(base_steps=4)
-    r.chunks = [ChunkRecord(0, 0, 3, steps=2, nfe=3), ChunkRecord(1, 3, 3, steps=6, nfe=7),
-                ChunkRecord(2, 6, 3, steps=1, nfe=2)]
+    r.chunks = [
+        ChunkRecord(0, 0, 3, steps=2, nfe=3),
+        ChunkRecord(1, 3, 3, steps=6, nfe=7),
+        ChunkRecord(2, 6, 3, steps=1, nfe=2),
+    ]
     r.extra_nfe = 2
     assert r.total_nfe == 14 and r.fixed_nfe == 15
     assert r.speedup == pytest.approx(15 / 12)
@@ -87,6 +90,7 @@ def test_run_record_numbers():
 
 def test_threshold_presets_resolve_in_one_place():
     from dsa_core.policies import CUSTOM_PRESET, make_policy, threshold_from_preset
+
     assert threshold_from_preset("balanced") == THRESHOLD_PRESETS["balanced"]
     assert threshold_from_preset(CUSTOM_PRESET, 0.3) == 0.3 and threshold_from_preset("0.4") == 0.4
     with pytest.raises(ValueError, match="needs a threshold value"):

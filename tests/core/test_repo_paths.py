@@ -6,26 +6,40 @@ Scans the tracked text files (Python, JS, Markdown, the shell entry points) for 
 folder, or as the name of some file in the repository. ComfyUI's model folders ('models/vae/', ...) are the
 host's, not the repository's, and are left out (the pack's own 'models/toy/' is checked).
 """
+
 import re
 import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-TOP = ("docs", "dsa_core", "nodes", "tests", "scripts", "js", "workflows", "benchmarks", "host", "results",
-       "models/toy")
+TOP = (
+    "docs",
+    "dsa_core",
+    "nodes",
+    "tests",
+    "scripts",
+    "js",
+    "workflows",
+    "benchmarks",
+    "host",
+    "results",
+    "models/toy",
+)
 PATH_RE = re.compile(r"(?<![\w./-])(?:" + "|".join(re.escape(t) for t in TOP) + r")(?:/[\w.*-]*)*")
 NAME_RE = re.compile(r"(?<![\w./-])[\w-]+\.(?:py|md)\b")
 URL_RE = re.compile(r"\w+://\S+")
 HOST_FILES = {"main.py", "comfyui_version.py", "sd.py"}  # ComfyUI's own files, named where the host is handled
 OUTPUT_FILES = {"gpu_check.md"}  # what the GPU check writes into its output folder
 # ../shared/hosts is where CI finds a host release tarball; nothing else outside the repository may be cited.
-WORK_ITEM_RE = re.compile(r"\b(?:issue|work item|ticket)s?\s*#?\s*\d+|acceptance criteria|\.\./shared\b(?!/hosts)",
-                          re.I)
+WORK_ITEM_RE = re.compile(
+    r"\b(?:issue|work item|ticket)s?\s*#?\s*\d+|acceptance criteria|\.\./shared\b(?!/hosts)", re.I
+)
 
 
 def _tracked_text_files() -> list[Path]:
-    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     keep = []
     for rel in out:
         p = ROOT / rel

@@ -1,5 +1,6 @@
 """Bad numbers and resource limits in dsa_core: non-finite steps fail with their likely source, the memory
 estimate refuses what cannot fit (and says how to fix it), a stop hook runs between transformer blocks."""
+
 import pytest
 import torch
 
@@ -57,7 +58,7 @@ def test_inf_head_is_named():
     model = tiny()
     head = ConfidenceHead(HeadConfig(dim=TINY.dim, hidden_dim=16))
     with torch.no_grad():
-        head.fc1.weight.fill_(float("inf"))   # inf weights meet signed inputs: inf - inf = NaN confidences
+        head.fc1.weight.fill_(float("inf"))  # inf weights meet signed inputs: inf - inf = NaN confidences
     with pytest.raises(NonFiniteError, match="confidence head returned NaN/Inf"):
         run(model, text_of(model), head=head, policy=ConfidencePolicy(0.5, min_steps=1, max_steps=4))
 
@@ -65,7 +66,7 @@ def test_inf_head_is_named():
 def test_fp16_overflow_is_named():
     model = tiny()
     with torch.no_grad():
-        model.dit.head.head.weight.mul_(1e4)   # finite weights whose output overflows fp16
+        model.dit.head.head.weight.mul_(1e4)  # finite weights whose output overflows fp16
         model.dit.head.head.bias.fill_(6e4)
     model.dit.half()
     with pytest.raises(NonFiniteError, match="overflowed fp16"):
@@ -77,7 +78,7 @@ def test_between_blocks_hook_runs_once_per_block_and_its_exception_stops_the_run
     calls = []
     model.between_blocks = lambda: calls.append(1)
     run(model, text_of(model), policy=FixedSteps(2))
-    assert len(calls) == TINY.num_layers * 3          # 2 steps + the commit pass, each over every block
+    assert len(calls) == TINY.num_layers * 3  # 2 steps + the commit pass, each over every block
 
     class Stop(Exception):
         pass
@@ -91,26 +92,30 @@ def test_between_blocks_hook_runs_once_per_block_and_its_exception_stops_the_run
     model.between_blocks = stop_at_second_block
     with pytest.raises(Stop):
         run(model, text_of(model), policy=FixedSteps(2))
-    assert len(calls) == 2                            # stopped inside the first step, after one block
+    assert len(calls) == 2  # stopped inside the first step, after one block
 
 
 def test_estimate_counts_the_kv_cache_at_capacity_and_grows_with_size():
     kw = dict(latent_h=60, latent_w=104, chunk_frames=3, dtype=torch.bfloat16)
     est = estimate_sampling_memory(WAN21_T2V_1_3B, total_frames=21, **kw)
-    assert est.kv_cache == KVCache.bytes_required(WAN21_T2V_1_3B, 60, 104, None, 3, dtype=torch.bfloat16,
-                                                  total_frames=21)
+    assert est.kv_cache == KVCache.bytes_required(
+        WAN21_T2V_1_3B, 60, 104, None, 3, dtype=torch.bfloat16, total_frames=21
+    )
     longer = estimate_sampling_memory(WAN21_T2V_1_3B, total_frames=81, **kw)
     rolling = estimate_sampling_memory(WAN21_T2V_1_3B, total_frames=81, window_frames=12, sink_frames=3, **kw)
     assert longer.kv_cache > est.kv_cache > rolling.kv_cache
-    assert rolling.kv_cache == estimate_sampling_memory(WAN21_T2V_1_3B, total_frames=810, window_frames=12,
-                                                        sink_frames=3, **kw).kv_cache
+    assert (
+        rolling.kv_cache
+        == estimate_sampling_memory(WAN21_T2V_1_3B, total_frames=810, window_frames=12, sink_frames=3, **kw).kv_cache
+    )
     chunked = estimate_sampling_memory(WAN21_T2V_1_3B, total_frames=21, attention="chunked", **kw)
     assert chunked.attention > 0 == est.attention
 
 
 def test_refusal_states_estimate_free_memory_and_fixes():
-    est = estimate_sampling_memory(WAN21_T2V_1_3B, latent_h=1024, latent_w=1024, chunk_frames=3, total_frames=21,
-                                   dtype=torch.bfloat16)
+    est = estimate_sampling_memory(
+        WAN21_T2V_1_3B, latent_h=1024, latent_w=1024, chunk_frames=3, total_frames=21, dtype=torch.bfloat16
+    )
     assert refusal_message(est, est.total, device="cuda:0", window_frames=None, dtype=torch.bfloat16) is None
     msg = refusal_message(est, 8 * GIB, device="cuda:0", window_frames=None, dtype=torch.bfloat16)
     assert f"{est.total / GIB:.2f} GiB" in msg and "8.00 GiB is free" in msg
@@ -125,8 +130,8 @@ def test_chunked_attention_follows_the_hosts_block_choice():
 
     bh, q, k = 12, 9000, 30000
     assert chunked_attention_bytes(bh, q, k, None) == 2 * bh * 1024 * k * 4
-    roomy = bh * 4 * 4096 * 4 * k                     # just room for the largest block (scores <= free / 4)
+    roomy = bh * 4 * 4096 * 4 * k  # just room for the largest block (scores <= free / 4)
     assert chunked_attention_bytes(bh, q, k, roomy) == 2 * bh * 4096 * k * 4
     assert chunked_attention_bytes(bh, q, k, roomy // 2) == 2 * bh * 2048 * k * 4
-    assert chunked_attention_bytes(bh, q, k, 1000) == 2 * bh * 512 * 512 * 4   # keys chunked too
+    assert chunked_attention_bytes(bh, q, k, 1000) == 2 * bh * 512 * 512 * 4  # keys chunked too
     assert chunked_attention_bytes(bh, 100, k, roomy) == 2 * bh * 100 * k * 4  # a short chunk: all its queries

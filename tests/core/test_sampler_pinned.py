@@ -10,6 +10,7 @@ the test still catches real changes without failing on a different vector unit.
 Regenerate (only when an output change is intended): ``DSA_WRITE_PINNED=1 bash scripts/test
 tests/core/test_sampler_pinned.py``.
 """
+
 import json
 import os
 from pathlib import Path
@@ -44,19 +45,52 @@ def _runs() -> dict:
     sf, ext = self_forcing_ladder(), extended_ladder(self_forcing_ladder(), 6)
     out = {}
     # Self-Forcing's sampler: 4 fixed steps per chunk
-    lat, _, rec = sample_video(cw, texts[0], num_frames=9, latent_h=H, latent_w=W, chunk_frames=CF, ladder=sf,
-                               policy=FixedSteps(), seed=11, batch=2)
+    lat, _, rec = sample_video(
+        cw,
+        texts[0],
+        num_frames=9,
+        latent_h=H,
+        latent_w=W,
+        chunk_frames=CF,
+        ladder=sf,
+        policy=FixedSteps(),
+        seed=11,
+        batch=2,
+    )
     out["fixed"] = (lat, rec)
     # DSA: a real (random) head decides each chunk's steps on the extended ladder; the threshold sits inside the
     # head's range so chunks stop at different steps
-    lat, _, rec = sample_video(cw, texts[0], num_frames=12, latent_h=H, latent_w=W, chunk_frames=CF, ladder=ext,
-                               policy=ConfidencePolicy(CONFIDENCE_THRESHOLD, 1, 6), head=head, seed=12, batch=2)
+    lat, _, rec = sample_video(
+        cw,
+        texts[0],
+        num_frames=12,
+        latent_h=H,
+        latent_w=W,
+        chunk_frames=CF,
+        ladder=ext,
+        policy=ConfidencePolicy(CONFIDENCE_THRESHOLD, 1, 6),
+        head=head,
+        seed=12,
+        batch=2,
+    )
     out["confidence"] = (lat, rec)
     # a continuation with a rolling window, attention sinks, a prompt switch and the heuristic policy
-    lat0, state, _ = sample_video(cw, texts[0], num_frames=6, latent_h=H, latent_w=W, chunk_frames=CF, ladder=sf,
-                                  seed=13, batch=2, window_frames=6, sink_frames=3)
-    lat, _, rec = sample_video(cw, texts[1], num_frames=6, state=state, ladder=ext, recache="all",
-                               policy=HeuristicPolicy(0.4, 1, 6), seed=14)
+    lat0, state, _ = sample_video(
+        cw,
+        texts[0],
+        num_frames=6,
+        latent_h=H,
+        latent_w=W,
+        chunk_frames=CF,
+        ladder=sf,
+        seed=13,
+        batch=2,
+        window_frames=6,
+        sink_frames=3,
+    )
+    lat, _, rec = sample_video(
+        cw, texts[1], num_frames=6, state=state, ladder=ext, recache="all", policy=HeuristicPolicy(0.4, 1, 6), seed=14
+    )
     out["continued"] = (torch.cat([lat0, lat], 2), rec)
     return out
 
@@ -70,10 +104,15 @@ def _flatten(runs: dict) -> tuple[dict, dict]:
         tensors[f"{name}.latent"] = lat.contiguous()
         conf = [[-1.0 if c is None else c for c in ch.confidence] for ch in rec.chunks]
         width = max(len(c) for c in conf)
-        tensors[f"{name}.confidence"] = torch.tensor([c + [float("nan")] * (width - len(c)) for c in conf],
-                                                     dtype=torch.float64)
-        meta[name] = {"steps": [ch.steps for ch in rec.chunks], "stop": [ch.stop_reason for ch in rec.chunks],
-                      "nfe": [ch.nfe for ch in rec.chunks], "extra_nfe": rec.extra_nfe}
+        tensors[f"{name}.confidence"] = torch.tensor(
+            [c + [float("nan")] * (width - len(c)) for c in conf], dtype=torch.float64
+        )
+        meta[name] = {
+            "steps": [ch.steps for ch in rec.chunks],
+            "stop": [ch.stop_reason for ch in rec.chunks],
+            "nfe": [ch.nfe for ch in rec.chunks],
+            "extra_nfe": rec.extra_nfe,
+        }
     return tensors, meta
 
 
@@ -114,11 +153,18 @@ def test_sampler_output_is_pinned(pinned, current, name):
     exact = env == _environment()
     for key in (f"{name}.latent", f"{name}.confidence"):
         if exact:
-            assert torch.equal(got[key].nan_to_num(7.0), want[key].nan_to_num(7.0)), \
+            assert torch.equal(got[key].nan_to_num(7.0), want[key].nan_to_num(7.0)), (
                 f"{key} differs from the pinned output (max |diff| {(got[key] - want[key]).abs().nan_to_num(0).max()})"
+            )
         else:
-            torch.testing.assert_close(got[key], want[key], atol=1e-5, rtol=1e-5, equal_nan=True,
-                                       msg=lambda m: f"{key} (pinned on {env}, running on {_environment()}): {m}")
+            torch.testing.assert_close(
+                got[key],
+                want[key],
+                atol=1e-5,
+                rtol=1e-5,
+                equal_nan=True,
+                msg=lambda m: f"{key} (pinned on {env}, running on {_environment()}): {m}",
+            )
 
 
 def test_the_pieces_compose_to_the_pinned_run(pinned):
@@ -131,12 +177,19 @@ def test_the_pieces_compose_to_the_pinned_run(pinned):
     ladder, policy = extended_ladder(self_forcing_ladder(), 6), ConfidencePolicy(CONFIDENCE_THRESHOLD, 1, 6)
     steps_seen = []
     with torch.no_grad():
-        work, extra = prepare_state(cw, text, num_frames=12, latent_h=H, latent_w=W, chunk_frames=CF, seed=12,
-                                    batch=2)
+        work, extra = prepare_state(cw, text, num_frames=12, latent_h=H, latent_w=W, chunk_frames=CF, seed=12, batch=2)
         chunks = []
         for n in range(4):
-            x0, rec = denoise_chunk(cw, work, ladder, policy, head=head, chunk_number=n, num_chunks=4,
-                                    callback=lambda info: steps_seen.append(info.step))
+            x0, rec = denoise_chunk(
+                cw,
+                work,
+                ladder,
+                policy,
+                head=head,
+                chunk_number=n,
+                num_chunks=4,
+                callback=lambda info: steps_seen.append(info.step),
+            )
             commit_chunk(cw, work, x0, rec)
             chunks.append((x0, rec))
     assert extra == 0 and work.next_chunk_index == 4 and work.frames == 12

@@ -45,14 +45,17 @@ def test_custom_and_parse():
     assert custom_ladder([1000, 500], unit="timestep").sigmas == (1.0, 0.5)
 
 
-@pytest.mark.parametrize("values, match", [
-    ([], "at least one"),
-    ([1.0, 0.5, 0.5], "strictly decrease"),
-    ([1.0, 0.3, 0.6], "strictly decrease"),
-    ([0.9, 0.5], "must be 1.0"),
-    ([1.0, 0.0], r"\(0, 1\]"),
-    ([1.0, float("nan")], "finite|0, 1"),
-])
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        ([], "at least one"),
+        ([1.0, 0.5, 0.5], "strictly decrease"),
+        ([1.0, 0.3, 0.6], "strictly decrease"),
+        ([0.9, 0.5], "must be 1.0"),
+        ([1.0, 0.0], r"\(0, 1\]"),
+        ([1.0, float("nan")], "finite|0, 1"),
+    ],
+)
 def test_validation_messages(values, match):
     with pytest.raises(LadderError, match=match):
         custom_ladder(values, unit="sigma")

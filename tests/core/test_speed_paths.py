@@ -1,6 +1,7 @@
 """The forward's speed properties, checked on the CPU: what would be a host-device sync on CUDA (one value read
 per denoising step, nothing in the forward), the KV window read as a view with a fixed shape once the window is
 full, the block-wide modulation with the host's per-block rounding, and the RoPE against complex rotation."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,6 +25,7 @@ def count_conversions(monkeypatch):
         def wrapper(self, *a, _orig=orig, _name=name, **k):
             calls.append(_name)
             return _orig(self, *a, **k)
+
         monkeypatch.setattr(torch.Tensor, name, wrapper)
     return calls
 
@@ -34,12 +36,24 @@ def test_one_device_read_per_step(tiny_cw, count_conversions, policy_kind):
     confidence is computed); the forward reads none."""
     text = tiny_cw.encode_text(torch.randn(1, 6, 4096, generator=torch.Generator().manual_seed(1)))
     head = ConfidenceHead(tiny_cw.config.dim).eval() if policy_kind == "confidence" else None
-    policy = {"confidence": ConfidencePolicy(threshold=0.999, min_steps=1, max_steps=4),
-              "heuristic": HeuristicPolicy(threshold=0.999, min_steps=1, max_steps=4),
-              "fixed": FixedSteps()}[policy_kind]
+    policy = {
+        "confidence": ConfidencePolicy(threshold=0.999, min_steps=1, max_steps=4),
+        "heuristic": HeuristicPolicy(threshold=0.999, min_steps=1, max_steps=4),
+        "fixed": FixedSteps(),
+    }[policy_kind]
     count_conversions.clear()
-    _, _, rec = sample_video(tiny_cw, text, num_frames=9, latent_h=4, latent_w=6, chunk_frames=3, policy=policy,
-                             head=head, seed=3, record_confidence=False)
+    _, _, rec = sample_video(
+        tiny_cw,
+        text,
+        num_frames=9,
+        latent_h=4,
+        latent_w=6,
+        chunk_frames=3,
+        policy=policy,
+        head=head,
+        seed=3,
+        record_confidence=False,
+    )
     steps = rec.total_steps
     # one transfer per step that has a confidence (it carries the non-finite flag too); without one, one per chunk
     reads = {"confidence": steps, "heuristic": steps - len(rec.chunks), "fixed": len(rec.chunks)}[policy_kind]
@@ -59,7 +73,7 @@ def test_visible_window_is_a_view_with_a_static_shape_once_full(tiny_cw):
             tiny_cw.forward_chunk(torch.randn(1, 16, 3, 4, 6), torch.full((1,), 500.0), text, cache, start)
             k, v = cache.visible(0, start + 3)
             storage_k, storage_v = cache._kv[0]
-            assert k.data_ptr() == storage_k.data_ptr() and v.data_ptr() == storage_v.data_ptr()   # no copy
+            assert k.data_ptr() == storage_k.data_ptr() and v.data_ptr() == storage_v.data_ptr()  # no copy
             assert k._base is not None
             shapes.append(tuple(k.shape))
     full = cache.capacity_frames * cache.tokens_per_frame

@@ -1,6 +1,7 @@
 """dsa_core.streaming_decode without a host: the Wan frame-count rule, the toy codec decoded chunk by chunk, the
 output buffer, and states that are never written into. (The Wan 2.1 VAE itself is tested against the host's own
 VAE Decode in tests/host/test_streaming_inprocess.py.)"""
+
 import torch
 
 from dsa_core.streaming_decode import DecodeState, FrameBuffer, FrameWiseDecoder, decode_chunks, wan_video_frames
@@ -8,7 +9,7 @@ from dsa_core.toy.world import decode_to_rgb
 
 
 def test_wan_first_frame_rule():
-    assert wan_video_frames(21, first=True) == 81         # Self-Forcing's 21 latent frames = 81 frames
+    assert wan_video_frames(21, first=True) == 81  # Self-Forcing's 21 latent frames = 81 frames
     assert wan_video_frames(3, first=True) == 9 and wan_video_frames(3, first=False) == 12
     assert wan_video_frames(0, first=True) == 0
     # chunk after chunk adds up to the whole video's count
@@ -24,7 +25,7 @@ def test_toy_codec_chunkwise_equals_whole_and_states_are_not_written():
     assert (state.latent_frames, state.video_frames, state.source) == (9, 9, "toy")
     start = dec.start()
     _, after = dec.decode(start, lat[:, :, :3])
-    assert start == DecodeState(source="toy") and after.latent_frames == 3   # a new state; the old one as it was
+    assert start == DecodeState(source="toy") and after.latent_frames == 3  # a new state; the old one as it was
 
 
 def test_decode_state_to_copies_tensors_and_keeps_markers():
@@ -44,5 +45,5 @@ def test_frame_buffer_fills_one_allocation_and_grows_if_needed():
     buf.append(b)
     assert buf.data is data and torch.equal(buf.frames, torch.cat([a, b], 1))
     c = torch.rand(1, 4, 4, 4, 3)
-    buf.append(c)                                         # beyond the announced total: still correct
+    buf.append(c)  # beyond the announced total: still correct
     assert buf.count == 9 and torch.equal(buf.frames, torch.cat([a, b, c], 1))

@@ -1,5 +1,6 @@
 """The toy world's exact continuations, its per-chunk metric, the evaluation statistics, the batched
 evaluation sampler and the step-rank head label that cannot collapse to the step index."""
+
 from collections import Counter
 
 import numpy as np
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_continuations_are_an_exact_distribution():
     scene = W.Scene("square", "red", "drifting right", "black")
     first = W.continuations(scene, None)
-    assert len(first) == W.NPOS ** 2 and first.probs.sum() == pytest.approx(1.0)
+    assert len(first) == W.NPOS**2 and first.probs.sum() == pytest.approx(1.0)
     assert set(first.kinds) == {"start"}
     prev = W.State(5, 7, W.COLOUR_NAMES.index("red"))
     c = W.continuations(scene, prev)
@@ -153,6 +154,7 @@ def test_matched_random_control_keeps_each_half_histogram():
 def test_batched_evaluation_sampler_matches_the_sampler(tiny_cw):
     """Each video in the batch is what sample_video makes for its seed alone, with its own stop decisions."""
     from dsa_core.schedules import extended_ladder, self_forcing_ladder
+
     torch.manual_seed(0)
     head = ConfidenceHead(HeadConfig(dim=tiny_cw.config.dim, hidden_dim=16))
     ladder = extended_ladder(self_forcing_ladder(), 6)
@@ -162,10 +164,18 @@ def test_batched_evaluation_sampler_matches_the_sampler(tiny_cw):
     for pol in (FixedSteps(2), IndexSchedule([3, 1]), ConfidencePolicy(0.5, 1, 6), HeuristicPolicy(0.9, 1, 6)):
         lat, steps, nfe, _, _ = batched_sample(tiny_cw, tiny_cw.encode_text(ctx), seeds, pol, ladder, head=head)
         for i, sd in enumerate(seeds):
-            one, _, rec = sample_video(tiny_cw, tiny_cw.encode_text(ctx[i:i + 1]), num_frames=W.NUM_FRAMES,
-                                       latent_h=W.LATENT_H, latent_w=W.LATENT_W, chunk_frames=W.CHUNK_FRAMES,
-                                       ladder=ladder, policy=pol if not isinstance(pol, IndexSchedule)
-                                       else IndexSchedule([3, 1]), seed=sd, head=head)
+            one, _, rec = sample_video(
+                tiny_cw,
+                tiny_cw.encode_text(ctx[i : i + 1]),
+                num_frames=W.NUM_FRAMES,
+                latent_h=W.LATENT_H,
+                latent_w=W.LATENT_W,
+                chunk_frames=W.CHUNK_FRAMES,
+                ladder=ladder,
+                policy=pol if not isinstance(pol, IndexSchedule) else IndexSchedule([3, 1]),
+                seed=sd,
+                head=head,
+            )
             assert steps[i] == [c.steps for c in rec.chunks] and nfe[i] == [c.nfe for c in rec.chunks], pol
             torch.testing.assert_close(lat[i], one[0], atol=1e-4, rtol=1e-4)
 
@@ -191,10 +201,34 @@ def test_conf_gain_spearman_is_zero_for_a_step_counter_and_negative_for_a_good_h
         errs = [[0.01 + gn / k for k in (1, 2, 3)] for gn in gains]
         for c in errs:
             c[-1] = 0.01
-        counter.append(VideoResult(0, v, [3] * 4, [4] * 4, [0.01] * 4, [0.0] * 4, [False] * 4, ["none"] * 4,
-                                   confidence=[[0.2, 0.6, 0.9]] * 4, step_cond=errs))
-        good.append(VideoResult(0, v, [3] * 4, [4] * 4, [0.01] * 4, [0.0] * 4, [False] * 4, ["none"] * 4,
-                                confidence=[[1 - gn, 1 - gn / 2, 1.0] for gn in gains], step_cond=errs))
+        counter.append(
+            VideoResult(
+                0,
+                v,
+                [3] * 4,
+                [4] * 4,
+                [0.01] * 4,
+                [0.0] * 4,
+                [False] * 4,
+                ["none"] * 4,
+                confidence=[[0.2, 0.6, 0.9]] * 4,
+                step_cond=errs,
+            )
+        )
+        good.append(
+            VideoResult(
+                0,
+                v,
+                [3] * 4,
+                [4] * 4,
+                [0.01] * 4,
+                [0.0] * 4,
+                [False] * 4,
+                ["none"] * 4,
+                confidence=[[1 - gn, 1 - gn / 2, 1.0] for gn in gains],
+                step_cond=errs,
+            )
+        )
     assert conf_gain_spearman(counter)["per_step"][1] != conf_gain_spearman(counter)["per_step"][1]  # nan
     assert conf_gain_spearman(good)["mean"] < -0.9
     orc = oracle_rows(good, [2.5, 4.0])
@@ -222,8 +256,9 @@ def _train_head(hidden, temb, labels, g, dim=32, epochs=300):
     head = ConfidenceHead(HeadConfig(dim=dim, hidden_dim=32))
     opt = torch.optim.Adam(head.parameters(), lr=1e-2)
     for _ in range(epochs):
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(head.logits(hidden[:, None], temb[:, None])[:, 0],
-                                                                    labels)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            head.logits(hidden[:, None], temb[:, None])[:, 0], labels
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -252,7 +287,7 @@ def test_head_trained_on_step_rank_is_not_a_step_counter():
     confident and event frames are not, and the mean confidence no longer climbs with the step."""
     g = torch.Generator().manual_seed(1)
     hidden, temb, d, step, event = _synthetic_features(3000, g)
-    pooled = HeadTarget("x0_agreement", window=10 ** 6, label="rank").label(d)
+    pooled = HeadTarget("x0_agreement", window=10**6, label="rank").label(d)
     ranked = rank_within_step(d, step)
     h_pool = _train_head(hidden, temb, pooled, g)
     h_rank = _train_head(hidden, temb, ranked, g)

@@ -1,5 +1,6 @@
 """Training loops at tiny scale: losses fall, checkpoints round-trip, resume is exact, gradients flow
 through the KV-cache rollout, and the CLIs run end to end."""
+
 import copy
 import os
 
@@ -43,8 +44,14 @@ def _dmd_trainer(teacher, seed=0, critic=None, **over):
     cfg = DMDConfig(**kw)
     torch.manual_seed(seed)
     head = ConfidenceHead(HeadConfig(dim=TINY.dim, hidden_dim=32))
-    return DMDTrainer(teacher, copy.deepcopy(teacher), head, cfg, RandomPrompts(4),
-                      critic=critic if critic is not None else copy.deepcopy(teacher))
+    return DMDTrainer(
+        teacher,
+        copy.deepcopy(teacher),
+        head,
+        cfg,
+        RandomPrompts(4),
+        critic=critic if critic is not None else copy.deepcopy(teacher),
+    )
 
 
 def test_rollout_gradients_reach_every_generator_parameter(tiny_dit):
@@ -52,8 +59,9 @@ def test_rollout_gradients_reach_every_generator_parameter(tiny_dit):
     cw = CausalWan(dit, TINY)
     g = torch.Generator().manual_seed(0)
     text = cw.encode_text(torch.randn(2, 4, 4096, generator=g))
-    ro = rollout(cw, text, batch=2, ladder=self_forcing_ladder(), exit_steps=[2, 0], noise=randn_fn(g, "cpu"),
-                 grad=True, **SMALL)
+    ro = rollout(
+        cw, text, batch=2, ladder=self_forcing_ladder(), exit_steps=[2, 0], noise=randn_fn(g, "cpu"), grad=True, **SMALL
+    )
     assert ro.video.shape == (2, 16, 6, 4, 4) and ro.video.requires_grad
     assert ro.exit_hidden.shape == (2, 6, TINY.dim) and not ro.exit_hidden.requires_grad
     ro.video.pow(2).mean().backward()  # later chunks' cache writes must not break the saved graph
@@ -76,8 +84,9 @@ def test_rollout_without_grad_matches_sampler_fixed_steps(tiny_cw):
     text = tiny_cw.encode_text(ctx)
     ref, _, _ = sample_video(tiny_cw, text, num_frames=6, latent_h=4, latent_w=4, chunk_frames=3, noise=Recorder(5))
     g = torch.Generator().manual_seed(5)
-    ro = rollout(tiny_cw, text, batch=1, ladder=self_forcing_ladder(), exit_steps=[3, 3], noise=randn_fn(g, "cpu"),
-                 **SMALL)
+    ro = rollout(
+        tiny_cw, text, batch=1, ladder=self_forcing_ladder(), exit_steps=[3, 3], noise=randn_fn(g, "cpu"), **SMALL
+    )
     assert torch.equal(ro.video, ref)  # one step maths (flow_step.py): bit for bit, not merely close
 
 
@@ -87,7 +96,7 @@ def test_targets_are_switchable_and_bounded():
         t = HeadTarget(name, label="exp2")
         lab = t.label(d)
         assert t.scale.tau == pytest.approx(2.0)  # median of the positive distances
-        assert torch.allclose(lab, torch.tensor([[1.0, 2 ** -0.5, 0.5, 0.25]]))
+        assert torch.allclose(lab, torch.tensor([[1.0, 2**-0.5, 0.5, 0.25]]))
     with pytest.raises(ValueError, match="unknown head target"):
         HeadTarget("nope")
     with pytest.raises(ValueError, match="unknown head label"):
@@ -115,6 +124,7 @@ def test_teacher_residual_is_larger_for_an_off_manifold_video(small_teacher):
     """The default joint target: the frozen teacher moves a noise-like 'video' further than its own sample."""
     from dsa_core.training.flow import x0_prediction
     from dsa_core.training.targets import teacher_residual_distance
+
     cw = CausalWan(small_teacher, small_teacher.config)
     ctx = RandomPrompts(4)(2, torch.Generator().manual_seed(2))
     text = cw.encode_text(ctx)
@@ -138,8 +148,12 @@ def test_teacher_residual_is_larger_for_an_off_manifold_video(small_teacher):
 
 def test_teacher_flow_matching_loss_falls():
     from dsa_core.toy.teacher import TeacherConfig, train_teacher
-    _, losses = train_teacher(TeacherConfig(steps=30, batch=2, lr=1e-3, warmup=5, seed=0),
-                              model=init_random_weights(WanDiT(TINY), seed=0), show_progress=False)
+
+    _, losses = train_teacher(
+        TeacherConfig(steps=30, batch=2, lr=1e-3, warmup=5, seed=0),
+        model=init_random_weights(WanDiT(TINY), seed=0),
+        show_progress=False,
+    )
     first, last = _first_last(losses, 8)
     assert last < 0.7 * first, (first, last)
 
@@ -201,8 +215,16 @@ def test_dmd_resume_is_exact(small_teacher, tmp_path):
     assert a.history["critic_loss"] == c.history["critic_loss"]
 
 
-@pytest.mark.parametrize("target,label", [("x0_agreement", "exp2"), ("dmd_grad", "rank"), ("teacher_residual", "exp2"),
-                                          ("x0_agreement", "step_rank"), ("x0_agreement", "tolerance")])
+@pytest.mark.parametrize(
+    "target,label",
+    [
+        ("x0_agreement", "exp2"),
+        ("dmd_grad", "rank"),
+        ("teacher_residual", "exp2"),
+        ("x0_agreement", "step_rank"),
+        ("x0_agreement", "tolerance"),
+    ],
+)
 def test_other_targets_in_joint_training(small_teacher, target, label):
     tr = _dmd_trainer(small_teacher, target=target, target_label=label)
     out = tr.train_step()
@@ -215,8 +237,14 @@ def test_checkpoint_roundtrip_plain_tensors(tmp_path):
     m(torch.randn(4, 3)).sum().backward()
     opt.step()
     g = torch.Generator().manual_seed(3)
-    p = save_training_state(tmp_path / "s.safetensors", step=7, modules={"m": m}, optimizers={"o": opt},
-                            generators={"g": g}, info={"x": [1, 2]})
+    p = save_training_state(
+        tmp_path / "s.safetensors",
+        step=7,
+        modules={"m": m},
+        optimizers={"o": opt},
+        generators={"g": g},
+        info={"x": [1, 2]},
+    )
     st = load_training_state(p)
     m2 = torch.nn.Linear(3, 2)
     opt2 = torch.optim.AdamW(m2.parameters(), lr=0.5)
@@ -232,6 +260,7 @@ def test_checkpoint_roundtrip_plain_tensors(tmp_path):
     with pytest.raises(ValueError):
         plain = tmp_path / "plain.safetensors"
         from safetensors.torch import save_file
+
         save_file({"a": torch.zeros(1)}, str(plain))
         load_training_state(plain)
 
@@ -266,14 +295,18 @@ def test_head_calibration_start_does_not_depend_on_the_global_rng(tiny_dit):
     torch.randn(1000)
     b = HeadCalibrator(copy.deepcopy(tiny_dit), cfg, RandomPrompts(4)).head.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    c = HeadCalibrator(copy.deepcopy(tiny_dit), CalibConfig(batch=1, rollouts=1, max_steps=4, hidden_dim=16, seed=6,
-                                                            **SMALL), RandomPrompts(4)).head.state_dict()
+    c = HeadCalibrator(
+        copy.deepcopy(tiny_dit),
+        CalibConfig(batch=1, rollouts=1, max_steps=4, hidden_dim=16, seed=6, **SMALL),
+        RandomPrompts(4),
+    ).head.state_dict()
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_distributed_world_size_one_gloo(small_teacher, tmp_path):
     """The torchrun path (process group + DDP) in one process: init via a FileStore, gloo on CPU."""
     import torch.distributed as dist
+
     if not dist.is_available():
         pytest.skip("torch.distributed not available")
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
@@ -281,9 +314,16 @@ def test_distributed_world_size_one_gloo(small_teacher, tmp_path):
         env = D.setup("cpu")
         assert env.distributed and env.is_main
         cfg = DMDConfig(batch=2, max_steps=4, gen_every=1, **SMALL)
-        tr = DMDTrainer(small_teacher, copy.deepcopy(small_teacher),
-                        ConfidenceHead(HeadConfig(dim=TINY.dim, hidden_dim=16)), cfg, RandomPrompts(4), env=env)
+        tr = DMDTrainer(
+            small_teacher,
+            copy.deepcopy(small_teacher),
+            ConfidenceHead(HeadConfig(dim=TINY.dim, hidden_dim=16)),
+            cfg,
+            RandomPrompts(4),
+            env=env,
+        )
         from torch.nn.parallel import DistributedDataParallel
+
         assert isinstance(tr.gen_obj, DistributedDataParallel)
         tr.train(2, ckpt_dir=tmp_path, show_progress=False)
         assert (tmp_path / "latest.safetensors").is_file()
@@ -294,27 +334,69 @@ def test_distributed_world_size_one_gloo(small_teacher, tmp_path):
 def test_cli_train_dmd_and_calibrate_head(small_teacher, tmp_path):
     from dsa_core.prompt_files import save_prompt_embedding
     from dsa_core.training import calibrate_head, train_dmd
+
     teacher = tmp_path / "teacher.safetensors"
     save_generator(small_teacher, teacher)
     pdir = tmp_path / "prompts"
     pdir.mkdir()
     for i in range(2):
         save_prompt_embedding(pdir / f"p{i}.safetensors", torch.randn(3 + i, 4096), f"prompt {i}")
-    common = ["--frames", "6", "--latent-h", "4", "--latent-w", "4", "--batch", "2", "--max-steps", "4",
-              "--prompts", str(pdir), "--no-progress", "--threads", "1"]
+    common = [
+        "--frames",
+        "6",
+        "--latent-h",
+        "4",
+        "--latent-w",
+        "4",
+        "--batch",
+        "2",
+        "--max-steps",
+        "4",
+        "--prompts",
+        str(pdir),
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
     out = tmp_path / "run"
-    assert train_dmd.main(["--teacher", str(teacher), "--out", str(out), "--steps", "2", "--ckpt-every", "1",
-                           "--head-hidden", "16"] + common) == 0
-    assert train_dmd.main(["--teacher", str(teacher), "--out", str(out), "--steps", "3", "--resume", "auto",
-                           "--head-hidden", "16"] + common) == 0
+    assert (
+        train_dmd.main(
+            ["--teacher", str(teacher), "--out", str(out), "--steps", "2", "--ckpt-every", "1", "--head-hidden", "16"]
+            + common
+        )
+        == 0
+    )
+    assert (
+        train_dmd.main(
+            ["--teacher", str(teacher), "--out", str(out), "--steps", "3", "--resume", "auto", "--head-hidden", "16"]
+            + common
+        )
+        == 0
+    )
     assert load_training_state(out / "latest.safetensors").step == 3
     combined = out / "generator_with_head.safetensors"
     gen = load_generator(combined)
     assert gen.config.dim == TINY.dim
     load_head(combined, expected_dim=TINY.dim)
     head_out = tmp_path / "cal_head.safetensors"
-    assert calibrate_head.main(["--generator", str(combined), "--out", str(head_out), "--rollouts", "1",
-                                "--epochs", "2", "--head-hidden", "16"] + common) == 0
+    assert (
+        calibrate_head.main(
+            [
+                "--generator",
+                str(combined),
+                "--out",
+                str(head_out),
+                "--rollouts",
+                "1",
+                "--epochs",
+                "2",
+                "--head-hidden",
+                "16",
+            ]
+            + common
+        )
+        == 0
+    )
     assert load_head(head_out, expected_dim=TINY.dim).config.hidden_dim == 16
 
 
@@ -324,16 +406,49 @@ def test_torchrun_two_ranks_gloo(small_teacher, tmp_path):
     import subprocess
     import sys
     from pathlib import Path
+
     teacher = tmp_path / "teacher.safetensors"
     save_generator(small_teacher, teacher)
     out = tmp_path / "run"
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "dsa_core.training.train_dmd", "--teacher", str(teacher), "--out", str(out), "--steps", "2",
-           "--ckpt-every", "1", "--head-hidden", "16", "--frames", "6", "--latent-h", "4", "--latent-w", "4",
-           "--batch", "1", "--max-steps", "4", "--gen-every", "1", "--no-progress", "--threads", "1",
-           "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "dsa_core.training.train_dmd",
+        "--teacher",
+        str(teacher),
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        "--ckpt-every",
+        "1",
+        "--head-hidden",
+        "16",
+        "--frames",
+        "6",
+        "--latent-h",
+        "4",
+        "--latent-w",
+        "4",
+        "--batch",
+        "1",
+        "--max-steps",
+        "4",
+        "--gen-every",
+        "1",
+        "--no-progress",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+    ]
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     st = load_training_state(out / "latest.safetensors")
@@ -346,6 +461,7 @@ def test_head_calibration_labels_step_rank_and_tolerance(tiny_dit):
     """The calibration's other labels: 'step_rank' has mean 1/2 at every step but the last (label 1: the
     last step agrees with itself); 'tolerance' is 1 exactly where the distance is within tolerance."""
     from dsa_core.training.targets import DEFAULT_TOLERANCE
+
     cfg = CalibConfig(batch=2, rollouts=2, max_steps=4, epochs=1, hidden_dim=16, label="step_rank", **SMALL)
     cal = HeadCalibrator(copy.deepcopy(tiny_dit), cfg, RandomPrompts(4))
     cal.collect(show_progress=False)
@@ -353,8 +469,9 @@ def test_head_calibration_labels_step_rank_and_tolerance(tiny_dit):
     for k in range(3):
         assert float(lab[cal.data.step == k].mean()) == pytest.approx(0.5, abs=0.02)
     assert bool((lab[cal.data.step == 3] == 1).all())
-    tol = HeadCalibrator(copy.deepcopy(tiny_dit), CalibConfig(**{**cfg.to_dict(), "label": "tolerance"}),
-                         RandomPrompts(4))
+    tol = HeadCalibrator(
+        copy.deepcopy(tiny_dit), CalibConfig(**{**cfg.to_dict(), "label": "tolerance"}), RandomPrompts(4)
+    )
     tol.data = cal.data
     assert tol.tau == DEFAULT_TOLERANCE
     assert torch.equal(tol.labels(), (cal.data.distance <= DEFAULT_TOLERANCE).float())

@@ -52,7 +52,7 @@ def test_committed_toy_model_loads_and_generates(tmp_path):
     assets = demo_assets()
     assert assets.model.is_file(), "models/toy/dsa_toy_wan.safetensors is missing (python -m dsa_core.toy.reproduce)"
     total = assets.model.stat().st_size + sum(p.stat().st_size for p in assets.prompts)
-    assert total < 12 * 2 ** 20
+    assert total < 12 * 2**20
     assert (assets.default_prompt.name == DEFAULT_PROMPT) and assets.default_prompt in assets.prompts
     dit = load_generator(assets.model, dtype="fp32")
     head = load_head(assets.model, expected_dim=dit.config.dim)
@@ -60,14 +60,23 @@ def test_committed_toy_model_loads_and_generates(tmp_path):
     emb = load_prompt_embedding(assets.default_prompt)
     assert emb.prompt and emb.context.shape == (1, W.PROMPT_TOKENS, 4096)
     cw = CausalWan(dit, dit.config)
-    lat, _, rec = sample_video(cw, cw.encode_text(emb.context.float()), num_frames=assets.num_frames,
-                               latent_h=assets.latent_h, latent_w=assets.latent_w, chunk_frames=assets.chunk_frames,
-                               ladder=extended_ladder(self_forcing_ladder(), assets.max_steps),
-                               policy=ConfidencePolicy(0.5, 1, assets.max_steps), seed=0, head=head)
+    lat, _, rec = sample_video(
+        cw,
+        cw.encode_text(emb.context.float()),
+        num_frames=assets.num_frames,
+        latent_h=assets.latent_h,
+        latent_w=assets.latent_w,
+        chunk_frames=assets.chunk_frames,
+        ladder=extended_ladder(self_forcing_ladder(), assets.max_steps),
+        policy=ConfidencePolicy(0.5, 1, assets.max_steps),
+        seed=0,
+        head=head,
+    )
     assert torch.isfinite(lat).all() and len(rec.chunks) == assets.num_frames // assets.chunk_frames
     video = W.decode_to_rgb(lat)[0]
     gif = write_gif(video, tmp_path / "v.gif")
     from PIL import Image
+
     with Image.open(gif) as im:
         assert im.n_frames == assets.num_frames
     # the video is not blank: the shape's colour differs from the background somewhere
@@ -76,6 +85,7 @@ def test_committed_toy_model_loads_and_generates(tmp_path):
 
 def test_trivial_baselines_and_energy_distance():
     from dsa_core.toy.evaluate import trivial_baselines
+
     scenes = [W.Scene("square", "red", "drifting left", "black"), W.Scene("disc", "yellow", "drifting up", "grey")]
     b = trivial_baselines(scenes, n_per_prompt=16, fitter=W.SceneFitter(real_videos=64))
     assert set(b) == {"real videos", "frozen first frame"}
@@ -124,9 +134,18 @@ def test_committed_toy_model_follows_its_prompts():
         text = cw.encode_text(W.prompt_embedding(scene)[None])
         flip = W.Scene(scene.shape, scene.colour, scene.motion, "grey" if scene.background == "black" else "black")
         for seed in (0, 1, 2):
-            lat, _, _ = sample_video(cw, text, num_frames=W.NUM_FRAMES, latent_h=W.LATENT_H, latent_w=W.LATENT_W,
-                                     chunk_frames=W.CHUNK_FRAMES, ladder=extended_ladder(self_forcing_ladder(), 6),
-                                     policy=ConfidencePolicy(0.5, 1, 6), seed=seed, head=head)
+            lat, _, _ = sample_video(
+                cw,
+                text,
+                num_frames=W.NUM_FRAMES,
+                latent_h=W.LATENT_H,
+                latent_w=W.LATENT_W,
+                chunk_frames=W.CHUNK_FRAMES,
+                ladder=extended_ladder(self_forcing_ladder(), 6),
+                policy=ConfidencePolicy(0.5, 1, 6),
+                seed=seed,
+                head=head,
+            )
             sc = fitter.chunk_scores(scene, lat[0])
             own.append(sum(c.realism for c in sc) / len(sc))
             cond.append(sum(c.conditional for c in sc) / len(sc))

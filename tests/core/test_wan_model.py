@@ -1,4 +1,5 @@
 """Wan 2.1 module tree: key names and shapes of the real configs, checked on the meta device."""
+
 import math
 
 import torch
@@ -10,13 +11,23 @@ from dsa_core.wan_model import WanDiT, init_random_weights
 
 def wan21_layout(dim, ffn, layers, text_dim=4096, freq_dim=256):
     """The Wan 2.1 T2V checkpoint layout, written out by hand (independent of WanDiT)."""
-    keys = {"patch_embedding.weight": (dim, 16, 1, 2, 2), "patch_embedding.bias": (dim,),
-            "text_embedding.0.weight": (dim, text_dim), "text_embedding.0.bias": (dim,),
-            "text_embedding.2.weight": (dim, dim), "text_embedding.2.bias": (dim,),
-            "time_embedding.0.weight": (dim, freq_dim), "time_embedding.0.bias": (dim,),
-            "time_embedding.2.weight": (dim, dim), "time_embedding.2.bias": (dim,),
-            "time_projection.1.weight": (6 * dim, dim), "time_projection.1.bias": (6 * dim,),
-            "head.head.weight": (64, dim), "head.head.bias": (64,), "head.modulation": (1, 2, dim)}
+    keys = {
+        "patch_embedding.weight": (dim, 16, 1, 2, 2),
+        "patch_embedding.bias": (dim,),
+        "text_embedding.0.weight": (dim, text_dim),
+        "text_embedding.0.bias": (dim,),
+        "text_embedding.2.weight": (dim, dim),
+        "text_embedding.2.bias": (dim,),
+        "time_embedding.0.weight": (dim, freq_dim),
+        "time_embedding.0.bias": (dim,),
+        "time_embedding.2.weight": (dim, dim),
+        "time_embedding.2.bias": (dim,),
+        "time_projection.1.weight": (6 * dim, dim),
+        "time_projection.1.bias": (6 * dim,),
+        "head.head.weight": (64, dim),
+        "head.head.bias": (64,),
+        "head.modulation": (1, 2, dim),
+    }
     for i in range(layers):
         p = f"blocks.{i}."
         for a in ("self_attn", "cross_attn"):

@@ -1,4 +1,5 @@
 """Random inputs for the generator tests (a plain module: conftest names collide across folders)."""
+
 import torch
 
 

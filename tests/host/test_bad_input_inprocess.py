@@ -1,5 +1,6 @@
 """Out-of-range graph inputs through the host's own validation: one clear node error each, read from the
 ranges the node schemas declare; suggestions stay inside those ranges."""
+
 import pytest
 from graphs import dsa_graph
 
@@ -13,33 +14,39 @@ def messages(node_errors, node):
     return {d.split(" - ", 1)[-1] for d in details(node_errors, node)}
 
 
-@pytest.mark.parametrize("node, changes, fragment", [
-    ("3", {"width": 0}, "width 0 is below its minimum 16"),
-    ("3", {"width": -16}, "width -16 is below its minimum 16"),
-    ("3", {"height": 8208}, "height 8208 is above its maximum 8192"),
-    ("3", {"length": -3}, "length -3 is below its minimum 1"),
-    ("3", {"frames_per_chunk": 0}, "frames_per_chunk 0 is below its minimum 1"),
-    ("3", {"min_steps": 0}, "min_steps 0 is below its minimum 1"),
-    ("3", {"max_steps": 100}, "max_steps 100 is above its maximum 12"),
-    ("3", {"sink_frames": -1}, "sink_frames -1 is below its minimum 0"),
-    ("3", {"cache_window": 5000}, "cache_window 5000 is above its maximum 1024"),
-    ("5", {"add_frames": 0}, "add_frames 0 is below its minimum 4"),
-    ("5", {"frames_per_chunk": 0}, "frames_per_chunk 0 is below its minimum 1"),
-    ("5", {"max_steps": 13}, "max_steps 13 is above its maximum 12"),
-])
+@pytest.mark.parametrize(
+    "node, changes, fragment",
+    [
+        ("3", {"width": 0}, "width 0 is below its minimum 16"),
+        ("3", {"width": -16}, "width -16 is below its minimum 16"),
+        ("3", {"height": 8208}, "height 8208 is above its maximum 8192"),
+        ("3", {"length": -3}, "length -3 is below its minimum 1"),
+        ("3", {"frames_per_chunk": 0}, "frames_per_chunk 0 is below its minimum 1"),
+        ("3", {"min_steps": 0}, "min_steps 0 is below its minimum 1"),
+        ("3", {"max_steps": 100}, "max_steps 100 is above its maximum 12"),
+        ("3", {"sink_frames": -1}, "sink_frames -1 is below its minimum 0"),
+        ("3", {"cache_window": 5000}, "cache_window 5000 is above its maximum 1024"),
+        ("5", {"add_frames": 0}, "add_frames 0 is below its minimum 4"),
+        ("5", {"frames_per_chunk": 0}, "frames_per_chunk 0 is below its minimum 1"),
+        ("5", {"max_steps": 13}, "max_steps 13 is above its maximum 12"),
+    ],
+)
 def test_validated_inputs_keep_their_widget_ranges(inprocess_host, tiny_models, node, changes, fragment):
     g = dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"])
     g[node]["inputs"].update(changes)
-    _ok, _err, _, node_errors = inprocess_host.validate(g)   # (other outputs of the graph may still be valid)
+    _ok, _err, _, node_errors = inprocess_host.validate(g)  # (other outputs of the graph may still be valid)
     assert list(node_errors) == [node]
-    (msg,) = messages(node_errors, node)      # one problem, one message (on each input validate_inputs takes)
+    (msg,) = messages(node_errors, node)  # one problem, one message (on each input validate_inputs takes)
     assert fragment in msg
 
 
-@pytest.mark.parametrize("changes, fragment", [
-    ({"extra_steps": 9}, "extra_steps 9 is above its maximum 8"),
-    ({"custom_shift": 0.0}, "custom_shift 0.0 is below its minimum 0.01"),
-])
+@pytest.mark.parametrize(
+    "changes, fragment",
+    [
+        ({"extra_steps": 9}, "extra_steps 9 is above its maximum 8"),
+        ({"custom_shift": 0.0}, "custom_shift 0.0 is below its minimum 0.01"),
+    ],
+)
 def test_ladder_widgets_keep_their_ranges(inprocess_host, changes, fragment):
     from graphs import ladder_graph
 

@@ -2,6 +2,7 @@
 cannot fit in memory, an interrupt in the middle of a long step, NaN/Inf weights, conditioning and head, and the
 number of messages one bad file gets. Each case gives one clear node/execution error, the server keeps serving,
 and the next valid prompt succeeds with the same output as before."""
+
 import json
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from dsa_core.config import TINY, WanConfig
 
 # A model whose steps are slow but small in memory: many thin blocks (each one check of the interrupt).
 SLOW = WanConfig(dim=128, ffn_dim=256, num_heads=1, num_layers=128)
-SLOW_SIZE = 384   # px; one step over 128 blocks takes about 12-40 s on the 2-core test machine under load
+SLOW_SIZE = 384  # px; one step over 128 blocks takes about 12-40 s on the 2-core test machine under load
 
 
 def status_kib(pid: int, field: str) -> int:
@@ -48,13 +49,25 @@ def files(models_dir, tiny_models):
     whole = (dm / tiny_models["wan_with_head"]).read_bytes()
     truncated.write_bytes(whole[: len(whole) // 2])
     slow = write_tiny_wan(dm / "slow_thin_wan.safetensors", config=SLOW)
-    return {"nan_wan": nan_wan.name, "nan_prompt": nan_prompt.name, "inf_head": inf_head.name,
-            "truncated": truncated.name, "slow": slow.name}
+    return {
+        "nan_wan": nan_wan.name,
+        "nan_prompt": nan_prompt.name,
+        "inf_head": inf_head.name,
+        "truncated": truncated.name,
+        "slow": slow.name,
+    }
 
 
 def good_graph(tiny_models):
-    return dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False, length=9, seed=11,
-                     policy="fixed", max_steps=4)
+    return dsa_graph(
+        tiny_models["wan_with_head"],
+        tiny_models["prompt_a"],
+        extend=False,
+        length=9,
+        seed=11,
+        policy="fixed",
+        max_steps=4,
+    )
 
 
 def latent_of(server_host, history) -> torch.Tensor:
@@ -98,12 +111,15 @@ def execution_error(server_host, ws, graph, timeout=180) -> dict:
     return ws.of_type("execution_error", pid)[-1]["data"]
 
 
-@pytest.mark.parametrize("changes, fragment", [
-    ({"width": 0}, "width 0 is below its minimum 16"),
-    ({"length": -3}, "length -3 is below its minimum 1"),
-    ({"max_steps": 100}, "max_steps 100 is above its maximum 12"),
-    ({"frames_per_chunk": 0}, "frames_per_chunk 0 is below its minimum 1"),
-])
+@pytest.mark.parametrize(
+    "changes, fragment",
+    [
+        ({"width": 0}, "width 0 is below its minimum 16"),
+        ({"length": -3}, "length -3 is below its minimum 1"),
+        ({"max_steps": 100}, "max_steps 100 is above its maximum 12"),
+        ({"frames_per_chunk": 0}, "frames_per_chunk 0 is below its minimum 1"),
+    ],
+)
 def test_out_of_range_widget_is_a_node_error(server_host, tiny_models, reference, ws, changes, fragment):
     g = good_graph(tiny_models)
     g["3"]["inputs"].update(changes)
@@ -138,10 +154,10 @@ def test_head_for_another_model_is_one_error_on_the_loader(server_host, tiny_mod
 
 
 def test_request_that_cannot_fit_is_refused_fast_without_allocating(server_host, tiny_models, reference, ws):
-    g = good_graph(tiny_models)   # loader and prompt are cached from the reference run: only the sampler runs
-    g["3"]["inputs"].update(width=8192, height=8192, length=4089)   # widget-legal, about 550 GB of KV cache
+    g = good_graph(tiny_models)  # loader and prompt are cached from the reference run: only the sampler runs
+    g["3"]["inputs"].update(width=8192, height=8192, length=4089)  # widget-legal, about 550 GB of KV cache
     pid_host = server_host.proc.pid
-    Path(f"/proc/{pid_host}/clear_refs").write_text("5")          # reset the server's peak-RSS counter
+    Path(f"/proc/{pid_host}/clear_refs").write_text("5")  # reset the server's peak-RSS counter
     rss_before = status_kib(pid_host, "VmRSS")
     t0 = time.monotonic()
     err = execution_error(server_host, ws, g)
@@ -157,14 +173,23 @@ def test_request_that_cannot_fit_is_refused_fast_without_allocating(server_host,
 
 
 def test_interrupt_lands_between_blocks_inside_a_long_step(server_host, tiny_models, files, reference, ws):
-    g = dsa_graph(files["slow"], tiny_models["prompt_a"], head="none", extend=False, width=SLOW_SIZE,
-                  height=SLOW_SIZE, length=9, policy="fixed", max_steps=4)
+    g = dsa_graph(
+        files["slow"],
+        tiny_models["prompt_a"],
+        head="none",
+        extend=False,
+        width=SLOW_SIZE,
+        height=SLOW_SIZE,
+        length=9,
+        policy="fixed",
+        max_steps=4,
+    )
     pid = server_host.queue(g, ws.client_id)
     ws.recv_until(lambda e: e["type"] == "executing" and e["data"].get("node") == "3", timeout=180)
     t_start = time.monotonic()
     ws.recv_until(lambda e: e["type"] == "progress" and e["data"].get("node") == "3", timeout=300)
-    step_s = time.monotonic() - t_start                           # the first step (and the prompt's K/V)
-    time.sleep(step_s / 3)                                         # well inside the second step
+    step_s = time.monotonic() - t_start  # the first step (and the prompt's K/V)
+    time.sleep(step_s / 3)  # well inside the second step
     seen = len(ws.events)
     t_int = time.monotonic()
     log_len = len(server_host.log())
@@ -175,19 +200,24 @@ def test_interrupt_lands_between_blocks_inside_a_long_step(server_host, tiny_mod
     logged = time.monotonic() - t_int
     assert ws.wait_prompt_end(pid, timeout=120) == "interrupted"
     latency = time.monotonic() - t_int
-    print(f"one step {step_s:.1f} s; after the interrupt the host logged the node stopped in {logged:.2f} s and "
-          f"its websocket said so in {latency:.2f} s (POST answered in {posted:.2f} s)")
-    assert not [e for e in ws.events[seen:] if e["type"] == "progress"]   # the second step never finished
-    assert logged < 2.0                     # the node stopped (the host's own "Processing interrupted" line)
-    assert latency < step_s / 3             # and the client heard of it long before the step would have ended
+    print(
+        f"one step {step_s:.1f} s; after the interrupt the host logged the node stopped in {logged:.2f} s and "
+        f"its websocket said so in {latency:.2f} s (POST answered in {posted:.2f} s)"
+    )
+    assert not [e for e in ws.events[seen:] if e["type"] == "progress"]  # the second step never finished
+    assert logged < 2.0  # the node stopped (the host's own "Processing interrupted" line)
+    assert latency < step_s / 3  # and the client heard of it long before the step would have ended
     assert_host_recovers(server_host, tiny_models, ws, reference)
 
 
-@pytest.mark.parametrize("case, fragment", [
-    ("weights", "weights hold NaN/Inf"),
-    ("conditioning", "prompt conditioning holds NaN/Inf"),
-    ("head", "confidence head returned NaN/Inf"),
-])
+@pytest.mark.parametrize(
+    "case, fragment",
+    [
+        ("weights", "weights hold NaN/Inf"),
+        ("conditioning", "prompt conditioning holds NaN/Inf"),
+        ("head", "confidence head returned NaN/Inf"),
+    ],
+)
 def test_non_finite_steps_fail_naming_the_source(server_host, tiny_models, files, reference, ws, case, fragment):
     if case == "weights":
         g = dsa_graph(files["nan_wan"], tiny_models["prompt_a"], extend=False, policy="fixed", max_steps=4)

@@ -2,6 +2,7 @@
 and the Vue-based one ("Nodes 2.0", the front-end setting Comfy.VueNodes.Enabled). In each: the extension loads,
 every template loads cleanly and converts to a valid prompt, the preset and threshold widgets stay in sync, and
 running the toy graph redraws the step chart per chunk (screenshots kept in test-artifacts/browser/)."""
+
 import json
 import os
 import re
@@ -31,8 +32,11 @@ def page(request, server_host, tmp_path_factory):
     if os.environ.get("DSA_SLIM_HOST") == "1":
         pytest.fail("browser tests need the full host (the real front end); unset DSA_SLIM_HOST")
     # A returning user, not a first start: no template browser or tours over the canvas.
-    settings = {"Comfy.TutorialCompleted": True, "Comfy.Workflow.ShowMissingModelsWarning": False,
-                VUE_SETTING: renderer == "vue"}
+    settings = {
+        "Comfy.TutorialCompleted": True,
+        "Comfy.Workflow.ShowMissingModelsWarning": False,
+        VUE_SETTING: renderer == "vue",
+    }
     for setting, value in settings.items():
         server_host.request(f"/settings/{setting}", value, method="POST")
     b = browser_mod.Browser(tmp_path_factory.mktemp(f"chrome-{renderer}"))
@@ -40,7 +44,8 @@ def page(request, server_host, tmp_path_factory):
     try:
         b.open(server_host.url, READY)
         if renderer == "vue" and not b.driver.execute_script(
-                f"return window.app.extensionManager?.setting?.get('{VUE_SETTING}') === true"):
+            f"return window.app.extensionManager?.setting?.get('{VUE_SETTING}') === true"
+        ):
             pytest.fail(f"this front end has no Vue node renderer ({VUE_SETTING} did not take)")
         close_dialogs(b)
         b.baseline = [e for e in b.console() if e["level"] == "SEVERE"]
@@ -53,7 +58,8 @@ def page(request, server_host, tmp_path_factory):
 
 def close_dialogs(page):
     page.driver.execute_script(
-        "document.querySelectorAll('.p-dialog-close-button, .p-dialog-header-close').forEach(x => x.click());")
+        "document.querySelectorAll('.p-dialog-close-button, .p-dialog-header-close').forEach(x => x.click());"
+    )
 
 
 _OFF_HOST = re.compile(r"https?://(?!127\.0\.0\.1[:/])[^\s'\"]+")
@@ -64,14 +70,20 @@ def offline_noise(message: str) -> bool:
     (api.comfy.org) for every custom node, and in newer front ends a missing-model check of its own default graph
     (huggingface.co). This machine is offline by design and the pack's script never connects off-host, so these
     say nothing about the pack."""
-    return ("Content Security Policy" in message and bool(_OFF_HOST.search(message))
-            and "/extensions/ComfyUI-DSA/" not in message)
+    return (
+        "Content Security Policy" in message
+        and bool(_OFF_HOST.search(message))
+        and "/extensions/ComfyUI-DSA/" not in message
+    )
 
 
 def new_errors(page):
     seen = {(e["message"]) for e in page.baseline}
-    errors = [e for e in page.console()
-              if e["level"] == "SEVERE" and e["message"] not in seen and not offline_noise(e["message"])]
+    errors = [
+        e
+        for e in page.console()
+        if e["level"] == "SEVERE" and e["message"] not in seen and not offline_noise(e["message"])
+    ]
     page.baseline += errors
     return errors
 
@@ -95,7 +107,8 @@ def test_extension_script_loaded(page):
 def test_workflow_loads_without_missing_nodes_or_errors(page, server_host, workflow_model_files, path):
     ui = json.loads(path.read_text())
     load(page, ui)
-    result = page.run_async("""
+    result = page.run_async(
+        """
         const wf = args[0];
         const missing = wf.nodes.map(n => n.type).filter(t => !window.LiteGraph.registered_node_types[t]);
         const p = await window.app.graphToPrompt();
@@ -105,7 +118,9 @@ def test_workflow_loads_without_missing_nodes_or_errors(page, server_host, workf
             .filter(el => { const c = el.querySelector('canvas.dsa-step-chart'); return c && c.clientWidth > 0; })
             .map(el => el.getAttribute('data-node-id'));
         return {missing, output: p.output, nodes: window.app.graph._nodes.length, charts, vueNodes, vueCharts};
-    """, ui)
+    """,
+        ui,
+    )
     assert result["missing"] == []
     assert result["nodes"] == len(ui["nodes"])
     assert new_errors(page) == []
@@ -128,14 +143,18 @@ def test_workflow_loads_without_missing_nodes_or_errors(page, server_host, workf
 def vue_widget_controls(page, node_id: str, name: str):
     """The <input> and the step-down button of a number widget's row in a Vue node (the row's first element is the
     widget's label)."""
-    found = page.driver.execute_script("""
+    found = page.driver.execute_script(
+        """
         const [id, name] = arguments;
         const rows = [...document.querySelectorAll(`[data-node-id="${id}"] div[node-id="${id}"]`)];
         const row = rows.find(r => r.firstElementChild && r.firstElementChild.textContent.trim() === name);
         if (!row) return null;
         const minus = [...row.querySelectorAll('button')].find(b => b.innerHTML.includes('minus'));
         return [row.querySelector('input'), minus];
-    """, node_id, name)
+    """,
+        node_id,
+        name,
+    )
     assert found and all(found), f"no input or step-down button for widget {name} in Vue node {node_id}"
     return found
 
@@ -152,8 +171,9 @@ def test_threshold_preset_and_threshold_stay_in_sync(page):
         # the user's own clicks in the Vue node, and what the node then shows
         node_id = next(str(n["id"]) for n in ui["nodes"] if n["type"] == "DSASampler")
         d = page.driver
-        preset = d.find_element(By.CSS_SELECTOR,
-                                f'[data-node-id="{node_id}"] [role="combobox"][aria-label="threshold_preset"]')
+        preset = d.find_element(
+            By.CSS_SELECTOR, f'[data-node-id="{node_id}"] [role="combobox"][aria-label="threshold_preset"]'
+        )
         preset.click()
         page.wait_for("document.querySelectorAll('[role=option]').length > 0", timeout=10)
         next(o for o in d.find_elements(By.CSS_SELECTOR, '[role="option"]') if o.text.strip() == "quality").click()
@@ -190,13 +210,17 @@ def test_running_toy_graph_updates_chart_per_chunk(page):
     load(page, ui, "toy")
     node_id = next(n["id"] for n in ui["nodes"] if n["type"] == "DSASampler")
     close_dialogs(page)
-    page.driver.execute_script("""
+    page.driver.execute_script(
+        """
         const c = window.app.canvas, n = window.app.graph.getNodeById(arguments[0]);
         c.ds.scale = 1.0; c.ds.offset = [-n.pos[0] + 100, -n.pos[1] + 110]; c.setDirty(true, true);
-    """, node_id)  # the sampler in view, where the screenshots are taken
+    """,
+        node_id,
+    )  # the sampler in view, where the screenshots are taken
     page.driver.execute_script("return new Promise(r => setTimeout(r, 700))")
     # after the extension's own handler of each step event: what the chart holds and what its pixels are
-    page.run_async("""
+    page.run_async(
+        """
         const id = String(args[0]);
         // a seed of its own per renderer: the host would answer a repeated prompt from its cache, with no events
         const g = window.app.graph, sampler = g.getNodeById(Number(id)) ?? g.getNodeById(id);
@@ -211,7 +235,10 @@ def test_running_toy_graph_updates_chart_per_chunk(page):
                                       pixels: c ? c.toDataURL() : '', width: c ? c.clientWidth : 0});
         });
         await window.app.queuePrompt(0, 1);
-    """, node_id, 100 + RENDERERS.index(page.renderer))
+    """,
+        node_id,
+        100 + RENDERERS.index(page.renderer),
+    )
     page.wait_for(f"window.__dsa.events.some(e => e.done && String(e.node) === '{node_id}')", timeout=240)
     trace = page.driver.execute_script("return window.__chartTrace")
     chart = page.driver.execute_script(f"return window.__dsa.charts['{node_id}']")

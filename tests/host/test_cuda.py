@@ -11,6 +11,7 @@ Tolerances: relative L2 error ||a - b|| / ||b|| of the flow output. fp32 (TF32 o
 5e-3 for our forward against the host's on the same weights and inputs (both round at every op; the orders of a
 few ops differ), and our error against an fp32 reference at most 1.5x the host's own + 1e-3.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,11 @@ DEVICE = os.environ.get("DSA_CUDA_TESTS_DEVICE") or ("cuda" if torch.cuda.is_ava
 ON_CUDA = DEVICE is not None and torch.device(DEVICE).type == "cuda"
 pytestmark = pytest.mark.cuda
 if DEVICE is None:
-    pytest.skip("CUDA not available on this machine: these tests run on a GPU through scripts/gpu_check "
-                "(its --dry-run runs them on the CPU)", allow_module_level=True)
+    pytest.skip(
+        "CUDA not available on this machine: these tests run on a GPU through scripts/gpu_check "
+        "(its --dry-run runs them on the CPU)",
+        allow_module_level=True,
+    )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import host_env  # noqa: E402
@@ -39,8 +43,10 @@ def _import_host():
     if d not in sys.path:
         sys.path.insert(0, d)
     import comfy.cli_args
+
     comfy.cli_args.args.disable_api_nodes = True
     import comfy
+
     return comfy
 
 
@@ -57,7 +63,7 @@ from dsa_core.policies import ConfidencePolicy, FixedSteps  # noqa: E402
 from dsa_core.reference import chunk_bounds, forward_block_causal  # noqa: E402
 from dsa_core.wan_model import WanDiT, init_random_weights  # noqa: E402
 
-CFG = WanConfig(dim=256, ffn_dim=512, num_heads=2, num_layers=4)   # head_dim 128, as the host detects it
+CFG = WanConfig(dim=256, ffn_dim=512, num_heads=2, num_layers=4)  # head_dim 128, as the host detects it
 TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 5e-3}
 needs_cuda = pytest.mark.skipif(not ON_CUDA, reason="needs CUDA (this is the GPU check's dry run on the CPU)")
 
@@ -85,9 +91,15 @@ def weights():
 
 
 def host_model(sd, dtype, operations=None):
-    m = comfy.ldm.wan.model.WanModel(dim=CFG.dim, ffn_dim=CFG.ffn_dim, num_heads=CFG.num_heads,
-                                     num_layers=CFG.num_layers, device=DEVICE, dtype=dtype,
-                                     operations=operations or comfy.ops.disable_weight_init)
+    m = comfy.ldm.wan.model.WanModel(
+        dim=CFG.dim,
+        ffn_dim=CFG.ffn_dim,
+        num_heads=CFG.num_heads,
+        num_layers=CFG.num_layers,
+        device=DEVICE,
+        dtype=dtype,
+        operations=operations or comfy.ops.disable_weight_init,
+    )
     m.load_state_dict(sd, strict=True)
     return m.eval()
 
@@ -112,7 +124,7 @@ def test_forward_matches_host_wanmodel(weights, dtype):
     assert got.dtype == ref.dtype == dtype and torch.isfinite(got).all()
     err = rel(got, ref)
     assert err <= TOL[dtype], f"{dtype}: relative error {err:.2e} > {TOL[dtype]:.0e}"
-    if dtype != torch.float32:   # our rounding is no worse than the host's own against an fp32 run
+    if dtype != torch.float32:  # our rounding is no worse than the host's own against an fp32 run
         host32 = host_model(weights, torch.float32)
         x32, t32, ctx32 = x.float(), t, ctx.float()
         ref32 = host32(x32, t32, ctx32)
@@ -128,7 +140,7 @@ def test_chunked_bf16_cache_matches_block_causal(weights):
     x, t, ctx = inputs(frames=12, h=4, w=6, seed=3, dtype=torch.bfloat16)
     text = cw.encode_text(ctx)
     cache = cw.new_cache(1, 4, 6, 3, window_frames=5, sink_frames=1, device=DEVICE, dtype=torch.bfloat16)
-    assert cache.slot(9) == 4 and cache.slot(11) == 1          # the last chunk wraps
+    assert cache.slot(9) == 4 and cache.slot(11) == 1  # the last chunk wraps
     outs = [cw.forward_chunk(x[:, :, s:e], t[:, s:e], text, cache, s).flow for s, e in chunk_bounds(12, 3)]
     chunked = torch.cat(outs, 2)
     masked = forward_block_causal(cw, x, t, text, 3, 5, 1).flow
@@ -141,8 +153,9 @@ def test_chunked_bf16_cache_matches_block_causal(weights):
     cw32 = CausalWan(dit32, CFG)
     c32 = cw32.new_cache(1, 4, 6, 3, window_frames=5, sink_frames=1, device=DEVICE, dtype=torch.float32)
     text32 = cw32.encode_text(ctx.float())
-    ref = torch.cat([cw32.forward_chunk(x[:, :, s:e].float(), t[:, s:e], text32, c32, s).flow
-                     for s, e in chunk_bounds(12, 3)], 2)
+    ref = torch.cat(
+        [cw32.forward_chunk(x[:, :, s:e].float(), t[:, s:e], text32, c32, s).flow for s, e in chunk_bounds(12, 3)], 2
+    )
     assert rel(chunked, ref) <= 3e-2, rel(chunked, ref)
 
 
@@ -174,7 +187,7 @@ def test_fp8_through_host_loader_and_load_models_gpu(tmp_path, weights):
     the causal forward runs over the loaded model in its compute dtype and matches the host's forward."""
     try:
         import comfy.sd
-    except Exception as e:   # e.g. an optional package the GPU image lacks
+    except Exception as e:  # e.g. an optional package the GPU image lacks
         pytest.skip(f"comfy.sd does not import here ({type(e).__name__}: {e})")
     sd = {k: v.clone() for k, v in weights.items()}
     patcher = comfy.sd.load_diffusion_model_state_dict(sd, model_options={"dtype": torch.float8_e4m3fn})
@@ -182,8 +195,11 @@ def test_fp8_through_host_loader_and_load_models_gpu(tmp_path, weights):
     comfy.model_management.load_models_gpu([patcher])
     dm = patcher.model.diffusion_model
     dtype = patcher.model.get_dtype_inference() if hasattr(patcher.model, "get_dtype_inference") else None
-    dtype = dtype if dtype in (torch.bfloat16, torch.float16, torch.float32) else (
-        patcher.model.manual_cast_dtype or torch.float32)
+    dtype = (
+        dtype
+        if dtype in (torch.bfloat16, torch.float16, torch.float32)
+        else (patcher.model.manual_cast_dtype or torch.float32)
+    )
     dev = comfy.model_management.get_torch_device()
     assert dm.blocks[0].self_attn.q.weight.dtype == torch.float8_e4m3fn
     x, t, ctx = inputs(dtype=dtype)
@@ -195,8 +211,20 @@ def test_fp8_through_host_loader_and_load_models_gpu(tmp_path, weights):
 
 
 def _sample(cw, text, *, policy, head, frames=9, h=4, w=6, dtype=torch.bfloat16, **kw):
-    return sample_video(cw, text, num_frames=frames, latent_h=h, latent_w=w, chunk_frames=3, policy=policy,
-                        head=head, seed=5, device=DEVICE, dtype=dtype, **kw)
+    return sample_video(
+        cw,
+        text,
+        num_frames=frames,
+        latent_h=h,
+        latent_w=w,
+        chunk_frames=3,
+        policy=policy,
+        head=head,
+        seed=5,
+        device=DEVICE,
+        dtype=dtype,
+        **kw,
+    )
 
 
 @torch.no_grad()
@@ -214,7 +242,7 @@ def test_confidence_head_on_device_and_one_sync_per_step(weights):
     cw = CausalWan(dit, CFG)
     text = cw.encode_text(inputs(dtype=torch.bfloat16)[2])
     policy = ConfidencePolicy(threshold=0.99, min_steps=1, max_steps=4)
-    _sample(cw, text, policy=policy, head=head_dev)       # warm-up (first-call allocations, kernel loads)
+    _sample(cw, text, policy=policy, head=head_dev)  # warm-up (first-call allocations, kernel loads)
     if ON_CUDA:
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode(1)
@@ -230,8 +258,9 @@ def test_confidence_head_on_device_and_one_sync_per_step(weights):
     assert all(len(c.frame_confidence) == c.steps and len(c.frame_confidence[0]) == 3 for c in rec.chunks)
     if ON_CUDA:
         syncs = [w for w in caught if "synchroniz" in str(w.message).lower()]
-        assert len(syncs) <= steps + len(rec.chunks), \
+        assert len(syncs) <= steps + len(rec.chunks), (
             f"{len(syncs)} synchronizing operations for {steps} steps: {[str(w.message)[:80] for w in syncs[:5]]}"
+        )
 
 
 @torch.no_grad()
@@ -243,19 +272,21 @@ def test_interruption_on_device(weights):
 
     def stop():
         calls.append(1)
-        return len(calls) > 6        # 4 steps of chunk 0, 2 of chunk 1, then stop
+        return len(calls) > 6  # 4 steps of chunk 0, 2 of chunk 1, then stop
+
     with pytest.raises(SamplingInterrupted) as ei:
         _sample(cw, text, policy=FixedSteps(), head=None, should_stop=stop)
     e = ei.value
     assert e.latent.shape[2] == 3 and e.latent.device.type == torch.device(DEVICE).type
     assert e.record.interrupted and len(e.record.chunks) == 1
-    if hasattr(cw, "between_blocks"):    # the interrupt check inside a step, between transformer blocks
+    if hasattr(cw, "between_blocks"):  # the interrupt check inside a step, between transformer blocks
         n = []
 
         def between():
             n.append(1)
             if len(n) == 3:
                 raise KeyboardInterrupt("stop inside a step")
+
         cw.between_blocks = between
         with pytest.raises(KeyboardInterrupt):
             _sample(cw, text, policy=FixedSteps(), head=None)
@@ -276,16 +307,27 @@ def test_memory_estimate_against_cuda_peak():
     cw = CausalWan(dit, cfg)
     text = cw.encode_text(torch.randn(1, 512, cfg.text_dim, device=DEVICE, dtype=torch.bfloat16))
     lh, lw, frames = 30, 52, 9
-    est = estimate_sampling_memory(cfg, latent_h=lh, latent_w=lw, chunk_frames=3, total_frames=frames,
-                                   dtype=torch.bfloat16)
+    est = estimate_sampling_memory(
+        cfg, latent_h=lh, latent_w=lw, chunk_frames=3, total_frames=frames, dtype=torch.bfloat16
+    )
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
-    sample_video(cw, text, num_frames=frames, latent_h=lh, latent_w=lw, chunk_frames=3, policy=FixedSteps(2),
-                 seed=0, device=DEVICE, dtype=torch.bfloat16)
+    sample_video(
+        cw,
+        text,
+        num_frames=frames,
+        latent_h=lh,
+        latent_w=lw,
+        chunk_frames=3,
+        policy=FixedSteps(2),
+        seed=0,
+        device=DEVICE,
+        dtype=torch.bfloat16,
+    )
     torch.cuda.synchronize()
     used = torch.cuda.max_memory_allocated() - base
-    text_bytes = est.text      # the prompt's K/V were made before the baseline
+    text_bytes = est.text  # the prompt's K/V were made before the baseline
     measured = used + text_bytes
     print(f"memory estimate {est.total / 2**20:.1f} MiB, CUDA peak over baseline + prompt {measured / 2**20:.1f} MiB")
     assert measured <= 1.2 * est.total, f"estimate {est.total / 2**20:.1f} MiB < peak {measured / 2**20:.1f} MiB"

@@ -1,4 +1,5 @@
 """The DSA nodes inside the real host (tier a): the full graph, host nodes around it, caching, LoRA, errors."""
+
 import copy
 
 import pytest
@@ -15,8 +16,14 @@ def tiny_vae(inprocess_host, models_dir):
     import comfy.ldm.wan.vae as wan_vae
 
     torch.manual_seed(0)
-    vae = wan_vae.WanVAE(dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                         temperal_downsample=[False, True, True])
+    vae = wan_vae.WanVAE(
+        dim=8,
+        z_dim=16,
+        dim_mult=[1, 2, 4, 4],
+        num_res_blocks=2,
+        attn_scales=[],
+        temperal_downsample=[False, True, True],
+    )
     with torch.no_grad():  # the host builds it with uninitialised weights
         for name, p in vae.named_parameters():
             if "gamma" in name:
@@ -50,8 +57,11 @@ def _samples(res, node):
 
 
 def test_full_graph_runs(inprocess_host, tiny_models):
-    res = inprocess_host.run(dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], tiny_models["prompt_b"],
-                                       length=9, add_frames=12))
+    res = inprocess_host.run(
+        dsa_graph(
+            tiny_models["wan_with_head"], tiny_models["prompt_a"], tiny_models["prompt_b"], length=9, add_frames=12
+        )
+    )
     assert res.success, res.error()
     first, whole = _samples(res, "3"), _samples(res, "5")
     assert first.shape == (1, 16, 3, 4, 4) and whole.shape == (1, 16, 6, 4, 4)
@@ -96,8 +106,10 @@ def test_unet_loader_model_with_separate_head(inprocess_host, tiny_models):
 def test_lora_through_host_loader_changes_output(inprocess_host, tiny_models, tiny_lora):
     base = dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False, policy="fixed", max_steps=4)
     with_lora = copy.deepcopy(base)
-    with_lora["30"] = {"class_type": "LoraLoaderModelOnly",
-                       "inputs": {"model": ["1", 0], "lora_name": tiny_lora, "strength_model": 1.0}}
+    with_lora["30"] = {
+        "class_type": "LoraLoaderModelOnly",
+        "inputs": {"model": ["1", 0], "lora_name": tiny_lora, "strength_model": 1.0},
+    }
     with_lora["3"]["inputs"]["model"] = ["30", 0]
     a = _samples(inprocess_host.run(base), "3")
     b = _samples(inprocess_host.run(with_lora), "3")
@@ -142,23 +154,40 @@ def test_threshold_change_reruns_only_sampler_and_downstream(inprocess_host, tin
 def test_threshold_controls_steps(inprocess_host, tiny_models, models_dir):
     """With an embedded head whose confidence is high, threshold 0 exits after min_steps; threshold 1 never exits
     early."""
-    low = dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False, length=21,
-                    threshold_preset="custom", threshold=0.0, min_steps=2)
-    high = dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False, length=21,
-                     threshold_preset="custom", threshold=1.0, max_steps=5)
+    low = dsa_graph(
+        tiny_models["wan_with_head"],
+        tiny_models["prompt_a"],
+        extend=False,
+        length=21,
+        threshold_preset="custom",
+        threshold=0.0,
+        min_steps=2,
+    )
+    high = dsa_graph(
+        tiny_models["wan_with_head"],
+        tiny_models["prompt_a"],
+        extend=False,
+        length=21,
+        threshold_preset="custom",
+        threshold=1.0,
+        max_steps=5,
+    )
     r_low, r_high = inprocess_host.run(low), inprocess_host.run(high)
     assert [c["steps"] for c in r_low.outputs["3"][2][0]["chunks"]] == [2, 2]
     assert [c["steps"] for c in r_high.outputs["3"][2][0]["chunks"]] == [5, 5]
 
 
-@pytest.mark.parametrize("changes, fragment", [
-    ({"width": 40}, "multiples of 16"),
-    ({"length": 10}, "4k+1"),
-    ({"length": 17}, "not a multiple of frames_per_chunk"),
-    ({"min_steps": 5, "max_steps": 3}, "min_steps"),
-    ({"cache_window": 2}, "cache_window"),
-    ({"threshold": 1.5}, "threshold"),
-])
+@pytest.mark.parametrize(
+    "changes, fragment",
+    [
+        ({"width": 40}, "multiples of 16"),
+        ({"length": 10}, "4k+1"),
+        ({"length": 17}, "not a multiple of frames_per_chunk"),
+        ({"min_steps": 5, "max_steps": 3}, "min_steps"),
+        ({"cache_window": 2}, "cache_window"),
+        ({"threshold": 1.5}, "threshold"),
+    ],
+)
 def test_sampler_validation_errors(inprocess_host, tiny_models, changes, fragment):
     g = dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False)
     g["3"]["inputs"].update(changes)
@@ -180,8 +209,12 @@ def test_confidence_policy_without_head_is_a_clear_error(inprocess_host, tiny_mo
 
 def test_previews_through_host_latent_previewer(inprocess_host, tiny_models):
     """With the host's latent previews on (latent2rgb), every step and chunk sends a preview."""
-    res = inprocess_host.run(dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False,
-                                       length=21, policy="fixed", max_steps=2), preview_method="latent2rgb")
+    res = inprocess_host.run(
+        dsa_graph(
+            tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False, length=21, policy="fixed", max_steps=2
+        ),
+        preview_method="latent2rgb",
+    )
     assert res.success, res.error()
     previews = [d for e, d in res.events if e == "preview" and d["node"] == "3"]
     # 2 chunks x (2 steps + 1 chunk-end preview)
@@ -196,8 +229,9 @@ def test_weight_dtype_choice(inprocess_host, tiny_models, weight_dtype):
     g["1"]["inputs"]["weight_dtype"] = weight_dtype
     res = inprocess_host.run(g)
     assert res.success, res.error()
-    ref = inprocess_host.run(dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False,
-                                       policy="fixed", max_steps=4))
+    ref = inprocess_host.run(
+        dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False, policy="fixed", max_steps=4)
+    )
     a, b = _samples(res, "3"), _samples(ref, "3")
     assert torch.isfinite(a).all()
     # lower-precision weights: close to the fp32 result, but not identical

@@ -1,4 +1,5 @@
 """The DSA graph through a real ComfyUI server (tier b): HTTP, websocket progress, interrupt, node errors."""
+
 import json
 
 import pytest
@@ -21,8 +22,9 @@ def bad_files(tiny_models, models_dir):
 def test_dsa_graph_over_http_with_progress_and_step_events(server_host, tiny_models):
     ws = server_host.websocket()
     try:
-        g = dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], tiny_models["prompt_b"], length=21,
-                      add_frames=12)
+        g = dsa_graph(
+            tiny_models["wan_with_head"], tiny_models["prompt_a"], tiny_models["prompt_b"], length=21, add_frames=12
+        )
         pid = server_host.queue(g, ws.client_id)
         assert ws.wait_prompt_end(pid, timeout=180) == "success"
         progress_nodes = {e["data"]["node"] for e in ws.of_type("progress", pid)}
@@ -42,26 +44,39 @@ def test_dsa_graph_over_http_with_progress_and_step_events(server_host, tiny_mod
 def test_interrupt_during_sampling_then_next_prompt_succeeds(server_host, tiny_models):
     ws = server_host.websocket()
     try:
-        long = dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False, width=512, height=512,
-                         length=4 * 3 * 40 - 3, policy="fixed", max_steps=6)
+        long = dsa_graph(
+            tiny_models["wan_with_head"],
+            tiny_models["prompt_a"],
+            extend=False,
+            width=512,
+            height=512,
+            length=4 * 3 * 40 - 3,
+            policy="fixed",
+            max_steps=6,
+        )
         pid = server_host.queue(long, ws.client_id)
         ws.recv_until(lambda e: e["type"] == "progress" and e["data"].get("node") == "3", timeout=120)
         server_host.interrupt()
         assert ws.wait_prompt_end(pid, timeout=120) == "interrupted"
-        chunks_done = [e for e in ws.events if e["type"] == "dsa.steps" and e["data"].get("node") == "3"
-                       and "chunk" in e["data"]]
+        chunks_done = [
+            e for e in ws.events if e["type"] == "dsa.steps" and e["data"].get("node") == "3" and "chunk" in e["data"]
+        ]
         assert len(chunks_done) < 40
-        pid2 = server_host.queue(dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_b"], extend=False),
-                                 ws.client_id)
+        pid2 = server_host.queue(
+            dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_b"], extend=False), ws.client_id
+        )
         assert ws.wait_prompt_end(pid2, timeout=120) == "success"
     finally:
         ws.close()
 
 
-@pytest.mark.parametrize("case, fragment", [
-    ("truncated", "truncated"),
-    ("head_as_generator", "confidence-head file"),
-])
+@pytest.mark.parametrize(
+    "case, fragment",
+    [
+        ("truncated", "truncated"),
+        ("head_as_generator", "confidence-head file"),
+    ],
+)
 def test_bad_files_are_node_errors_from_prompt(server_host, tiny_models, bad_files, case, fragment):
     g = dsa_graph(bad_files[case], tiny_models["prompt_a"], extend=False)
     with pytest.raises(PromptRejected) as e:

@@ -1,12 +1,12 @@
 """DSA with the host's own autoregressive video support: the schedule from the MODEL's sampling, image-to-video
 with a start image, the host's native causal-AR models (WAN21_CausalAR, on hosts that have it) through every DSA
 node, and DSA's fixed policy against the host's own Sampler AR Video on the same graph inputs."""
+
 import pytest
 import torch
 from graphs import POLICY_DEFAULTS
 
 FIXED4 = {**POLICY_DEFAULTS, "policy": "fixed", "min_steps": 1, "max_steps": 4, "schedule": "model"}
-
 
 
 @pytest.fixture
@@ -40,19 +40,31 @@ def ar_files(inprocess_host, tiny_models, models_dir):
 
 
 def _sampler(model, seed=3, width=32, height=32, length=9, fpc=3, **widgets):
-    inputs = {"model": model, "positive": ["2", 0], "seed": seed, "width": width, "height": height, "length": length,
-              "frames_per_chunk": fpc, **FIXED4}
+    inputs = {
+        "model": model,
+        "positive": ["2", 0],
+        "seed": seed,
+        "width": width,
+        "height": height,
+        "length": length,
+        "frames_per_chunk": fpc,
+        **FIXED4,
+    }
     inputs.update(widgets)
     return {"class_type": "DSASampler", "inputs": inputs}
 
 
 def _base(unet, prompt, vae=None, color=0x3366CC, size=32):
-    g = {"1": {"class_type": "UNETLoader", "inputs": {"unet_name": unet, "weight_dtype": "default"}},
-         "2": {"class_type": "DSAPromptEmbedding", "inputs": {"embedding": prompt}}}
+    g = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": unet, "weight_dtype": "default"}},
+        "2": {"class_type": "DSAPromptEmbedding", "inputs": {"embedding": prompt}},
+    }
     if vae:
         g["20"] = {"class_type": "VAELoader", "inputs": {"vae_name": vae}}
-        g["21"] = {"class_type": "EmptyImage", "inputs": {"width": size + 8, "height": size, "batch_size": 1,
-                                                          "color": color}}
+        g["21"] = {
+            "class_type": "EmptyImage",
+            "inputs": {"width": size + 8, "height": size, "batch_size": 1, "color": color},
+        }
     return g
 
 
@@ -80,11 +92,14 @@ def _report(res, node):
 
 # ---- the schedule from the MODEL's own sampling ------------------------------------------------------------------
 
+
 def test_model_schedule_walks_basic_scheduler_simple_then_extends_lower(inprocess_host, ar_files):
     g = _base(ar_files["plain"], ar_files["prompt"])
     g["3"] = _sampler(["1", 0], max_steps=6)
-    g["4"] = {"class_type": "BasicScheduler", "inputs": {"model": ["1", 0], "scheduler": "simple", "steps": 4,
-                                                          "denoise": 1.0}}
+    g["4"] = {
+        "class_type": "BasicScheduler",
+        "inputs": {"model": ["1", 0], "scheduler": "simple", "steps": 4, "denoise": 1.0},
+    }
     res = _run(inprocess_host, g)
     assert res.success, res.error()
     host_sigmas = [float(s) for s in res.outputs["4"][0][0].tolist()]
@@ -114,16 +129,29 @@ def test_model_schedule_differs_from_fixed_ladders_where_the_shift_does(inproces
 
 # ---- image to video -----------------------------------------------------------------------------------------------
 
+
 def _i2v_graph(files, fpc, length, noise="dsa", extend_frames=0):
     g = _base(files["causal"], files["prompt"], vae=files["vae"])
     g["3"] = _sampler(["1", 0], fpc=fpc, length=length, start_image=["21", 0], vae=["20", 0], noise=noise)
     g["9"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["22", 0], "vae": ["20", 0]}}
-    g["22"] = {"class_type": "ImageScale", "inputs": {"image": ["21", 0], "upscale_method": "bilinear", "width": 32,
-                                                       "height": 32, "crop": "center"}}
+    g["22"] = {
+        "class_type": "ImageScale",
+        "inputs": {"image": ["21", 0], "upscale_method": "bilinear", "width": 32, "height": 32, "crop": "center"},
+    }
     if extend_frames:
-        g["5"] = {"class_type": "DSAExtend", "inputs": {
-            "model": ["1", 0], "positive": ["2", 0], "state": ["3", 1], "seed": 4, "add_frames": extend_frames,
-            "frames_per_chunk": fpc, "recache": "none", **FIXED4}}
+        g["5"] = {
+            "class_type": "DSAExtend",
+            "inputs": {
+                "model": ["1", 0],
+                "positive": ["2", 0],
+                "state": ["3", 1],
+                "seed": 4,
+                "add_frames": extend_frames,
+                "frames_per_chunk": fpc,
+                "recache": "none",
+                **FIXED4,
+            },
+        }
     return g
 
 
@@ -174,6 +202,7 @@ def test_without_start_image_chunkwise_length_still_checked_when_run(inprocess_h
 
 # ---- the host's native causal-AR models ---------------------------------------------------------------------------
 
+
 @needs_native_ar
 @pytest.mark.parametrize("loader", ["UNETLoader", "DSAModelLoader"])
 def test_causal_ar_checkpoint_loads_as_the_hosts_causal_ar_model(inprocess_host, ar_files, loader):
@@ -181,8 +210,10 @@ def test_causal_ar_checkpoint_loads_as_the_hosts_causal_ar_model(inprocess_host,
 
     g = _base(ar_files["causal"], ar_files["prompt"])
     if loader == "DSAModelLoader":
-        g["1"] = {"class_type": "DSAModelLoader", "inputs": {"generator": ar_files["causal"], "head": "none",
-                                                              "weight_dtype": "default"}}
+        g["1"] = {
+            "class_type": "DSAModelLoader",
+            "inputs": {"generator": ar_files["causal"], "head": "none", "weight_dtype": "default"},
+        }
     res = _run(inprocess_host, g | {"3": _sampler(["1", 0])})
     assert res.success, res.error()
     assert type(res.outputs["1"][0][0].model) is comfy.model_base.WAN21_CausalAR
@@ -194,12 +225,33 @@ def test_causal_ar_model_through_sampler_and_extender(inprocess_host, ar_files, 
     g = _base(ar_files["causal"], ar_files["prompt"])
     g["6"] = {"class_type": "DSAHeadLoader", "inputs": {"head": tiny_models["head"]}}
     g["3"] = _sampler(["1", 0], fpc=fpc, length=length, policy="confidence", max_steps=6, head=["6", 0])
-    g["5"] = {"class_type": "DSAExtend", "inputs": {
-        "model": ["1", 0], "positive": ["2", 0], "head": ["6", 0], "state": ["3", 1], "seed": 9, "add_frames": add,
-        "frames_per_chunk": fpc, "recache": "none", **{**FIXED4, "policy": "confidence", "max_steps": 6}}}
-    g["7"] = {"class_type": "DSAExtend", "inputs": {
-        "model": ["1", 0], "positive": ["2", 0], "latent": ["3", 0], "seed": 9, "add_frames": add,
-        "frames_per_chunk": fpc, "recache": "none", **FIXED4}}
+    g["5"] = {
+        "class_type": "DSAExtend",
+        "inputs": {
+            "model": ["1", 0],
+            "positive": ["2", 0],
+            "head": ["6", 0],
+            "state": ["3", 1],
+            "seed": 9,
+            "add_frames": add,
+            "frames_per_chunk": fpc,
+            "recache": "none",
+            **{**FIXED4, "policy": "confidence", "max_steps": 6},
+        },
+    }
+    g["7"] = {
+        "class_type": "DSAExtend",
+        "inputs": {
+            "model": ["1", 0],
+            "positive": ["2", 0],
+            "latent": ["3", 0],
+            "seed": 9,
+            "add_frames": add,
+            "frames_per_chunk": fpc,
+            "recache": "none",
+            **FIXED4,
+        },
+    }
     g["8"] = {"class_type": "DSAStepReport", "inputs": {"report": ["5", 2], "width": 256, "height": 160}}
     res = _run(inprocess_host, g)
     assert res.success, res.error()
@@ -240,33 +292,59 @@ def test_unsupported_model_error_names_the_families(inprocess_host, ar_files):
 
 # ---- DSA's fixed policy equals the host's own Sampler AR Video ------------------------------------------------------
 
+
 def _native_graph(files, fpc, length, seed, i2v=False):
     g = _base(files["causal"], files["prompt"], vae=files["vae"] if i2v else None)
-    g["30"] = {"class_type": "EmptyARVideoLatent", "inputs": {"width": 32, "height": 32, "length": length,
-                                                               "batch_size": 1}}
+    g["30"] = {
+        "class_type": "EmptyARVideoLatent",
+        "inputs": {"width": 32, "height": 32, "length": length, "batch_size": 1},
+    }
     model, latent = ["1", 0], ["30", 0]
     if i2v:
-        g["31"] = {"class_type": "ARVideoI2V", "inputs": {"model": ["1", 0], "vae": ["20", 0], "start_image": ["21", 0],
-                                                           "width": 32, "height": 32, "length": length,
-                                                           "batch_size": 1}}
+        g["31"] = {
+            "class_type": "ARVideoI2V",
+            "inputs": {
+                "model": ["1", 0],
+                "vae": ["20", 0],
+                "start_image": ["21", 0],
+                "width": 32,
+                "height": 32,
+                "length": length,
+                "batch_size": 1,
+            },
+        }
         model, latent = ["31", 0], ["31", 1]
     g["32"] = {"class_type": "SamplerARVideo", "inputs": {"num_frame_per_block": fpc}}
-    g["33"] = {"class_type": "BasicScheduler", "inputs": {"model": model, "scheduler": "simple", "steps": 4,
-                                                           "denoise": 1.0}}
+    g["33"] = {
+        "class_type": "BasicScheduler",
+        "inputs": {"model": model, "scheduler": "simple", "steps": 4, "denoise": 1.0},
+    }
     g["34"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": seed}}
-    g["35"] = {"class_type": "CFGGuider", "inputs": {"model": model, "positive": ["2", 0], "negative": ["2", 0],
-                                                      "cfg": 1.0}}
-    g["36"] = {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["34", 0], "guider": ["35", 0],
-                                                                  "sampler": ["32", 0], "sigmas": ["33", 0],
-                                                                  "latent_image": latent}}
+    g["35"] = {
+        "class_type": "CFGGuider",
+        "inputs": {"model": model, "positive": ["2", 0], "negative": ["2", 0], "cfg": 1.0},
+    }
+    g["36"] = {
+        "class_type": "SamplerCustomAdvanced",
+        "inputs": {
+            "noise": ["34", 0],
+            "guider": ["35", 0],
+            "sampler": ["32", 0],
+            "sigmas": ["33", 0],
+            "latent_image": latent,
+        },
+    }
     extra = {"start_image": ["21", 0], "vae": ["20", 0]} if i2v else {}
     g["3"] = _sampler(["1", 0], seed=seed, fpc=fpc, length=length, noise="sampler_ar_video", **extra)
     return g
 
 
 @needs_native_ar
-@pytest.mark.parametrize("fpc,length,i2v", [(1, 13, False), (3, 21, False), (1, 13, True)],
-                         ids=["frame-wise", "chunk-wise", "frame-wise-i2v"])
+@pytest.mark.parametrize(
+    "fpc,length,i2v",
+    [(1, 13, False), (3, 21, False), (1, 13, True)],
+    ids=["frame-wise", "chunk-wise", "frame-wise-i2v"],
+)
 def test_fixed_policy_equals_hosts_sampler_ar_video(inprocess_host, ar_files, fpc, length, i2v):
     res = _run(inprocess_host, _native_graph(ar_files, fpc, length, seed=123, i2v=i2v))
     assert res.success, res.error()
@@ -286,12 +364,17 @@ def test_loader_error_names_the_supported_families(inprocess_host, ar_files, mod
 
     wrong = models_dir / "diffusion_models" / "not_a_wan_generator.safetensors"
     shutil.copy(models_dir / "vae" / ar_files["vae"], wrong)
-    ok, err, _, node_errors = inprocess_host.validate({
-        "1": {"class_type": "DSAModelLoader", "inputs": {"generator": wrong.name, "head": "none",
-                                                          "weight_dtype": "default"}},
-        "2": {"class_type": "DSAPromptEmbedding", "inputs": {"embedding": ar_files["prompt"]}},
-        "3": _sampler(["1", 0]),
-        "4": {"class_type": "SaveLatent", "inputs": {"samples": ["3", 0], "filename_prefix": "t"}}})
+    ok, err, _, node_errors = inprocess_host.validate(
+        {
+            "1": {
+                "class_type": "DSAModelLoader",
+                "inputs": {"generator": wrong.name, "head": "none", "weight_dtype": "default"},
+            },
+            "2": {"class_type": "DSAPromptEmbedding", "inputs": {"embedding": ar_files["prompt"]}},
+            "3": _sampler(["1", 0]),
+            "4": {"class_type": "SaveLatent", "inputs": {"samples": ["3", 0], "filename_prefix": "t"}},
+        }
+    )
     assert not ok
     msg = str(node_errors["1"])
     assert "not a Wan 2.1 checkpoint" in msg and "Causal Forcing" in msg and "Self-Forcing" in msg

@@ -1,5 +1,6 @@
 """The Causal Forcing templates: the front end's download metadata (the same as the host's own template), and the
 image-to-video template run end to end on tiny stand-in files of the same names."""
+
 import json
 import sys
 from pathlib import Path
@@ -27,8 +28,12 @@ def _host_template():
     """The host's video_causal_forcing_i2v template, from its comfyui-workflow-templates packages (if installed)."""
     import importlib.util
 
-    for pkg in ("comfyui_workflow_templates_json", "comfyui_workflow_templates_media_video",
-                "comfyui_workflow_templates_core", "comfyui_workflow_templates"):
+    for pkg in (
+        "comfyui_workflow_templates_json",
+        "comfyui_workflow_templates_media_video",
+        "comfyui_workflow_templates_core",
+        "comfyui_workflow_templates",
+    ):
         spec = importlib.util.find_spec(pkg)
         if spec is None or not spec.submodule_search_locations:
             continue
@@ -43,8 +48,11 @@ def _host_template():
 def test_causal_forcing_loaders_offer_their_downloads(name):
     wf = WORKFLOWS[name]
     by_type = {n["type"]: n for n in wf["nodes"]}
-    for typ, file in (("UNETLoader", make_workflows.CAUSAL_FORCING), ("CLIPLoader", make_workflows.TEXT_ENCODER),
-                      ("VAELoader", make_workflows.VAE)):
+    for typ, file in (
+        ("UNETLoader", make_workflows.CAUSAL_FORCING),
+        ("CLIPLoader", make_workflows.TEXT_ENCODER),
+        ("VAELoader", make_workflows.VAE),
+    ):
         models = by_type[typ]["properties"].get("models")
         assert models == [make_workflows.MODEL_DOWNLOADS[file]], (typ, models)
         assert models[0]["url"].startswith("https://") and models[0]["url"].endswith("/" + file)
@@ -64,8 +72,10 @@ def test_every_loader_naming_a_public_file_offers_it():
 def test_download_metadata_equals_the_hosts_own_template(inprocess_host):
     host = _host_template()
     if host is None:
-        pytest.skip("this host's comfyui-workflow-templates has no video_causal_forcing_i2v (ComfyUI 0.3.75 and slim "
-                    "hosts); the metadata is compared on hosts that ship it")
+        pytest.skip(
+            "this host's comfyui-workflow-templates has no video_causal_forcing_i2v (ComfyUI 0.3.75 and slim "
+            "hosts); the metadata is compared on hosts that ship it"
+        )
     host_entries = {m["name"]: m for m in _models_entries(host)}
     ours = [m for name in CAUSAL for m in _models_entries(WORKFLOWS[name])]
     assert {m["name"] for m in ours} == set(host_entries)

@@ -5,6 +5,7 @@ widgets keep their order, new widgets only at the end) is enforced always; any o
 schema changes are deliberate. Regenerate after a compatible change with:
     DSA_UPDATE_SCHEMAS=1 bash scripts/test tests/host/test_node_schemas.py
 """
+
 import json
 import os
 from pathlib import Path
@@ -23,9 +24,11 @@ def current_schemas(object_info: dict) -> dict:
         out[node_id] = {
             "display_name": info["display_name"],
             "category": info["category"],
-            "inputs": [[name, spec[0] if isinstance(spec[0], str) else "COMBO", section]
-                       for section in ("required", "optional")
-                       for name, spec in info["input"].get(section, {}).items()],
+            "inputs": [
+                [name, spec[0] if isinstance(spec[0], str) else "COMBO", section]
+                for section in ("required", "optional")
+                for name, spec in info["input"].get(section, {}).items()
+            ],
             "widgets": widget_names(info),
             "outputs": [[n, t] for n, t in zip(info["output_name"], info["output"])],
         }
@@ -57,16 +60,24 @@ def test_node_schemas_match_snapshot(server_host):
     assert not problems, "incompatible node schema change (saved workflows would break):\n" + "\n".join(problems)
     if os.environ.get("DSA_UPDATE_SCHEMAS") == "1":
         SNAPSHOT.write_text(json.dumps(new, indent=1) + "\n")
-    assert new == old, ("node schemas differ from tests/host/node_schemas.json; if the change is intended and "
-                        "compatible, regenerate it (see this file's docstring)")
+    assert new == old, (
+        "node schemas differ from tests/host/node_schemas.json; if the change is intended and "
+        "compatible, regenerate it (see this file's docstring)"
+    )
 
 
 def test_compatibility_rule_catches_breaking_changes():
-    old = {"X": {"inputs": [["a", "INT", "required"], ["b", "FLOAT", "required"]], "widgets": ["a", "b"],
-                 "outputs": [["latent", "LATENT"]]}}
+    old = {
+        "X": {
+            "inputs": [["a", "INT", "required"], ["b", "FLOAT", "required"]],
+            "widgets": ["a", "b"],
+            "outputs": [["latent", "LATENT"]],
+        }
+    }
     reordered = {"X": {**old["X"], "widgets": ["b", "a"]}}
-    appended = {"X": {**old["X"], "inputs": old["X"]["inputs"] + [["c", "INT", "required"]],
-                      "widgets": ["a", "b", "c"]}}
+    appended = {
+        "X": {**old["X"], "inputs": old["X"]["inputs"] + [["c", "INT", "required"]], "widgets": ["a", "b", "c"]}
+    }
     assert compatibility_problems(old, reordered)
     assert compatibility_problems(old, {})
     assert compatibility_problems(old, appended) == []

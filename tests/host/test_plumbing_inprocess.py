@@ -1,4 +1,5 @@
 """Tier (a): the pack loads into the real host in-process, and a prompt validates and runs through it."""
+
 import torch
 from graphs import host_ksampler_graph, ladder_graph
 from host_events import assert_progress_reaches
@@ -17,7 +18,7 @@ def test_ladder_round_trip(inprocess_host):
     assert "6 levels" in summary
     names = res.event_names()
     assert names[0] == "execution_start" and names[-1] == "execution_success"
-    assert ("executed", ) and any(e == "executed" and d["node"] == "2" for e, d in res.events)
+    assert ("executed",) and any(e == "executed" and d["node"] == "2" for e, d in res.events)
 
 
 def test_bad_custom_ladder_is_a_node_error(inprocess_host):

@@ -1,4 +1,5 @@
 """Tier (b): a real ComfyUI server with the pack loaded, driven over HTTP and the websocket."""
+
 import json
 
 import pytest
@@ -62,16 +63,18 @@ def test_sampling_streams_progress_over_websocket(server_host, tiny_models):
 def test_interrupt_mid_run_then_next_prompt_succeeds(server_host, tiny_models):
     ws = server_host.websocket()
     try:
-        long = host_ksampler_graph(tiny_models["wan"], tiny_models["prompt_a"], steps=5000, width=256, height=256,
-                                   length=9)
+        long = host_ksampler_graph(
+            tiny_models["wan"], tiny_models["prompt_a"], steps=5000, width=256, height=256, length=9
+        )
         pid = server_host.queue(long, ws.client_id)
         ws.recv_until(lambda e: e["type"] == "progress" and e["data"].get("prompt_id") == pid, timeout=60)
         server_host.interrupt()
         assert ws.wait_prompt_end(pid, timeout=60) == "interrupted"
         done = max(e["data"]["value"] for e in ws.of_type("progress", pid))
         assert done < 5000
-        pid2 = server_host.queue(host_ksampler_graph(tiny_models["wan"], tiny_models["prompt_b"], steps=2),
-                                 ws.client_id)
+        pid2 = server_host.queue(
+            host_ksampler_graph(tiny_models["wan"], tiny_models["prompt_b"], steps=2), ws.client_id
+        )
         assert ws.wait_prompt_end(pid2) == "success"
     finally:
         ws.close()

@@ -1,17 +1,19 @@
 """The live player in the real front end: a toy run with DSA Toy VAE connected shows its frames on the sampler node
 while the run is still executing (the player's frame count rises before the run ends), and the browser keeps a
 bounded rolling buffer of them. Screenshot in test-artifacts/browser/."""
+
 import json
 
 from test_browser import ARTIFACTS, RENDERERS, REPO, new_errors, page  # noqa: F401  (page: the shared Chromium fixture)
 
-LATENT_FRAMES = 135        # 45 chunks of 3: more frames than the player's rolling buffer (120) holds
+LATENT_FRAMES = 135  # 45 chunks of 3: more frames than the player's rolling buffer (120) holds
 PLAYER_BUFFER = 120
 
 
 def test_frames_play_in_the_node_while_the_run_executes(page):  # noqa: F811
     ui = json.loads((REPO / "workflows" / "dsa_toy_demo.json").read_text())
-    page.run_async("""
+    page.run_async(
+        """
         const [wf, length, seed] = args;
         await window.app.loadGraphData(wf, true, true, 'streaming');
         const api = window.comfyAPI.api.api;
@@ -37,11 +39,16 @@ def test_frames_play_in_the_node_while_the_run_executes(page):  # noqa: F811
         sampler.widgets.find(w => w.name === 'seed').value = seed;
         window.__dsa.players = {};
         await window.app.queuePrompt(0, 1);
-    """, ui, LATENT_FRAMES, 500 + RENDERERS.index(page.renderer))
+    """,
+        ui,
+        LATENT_FRAMES,
+        500 + RENDERERS.index(page.renderer),
+    )
     page.wait_for("window.__dsaStreamTest.end !== null", timeout=300)
     t = page.driver.execute_script("return window.__dsaStreamTest")
     sampler_id = page.driver.execute_script(
-        "return window.app.graph._nodes.find(n => n.comfyClass === 'DSASampler').id")
+        "return window.app.graph._nodes.find(n => n.comfyClass === 'DSASampler').id"
+    )
     player = page.driver.execute_script(f"return window.__dsa.players[{sampler_id}]")
     log = player["log"]
     counts = [c for _, c in log]
@@ -52,13 +59,16 @@ def test_frames_play_in_the_node_while_the_run_executes(page):  # noqa: F811
     last_chunk = max(t["steps"], key=lambda s: s[1])
     assert last_chunk[1] == LATENT_FRAMES // 3 - 1 and last_chunk[2] > 0
     assert player["received"] == player["total"] == LATENT_FRAMES
-    assert player["buffered"] == PLAYER_BUFFER                   # bounded memory: a rolling buffer
+    assert player["buffered"] == PLAYER_BUFFER  # bounded memory: a rolling buffer
     assert player["firstFrameS"] > 0 and player["fps"] == 4
-    page.driver.execute_script("""
+    page.driver.execute_script(
+        """
         document.querySelectorAll('.p-dialog-close-button, .p-dialog-header-close').forEach(x => x.click());
         const c = window.app.canvas, n = window.app.graph.getNodeById(arguments[0]);
         c.ds.scale = 1.0; c.ds.offset = [-n.pos[0] + 120, -n.pos[1] + 140]; c.setDirty(true, true);
-    """, sampler_id)
+    """,
+        sampler_id,
+    )
     page.driver.execute_script("return new Promise(r => setTimeout(r, 600))")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(ARTIFACTS / f"toy_run_live_player_{page.renderer}.png")

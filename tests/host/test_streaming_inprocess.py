@@ -1,6 +1,7 @@
 """Streaming decode inside the real host: the sampler's and extender's images (decoded chunk by chunk, the causal
 cache carried across chunks and nodes) equal the host's own VAE Decode of the same latent, with a random Wan 2.1 VAE
 built by the host's own code; frames reach the GUI per chunk; cached states are never changed."""
+
 import pytest
 import torch
 from graphs import dsa_graph
@@ -16,8 +17,14 @@ def stream_vae(inprocess_host, models_dir):
     import comfy.ldm.wan.vae as wan_vae
 
     g = torch.Generator().manual_seed(3)
-    vae = wan_vae.WanVAE(dim=16, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                         temperal_downsample=[False, True, True])
+    vae = wan_vae.WanVAE(
+        dim=16,
+        z_dim=16,
+        dim_mult=[1, 2, 4, 4],
+        num_res_blocks=2,
+        attn_scales=[],
+        temperal_downsample=[False, True, True],
+    )
     sd = {}
     for name, p in vae.state_dict().items():  # the host builds it with uninitialised weights
         if "gamma" in name:
@@ -51,14 +58,13 @@ def images(res, node):
 
 def test_sampler_streamed_frames_equal_host_vae_decode(inprocess_host, tiny_models, stream_vae):
     # 6 latent frames = 2 chunks -> 1 + 4 * 5 = 21 frames
-    g = with_vae(dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False, length=21),
-                 stream_vae)
+    g = with_vae(dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False, length=21), stream_vae)
     host_decode(g, "3", "11")
     res = inprocess_host.run(g)
     assert res.success, res.error()
     ours, host = images(res, "3"), res.outputs["11"][0][0]
     assert ours.shape == host.shape == (21, 32, 32, 3)
-    assert host.std() > 0.01                       # a real picture, not a constant
+    assert host.std() > 0.01  # a real picture, not a constant
     torch.testing.assert_close(ours, host, atol=ATOL, rtol=0)
     frames = [d for e, d in res.events if e == "dsa.frames"]
     assert [(d["chunk"], d["frame_start"], len(d["frames"])) for d in frames] == [(0, 0, 9), (1, 9, 12)]
@@ -75,8 +81,9 @@ def test_extender_continues_the_decode(inprocess_host, tiny_models, stream_vae, 
     """Sampler (3 latent frames) + extender (+3): the extender's images (the whole video) equal the host's VAE Decode
     of the extender's whole latent, whether it continues the sampler's decoder cache, catches up a state decoded
     without a VAE, or continues a plain latent."""
-    g = dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], tiny_models["prompt_b"], length=9,
-                  add_frames=12)
+    g = dsa_graph(
+        tiny_models["wan_with_head"], tiny_models["prompt_a"], tiny_models["prompt_b"], length=9, add_frames=12
+    )
     with_vae(g, stream_vae, nodes=("5",) if source == "state_made_without_vae" else ("3", "5"))
     if source == "latent":
         del g["5"]["inputs"]["state"]
@@ -91,18 +98,20 @@ def test_extender_continues_the_decode(inprocess_host, tiny_models, stream_vae, 
     new = [d for d in frames if d["chunk"] is not None]
     assert [(d["chunk"], d["frame_start"], len(d["frames"])) for d in new] == [(0, 9, 12)]
     caught_up = sum(len(d["frames"]) for d in frames if d["chunk"] is None)
-    assert caught_up == (0 if source == "state" else 9)   # the state's own cache: nothing decoded twice
-    if source == "state":      # the same frames, not decoded again
+    assert caught_up == (0 if source == "state" else 9)  # the state's own cache: nothing decoded twice
+    if source == "state":  # the same frames, not decoded again
         torch.testing.assert_close(ours[:9], images(res, "3"), atol=0, rtol=0)
 
 
 def test_cached_state_keeps_its_decode(inprocess_host, tiny_models, stream_vae):
     """The extender continues the sampler's decoder cache from a copy: the sampler's output (a cached node output)
     is the same after two extenders branched from it as from the sampler alone."""
-    alone = with_vae(dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False, length=9),
-                     stream_vae)
-    branched = with_vae(dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], length=9, add_frames=12),
-                        stream_vae)
+    alone = with_vae(
+        dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False, length=9), stream_vae
+    )
+    branched = with_vae(
+        dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], length=9, add_frames=12), stream_vae
+    )
     branched["12"] = {"class_type": "DSAExtend", "inputs": {**branched["5"]["inputs"], "seed": 99}}
     branched["13"] = {"class_type": "PreviewImage", "inputs": {"images": ["12", 3]}}
     r1, r2 = inprocess_host.run(alone), inprocess_host.run(branched)
@@ -117,7 +126,7 @@ def test_cached_state_keeps_its_decode(inprocess_host, tiny_models, stream_vae):
             assert x == y
     assert torch.equal(a.images, b.images)
     e1, e2 = images(r2, "5"), images(r2, "12")
-    assert torch.equal(e1[:9], e2[:9]) and (e1[9:] - e2[9:]).abs().max() > 1e-4   # same start, different seeds
+    assert torch.equal(e1[:9], e2[:9]) and (e1[9:] - e2[9:]).abs().max() > 1e-4  # same start, different seeds
 
 
 def test_toy_vae_streams_the_toy_codec(inprocess_host, tiny_models):
@@ -131,7 +140,7 @@ def test_toy_vae_streams_the_toy_codec(inprocess_host, tiny_models):
     res = inprocess_host.run(g)
     assert res.success, res.error()
     ours, ext = images(res, "3"), images(res, "5")
-    assert ours.shape == (6, 16, 16, 3) and ext.shape == (9, 16, 16, 3)   # the toy codec: 1 latent frame -> 1 frame
+    assert ours.shape == (6, 16, 16, 3) and ext.shape == (9, 16, 16, 3)  # the toy codec: 1 latent frame -> 1 frame
     torch.testing.assert_close(ours, res.outputs["12"][0][0], atol=1e-6, rtol=0)
     torch.testing.assert_close(ext, res.outputs["11"][0][0], atol=1e-6, rtol=0)
     frames = [d for e, d in res.events if e == "dsa.frames"]
@@ -145,7 +154,7 @@ def test_images_without_vae_is_one_clear_error(inprocess_host, tiny_models):
     res = inprocess_host.run(g)
     assert not res.success
     assert "images output needs a VAE" in str(res.error())
-    assert not [d for e, d in res.events if e == "dsa.steps"]   # refused before sampling anything
+    assert not [d for e, d in res.events if e == "dsa.steps"]  # refused before sampling anything
     # without the images in use, a graph without a VAE runs as before
     plain = inprocess_host.run(dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], extend=False))
     assert plain.success and plain.outputs["3"][3][0] is None
@@ -168,7 +177,11 @@ def test_workflow_saved_before_streaming_runs_unchanged(inprocess_host, server_h
     res = inprocess_host.run(prompt)
     assert res.success, res.error()
     sid = str(sampler["id"])
-    latent, state, report, images = res.outputs[sid][0][0], res.outputs[sid][1][0], res.outputs[sid][2][0], \
-        res.outputs[sid][3][0]
+    latent, state, report, images = (
+        res.outputs[sid][0][0],
+        res.outputs[sid][1][0],
+        res.outputs[sid][2][0],
+        res.outputs[sid][3][0],
+    )
     assert latent["samples"].shape[2] == state.state.frames and report["chunks"] and images is None
     assert not [d for e, d in res.events if e == "dsa.frames"]

@@ -1,5 +1,6 @@
 """Parity with the real host: our forward equals ComfyUI 0.3.75's WanModel.forward on the same weights,
 and CausalWan runs over the host's own WanModel modules."""
+
 import sys
 from pathlib import Path
 
@@ -24,9 +25,14 @@ TOL = 1e-5
 
 
 def host_model(cfg, device=None):
-    return comfy.ldm.wan.model.WanModel(dim=cfg.dim, ffn_dim=cfg.ffn_dim, num_heads=cfg.num_heads,
-                                        num_layers=cfg.num_layers, device=device,
-                                        operations=comfy.ops.disable_weight_init)
+    return comfy.ldm.wan.model.WanModel(
+        dim=cfg.dim,
+        ffn_dim=cfg.ffn_dim,
+        num_heads=cfg.num_heads,
+        num_layers=cfg.num_layers,
+        device=device,
+        operations=comfy.ops.disable_weight_init,
+    )
 
 
 @pytest.fixture(scope="module", params=[TINY, TINY2], ids=["tiny", "tiny2"])
@@ -45,8 +51,9 @@ def inputs(batch, frames, h, w, per_frame, seed=0):
     return x, t, torch.randn(batch, 9, 4096, generator=g)
 
 
-@pytest.mark.parametrize("batch,frames,h,w,per_frame", [(1, 5, 6, 8, False), (2, 5, 6, 8, True),
-                                                        (1, 7, 4, 6, True), (2, 3, 5, 7, True)])
+@pytest.mark.parametrize(
+    "batch,frames,h,w,per_frame", [(1, 5, 6, 8, False), (2, 5, 6, 8, True), (1, 7, 4, 6, True), (2, 3, 5, 7, True)]
+)
 def test_full_forward_matches_host(pair, batch, frames, h, w, per_frame):
     cfg, ours, host = pair
     x, t, ctx = inputs(batch, frames, h, w, per_frame)
@@ -68,8 +75,9 @@ def test_causal_wan_over_host_modules(pair):
         text_h = cw_host.encode_text(ctx)
         assert (cw_host.forward_full(x, t, text_h).flow - ref).abs().max() <= TOL
         cache_h = cw_host.new_cache(1, 4, 6, 3, window_frames=3, sink_frames=1)
-        chunked = torch.cat([cw_host.forward_chunk(x[:, :, s:e], t[:, s:e], text_h, cache_h, s).flow
-                             for s, e in chunk_bounds(6, 3)], 2)
+        chunked = torch.cat(
+            [cw_host.forward_chunk(x[:, :, s:e], t[:, s:e], text_h, cache_h, s).flow for s, e in chunk_bounds(6, 3)], 2
+        )
         masked = forward_block_causal(cw_ours, x, t, cw_ours.encode_text(ctx), 3, 3, 1).flow
     assert (chunked - masked).abs().max() <= TOL
 

@@ -1,4 +1,5 @@
 """The example workflows: in sync with the node schemas, listed as templates, and valid against the host."""
+
 import json
 import sys
 from pathlib import Path
@@ -31,11 +32,13 @@ def test_committed_workflows_are_up_to_date(server_host):
     for path in WORKFLOWS:
         committed, rebuilt = json.loads(path.read_text()), json.loads(make_workflows.dump(built[path.stem]))
         assert host_neutral(committed, info, PACK_MODULE) == host_neutral(rebuilt, info, PACK_MODULE), (
-            f"{path.name} is out of date with the node schemas: run scripts/make_workflows.py")
+            f"{path.name} is out of date with the node schemas: run scripts/make_workflows.py"
+        )
         if _host_version(server_host) == DEFAULT_HOST_VERSION:
             assert path.read_text() == make_workflows.dump(built[path.stem]), (
                 f"{path.name} is not what scripts/make_workflows.py writes: run it with the default host's python "
-                "(DSA_HOST_TREE unset)")
+                "(DSA_HOST_TREE unset)"
+            )
 
 
 def test_templates_listed_by_host(server_host):
@@ -57,13 +60,25 @@ def test_workflow_validates_in_host(inprocess_host, server_host, workflow_model_
 
 
 def test_host_neutral_ignores_only_unconnected_outputs_of_host_nodes():
-    info = {"SaveAnimatedWEBP": {"python_module": "comfy_extras.nodes_images"},
-            "DSASampler": {"python_module": PACK_MODULE}}
+    info = {
+        "SaveAnimatedWEBP": {"python_module": "comfy_extras.nodes_images"},
+        "DSASampler": {"python_module": PACK_MODULE},
+    }
     unlinked, linked = {"name": "IMAGE", "type": "IMAGE", "links": []}, {"name": "l", "type": "LATENT", "links": [3]}
-    newer = {"nodes": [{"id": 1, "type": "SaveAnimatedWEBP", "outputs": [unlinked]},
-                       {"id": 2, "type": "DSASampler", "outputs": [linked, unlinked]}], "links": []}
-    older = {"nodes": [{"id": 1, "type": "SaveAnimatedWEBP", "outputs": []},
-                       {"id": 2, "type": "DSASampler", "outputs": [linked, unlinked]}], "links": []}
+    newer = {
+        "nodes": [
+            {"id": 1, "type": "SaveAnimatedWEBP", "outputs": [unlinked]},
+            {"id": 2, "type": "DSASampler", "outputs": [linked, unlinked]},
+        ],
+        "links": [],
+    }
+    older = {
+        "nodes": [
+            {"id": 1, "type": "SaveAnimatedWEBP", "outputs": []},
+            {"id": 2, "type": "DSASampler", "outputs": [linked, unlinked]},
+        ],
+        "links": [],
+    }
     assert host_neutral(newer, info, PACK_MODULE) == host_neutral(older, info, PACK_MODULE)
     # a pack node's new output, or a host node's connected one, still counts
     stale_pack = {**older, "nodes": [older["nodes"][0], {**older["nodes"][1], "outputs": [linked]}]}
