@@ -171,6 +171,14 @@ function addPlayer(node) {
   if (node.addDOMWidget) {
     node.addDOMWidget("dsa_player", "dsa_player", canvas, { serialize: false, hideOnZoom: false });
   }
+  // a removed node (or a graph loaded over it) stops its playback timer and lets its frames go
+  const onRemoved = node.onRemoved;
+  node.onRemoved = function () {
+    const p = node.__dsaPlayer;
+    if (p?.timer) clearInterval(p.timer);
+    node.__dsaPlayer = null;
+    return onRemoved?.apply(this, arguments);
+  };
   drawPlayer(node);
 }
 

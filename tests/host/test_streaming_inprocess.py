@@ -163,7 +163,8 @@ def test_images_without_vae_is_one_clear_error(inprocess_host, tiny_models):
 
 def test_workflow_saved_before_streaming_runs_unchanged(inprocess_host, server_host):
     """The toy template as saved before the vae input and images output existed (tests/host/legacy_workflows):
-    it loads, converts and runs as it did, its sampler outputs unchanged in number and meaning, no frames sent."""
+    it loads, converts and runs as it did, its sampler outputs unchanged in number and meaning, no frames sent.
+    (Its prompt file is renamed to one the bundled toy model ships now; the graph is as it was saved.)"""
     import json
     from pathlib import Path
 
