@@ -71,6 +71,7 @@ from dsa_core.attention import sdpa_attention, xformers_attention, xformers_avai
 from dsa_core.causal_wan import CausalWan  # noqa: E402
 from dsa_core.config import WAN21_T2V_1_3B, WanConfig  # noqa: E402
 from dsa_core.kv_cache import tokens_per_frame  # noqa: E402
+from dsa_core.streaming_decode import CausalWanDecoder  # noqa: E402
 from dsa_core.wan_model import WanDiT, init_random_weights  # noqa: E402
 
 SMOKE_CFG = WanConfig(dim=256, ffn_dim=512, num_heads=2, num_layers=2)
@@ -133,53 +134,31 @@ def flash_only_attention():
 
 
 class StreamingVAEDecoder:
-    """Decodes chunk after chunk with the host WanVAE's causal conv feature cache kept between chunks,
-    as a streaming player would (the host's WanVAE.decode resets that cache on every call). Groups the latent
-    frames exactly as the host's own decode does, so the frames equal its whole-video decode: one latent frame
-    per decoder call on hosts with ``count_conv3d`` (0.3.x); on hosts with ``count_cache_layers`` (0.33) the
-    video's first frame alone, then aligned pairs (1, 2), (3, 4), ...: a chunk's odd last frame waits for the
-    next chunk (``flush`` decodes it at the end of a video)."""
+    """Decodes chunk after chunk with the host WanVAE's causal conv feature cache kept between chunks, as a
+    streaming player would (the host's WanVAE.decode resets that cache on every call): the pack's own
+    dsa_core.streaming_decode.CausalWanDecoder, grouping the latent frames as the host's decode does (one per call
+    on 0.3.x; the first alone, then aligned pairs on hosts with ``count_cache_layers``), so the frames equal its
+    whole-video decode. ``decode`` returns the decoder's raw output [B, 3, T, H, W]; a chunk's odd last frame may
+    wait for the next chunk (``flush`` decodes it at the end of a video)."""
 
     def __init__(self, vae):
         import comfy.ldm.wan.vae as wv
 
-        counter = getattr(wv, "count_cache_layers", None) or wv.count_conv3d
-        self.pairs = hasattr(wv, "count_cache_layers")
-        self.vae, self.n = vae, counter(vae.decoder)
+        self.decoder = CausalWanDecoder.for_host(wv, vae)
+        self.pairs = self.decoder.pairs
         self.reset()
 
     def reset(self):
-        self.feat = [None] * self.n
-        self.first = True
-        self.pending = None
-
-    def _run(self, x):
-        o = self.vae.decoder(x, feat_cache=self.feat, feat_idx=[0])
-        return o if isinstance(o, list) else [o]
+        self.state = self.decoder.start()
 
     def decode(self, z):
-        x = self.vae.conv2(z)
-        if self.pending is not None:
-            x, self.pending = torch.cat([self.pending, x], 2), None
-        out, i = [], 0
-        if self.first:
-            out += self._run(x[:, :, :1])
-            i, self.first = 1, False
-        step = 2 if self.pairs else 1
-        while i + step <= x.shape[2]:
-            out += self._run(x[:, :, i : i + step])
-            i += step
-        if i < x.shape[2]:
-            self.pending = x[:, :, i:]
-        return torch.cat(out, 2) if out else x.new_zeros(x.shape[0], 3, 0, 8 * x.shape[3], 8 * x.shape[4])
+        out, self.state = self.decoder.decode_raw(self.state, z)
+        return out
 
-    @torch.no_grad()
     def flush(self):
         """The frame a pair-decoding host still holds back at the end of a video (None if none)."""
-        if self.pending is None:
-            return None
-        x, self.pending = self.pending, None
-        return torch.cat(self._run(x), 2)
+        out, self.state = self.decoder.flush_raw(self.state)
+        return out
 
 
 def build_vae(comfy, dim, device, dtype):

@@ -14,8 +14,9 @@ Streaming = what the DSA nodes do with a VAE connected: each chunk of 3 latent f
 committed, frames written into one preallocated output (dsa_core.streaming_decode.FrameBuffer).
 Host = comfy.sd.VAE.decode, what VAE Decode runs (one call over the whole latent).
 Measured at VAE width 16 (dim 96 is 36x the compute: too slow for this CPU); the host's VAE Decode is itself
-frame by frame (its feature cache), so both hold the same decoder activations and differ by what the host
-accumulates: the whole decoded video on the VAE device (a torch.cat per latent frame) and its copies.
+frame by frame, or pair by pair on newer hosts (its feature cache), so both hold the same decoder activations and
+differ by what the host accumulates: the whole decoded video on the VAE device (a torch.cat per latent frame) and its
+copies.
 Prediction for Wan 2.1's VAE at 480x832 (printed, not measured): the decoder cache scales exactly with pixels and
 width (its tensors are feature maps); the host's extra is its whole-video output, twice while concatenating
 (read from the host's comfy/ldm/wan/vae.py), against one chunk's frames for streaming.
@@ -145,7 +146,9 @@ def _decode(spec, vae, z, frames_out, mm, cuda, t0):
         images = images.reshape(-1, *images.shape[-3:])
         first = time.perf_counter() - t0
     else:
-        dec = CausalWanDecoder(vae.first_stage_model, device=vae.device, dtype=vae.vae_dtype)
+        import comfy.ldm.wan.vae as wan_vae
+
+        dec = CausalWanDecoder.for_host(wan_vae, vae.first_stage_model, device=vae.device, dtype=vae.vae_dtype)
         buf = FrameBuffer(frames_out, device=mm.intermediate_device())
         state = dec.start()
         for s in range(0, t, CHUNK):
@@ -156,6 +159,9 @@ def _decode(spec, vae, z, frames_out, mm, cuda, t0):
                 if cuda:
                     torch.cuda.synchronize()
                 first = time.perf_counter() - t0
+        tail, _ = dec.flush(state)  # a frame a pair-decoding host held back, at the video's end
+        if tail is not None:
+            buf.append(tail.to(buf.device or tail.device))
         images = buf.frames.reshape(-1, h, w, 3)
         cache_mib = state.nbytes / 2**20
     return images, first, cache_mib

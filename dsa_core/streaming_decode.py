@@ -1,11 +1,19 @@
 """Streaming decode: video frames from each committed chunk as soon as it exists, never a whole-video pass.
 
-The Wan 2.1 VAE is causal in time. Its decoder walks the latent one frame at a time and keeps, for every causal
-3D convolution, the last two frames of that convolution's input (a "feature cache"); decoding latent frame i needs
-only frame i and that cache. So decoding chunk after chunk with the cache carried over gives the same frames as
-decoding the whole latent at once, while holding one latent frame's activations plus the cache, never the whole
-video. Its first-frame rule: the first latent frame of a video decodes to 1 frame (the temporal upsamplers repeat
-nothing yet), every later one to 4 (81 frames = 21 latent frames = 1 + 4 * 20).
+The Wan 2.1 VAE is causal in time. Its decoder walks the latent a few frames per call and keeps, for every causal
+3D convolution, the last frames of that convolution's input (a "feature cache"); decoding the next latent frames
+needs only them and that cache. So decoding chunk after chunk with the cache carried over gives the same frames as
+decoding the whole latent at once, while holding one call's activations plus the cache, never the whole video. Its
+first-frame rule: the first latent frame of a video decodes to 1 frame (the temporal upsamplers repeat nothing
+yet), every later one to 4 (81 frames = 21 latent frames = 1 + 4 * 20).
+
+The frames equal the host's own decode only when the decoder is called on the same groups of latent frames as the
+host's ``WanVAE.decode`` calls it. Hosts differ: ComfyUI 0.3.x decodes one latent frame per call; newer hosts (the
+ones with ``count_cache_layers``, e.g. 0.33) the first frame alone, then aligned pairs (1, 2), (3, 4), ..., a
+trailing odd frame alone. On such a host a chunk whose last frame would start a pair holds that frame back
+(``DecodeState.pending``) until the next chunk brings its partner; at the end of a video ``flush`` decodes it
+alone, as the host does for the last frame of an even-length latent. A flushed state ends its video: a
+continuation must start from the state before the flush, so that the held-back frame is paired with its successor.
 
 A ``DecodeState`` is immutable: ``decode`` returns a new state and never writes into the one it was given (the
 decoder replaces cache entries, it never writes into cached tensors), so a state held by a cached node output can
@@ -36,18 +44,25 @@ def wan_video_frames(latent_frames: int, first: bool) -> int:
 class DecodeState:
     """Where a streaming decode stands: the decoder's causal cache after ``latent_frames`` latent frames."""
 
-    cache: tuple = ()  # per causal conv: a tensor, a marker string, or None; never written in place
-    latent_frames: int = 0  # latent frames decoded so far
-    video_frames: int = 0  # frames they gave
+    cache: tuple = ()  # per cache slot: a tensor, a marker string, or None; never written in place
+    latent_frames: int = 0  # latent frames taken in so far (decoded, plus the pending one)
+    video_frames: int = 0  # frames they gave so far (the pending frame's not yet)
     source: object = None  # identifies the decoder (and weights) that made the cache
+    pending: Tensor | None = None  # a projected latent frame held back to be decoded with the next one (pairs)
+    flushed: bool = False  # the pending frame was decoded alone: the video ended here, it cannot continue
 
     def to(self, device) -> "DecodeState":
         """The same state with its cached tensors on ``device`` (a copy; this one is untouched)."""
-        return replace(self, cache=tuple(c.to(device) if isinstance(c, Tensor) else c for c in self.cache))
+        return replace(
+            self,
+            cache=tuple(c.to(device) if isinstance(c, Tensor) else c for c in self.cache),
+            pending=None if self.pending is None else self.pending.to(device),
+        )
 
     @property
     def nbytes(self) -> int:
-        return sum(c.numel() * c.element_size() for c in self.cache if isinstance(c, Tensor))
+        held = list(self.cache) + [self.pending]
+        return sum(c.numel() * c.element_size() for c in held if isinstance(c, Tensor))
 
 
 def count_causal_convs(module: torch.nn.Module) -> int:
@@ -55,20 +70,48 @@ def count_causal_convs(module: torch.nn.Module) -> int:
     return sum(type(m).__name__ == "CausalConv3d" for m in module.modules())
 
 
+def to_frames(out: Tensor) -> Tensor:
+    """The decoder's output [B, 3, T, H, W] in [-1, 1] -> frames [B, T, H, W, 3] float32 in [0, 1]."""
+    return torch.clamp((out.float() + 1.0) / 2.0, 0.0, 1.0).movedim(1, -1)
+
+
 class CausalWanDecoder:
     """The Wan 2.1 VAE decoder run chunk by chunk. ``vae`` is a module with the Wan 2.1 VAE layout: ``conv2``
-    (the 1x1x1 latent projection) and ``decoder(x, feat_cache=list, feat_idx=[0])`` (the causal decoder), e.g. the
-    host's ``comfy.ldm.wan.vae.WanVAE``. Latents go in raw VAE space (the host's LATENT format)."""
+    (the 1x1x1 latent projection) and ``decoder(x, feat_cache=list, feat_idx=[0])`` (the causal decoder, returning
+    a tensor or, on newer hosts, a list of pieces), e.g. the host's ``comfy.ldm.wan.vae.WanVAE``. Latents go in raw
+    VAE space (the host's LATENT format). ``pairs``: after the first frame, decode aligned pairs of latent frames
+    per call (what newer hosts' decode does; see the module docstring); ``slots``: the cache's length as the host
+    counts it. ``for_host`` reads both from the host's module."""
 
     temporal = WAN_TEMPORAL
+    spatial = 8
 
-    def __init__(self, vae: torch.nn.Module, *, device=None, dtype=None, slots: int | None = None, source=None):
+    def __init__(
+        self,
+        vae: torch.nn.Module,
+        *,
+        device=None,
+        dtype=None,
+        slots: int | None = None,
+        pairs: bool = False,
+        source=None,
+    ):
         self.vae = vae
         p = next(vae.parameters())
         self.device = torch.device(device) if device is not None else p.device
         self.dtype = dtype or p.dtype
         self.slots = slots if slots is not None else count_causal_convs(vae.decoder)
+        self.pairs = pairs
         self.source = source
+
+    @classmethod
+    def for_host(cls, wan_vae_module, vae: torch.nn.Module, **kwargs) -> "CausalWanDecoder":
+        """The decoder grouping frames as the host whose ``comfy.ldm.wan.vae`` module is ``wan_vae_module`` does:
+        hosts with ``count_cache_layers`` decode pairs and count their cache slots with it; older ones decode one
+        frame per call and count with ``count_conv3d``. (The module is passed in: dsa_core never imports comfy.)"""
+        pairs = hasattr(wan_vae_module, "count_cache_layers")
+        count = wan_vae_module.count_cache_layers if pairs else wan_vae_module.count_conv3d
+        return cls(vae, slots=count(vae.decoder), pairs=pairs, **kwargs)
 
     def start(self) -> DecodeState:
         return DecodeState(source=self.source)
@@ -76,29 +119,73 @@ class CausalWanDecoder:
     def video_frames(self, latent_frames: int, state: DecodeState) -> int:
         return wan_video_frames(latent_frames, state.latent_frames == 0)
 
+    def _call(self, x: Tensor, feat: list) -> list[Tensor]:
+        o = self.vae.decoder(x, feat_cache=feat, feat_idx=[0])
+        return o if isinstance(o, list) else [o]
+
+    def _empty(self, x: Tensor) -> Tensor:
+        return x.new_zeros(x.shape[0], 3, 0, self.spatial * x.shape[3], self.spatial * x.shape[4])
+
     @torch.no_grad()
-    def decode(self, state: DecodeState, latent: Tensor) -> tuple[Tensor, DecodeState]:
-        """latent [B, 16, T, h, w] (raw VAE space) -> (frames [B, T', 8h, 8w, 3] in [0, 1], the new state)."""
+    def decode_raw(self, state: DecodeState, latent: Tensor) -> tuple[Tensor, DecodeState]:
+        """latent [B, 16, T, h, w] (raw VAE space) -> (the decoder's output [B, 3, T', 8h, 8w] in [-1, 1], the new
+        state). On a pairing host T' may include a frame held back by the previous chunk, and this chunk's last
+        frame may be held back (T' = 0 when it is the only one)."""
         if latent.ndim != 5:
             raise ValueError(f"expected a video latent [B, C, T, H, W], got shape {tuple(latent.shape)}")
+        if state.flushed:
+            raise ValueError(
+                "this decode state was flushed at the end of its video and cannot be continued: "
+                "continue the state from before the flush"
+            )
         feat = list(state.cache) if state.cache else [None] * self.slots
         x = self.vae.conv2(latent.to(device=self.device, dtype=self.dtype))
-        outs = []
-        for i in range(x.shape[2]):
-            o = self.vae.decoder(x[:, :, i : i + 1], feat_cache=feat, feat_idx=[0])
-            outs.extend(o if isinstance(o, list) else [o])  # newer hosts' decoders return a list of pieces
-        out = torch.cat(outs, 2)
-        del outs, x
-        expect = self.video_frames(latent.shape[2], state)
+        if state.pending is not None:
+            x = torch.cat([state.pending.to(x), x], 2)
+        first = state.latent_frames == 0
+        outs, i = [], 0
+        if first and x.shape[2]:
+            outs += self._call(x[:, :, :1], feat)
+            i = 1
+        step = 2 if self.pairs else 1
+        while i + step <= x.shape[2]:
+            outs += self._call(x[:, :, i : i + step], feat)
+            i += step
+        pending = x[:, :, i:].clone() if i < x.shape[2] else None
+        out = torch.cat(outs, 2) if outs else self._empty(x)
+        del outs
+        expect = wan_video_frames(i, first)
         if out.shape[2] != expect:
             raise ValueError(
-                f"the decoder gave {out.shape[2]} frames for {latent.shape[2]} latent frames, expected "
-                f"{expect}: not a causal Wan 2.1 VAE decoder"
+                f"the decoder gave {out.shape[2]} frames for {i} latent frames, expected {expect}: "
+                "not a causal Wan 2.1 VAE decoder"
             )
-        frames = torch.clamp((out.float() + 1.0) / 2.0, 0.0, 1.0).movedim(1, -1)
-        return frames, DecodeState(
-            tuple(feat), state.latent_frames + latent.shape[2], state.video_frames + frames.shape[1], self.source
+        return out, DecodeState(
+            tuple(feat), state.latent_frames + latent.shape[2], state.video_frames + out.shape[2], self.source, pending
         )
+
+    @torch.no_grad()
+    def flush_raw(self, state: DecodeState) -> tuple[Tensor | None, DecodeState]:
+        """The end of a video: the held-back frame decoded alone (as the host decodes a trailing odd frame) and the
+        flushed state, or (None, ``state``) when nothing is held back."""
+        if state.pending is None:
+            return None, state
+        feat = list(state.cache)
+        out = torch.cat(self._call(state.pending.to(device=self.device, dtype=self.dtype), feat), 2)
+        return out, DecodeState(
+            tuple(feat), state.latent_frames, state.video_frames + out.shape[2], self.source, None, flushed=True
+        )
+
+    def decode(self, state: DecodeState, latent: Tensor) -> tuple[Tensor, DecodeState]:
+        """latent [B, 16, T, h, w] (raw VAE space) -> (frames [B, T', 8h, 8w, 3] in [0, 1], the new state)."""
+        out, state = self.decode_raw(state, latent)
+        return to_frames(out), state
+
+    def flush(self, state: DecodeState) -> tuple[Tensor | None, DecodeState]:
+        """The end of a video: (frames of the held-back latent frame or None, the flushed state). Keep the state
+        from before the flush for a continuation."""
+        out, state = self.flush_raw(state)
+        return (None if out is None else to_frames(out)), state
 
 
 class FrameWiseDecoder:
@@ -124,6 +211,9 @@ class FrameWiseDecoder:
             latent_frames=state.latent_frames + latent.shape[2],
             video_frames=state.video_frames + frames.shape[1],
         )
+
+    def flush(self, state: DecodeState) -> tuple[None, DecodeState]:
+        return None, state  # nothing is ever held back
 
 
 class FrameBuffer:
@@ -159,10 +249,14 @@ class FrameBuffer:
 def decode_chunks(
     decoder, latent: Tensor, chunk_frames: int, state: DecodeState | None = None
 ) -> tuple[Tensor, DecodeState]:
-    """Decode ``latent`` chunk by chunk (as a streaming run does); returns (all frames, the final state)."""
+    """Decode ``latent`` chunk by chunk (as a streaming run does), flushing at the end; returns (all frames, the
+    state before the flush: the one a continuation starts from)."""
     state = state or decoder.start()
     out = []
     for s in range(0, latent.shape[2], chunk_frames):
         frames, state = decoder.decode(state, latent[:, :, s : s + chunk_frames])
         out.append(frames)
+    tail, _ = decoder.flush(state)
+    if tail is not None:
+        out.append(tail)
     return torch.cat(out, 1), state

@@ -5,6 +5,21 @@ video comes out as an IMAGE, so a graph needs no separate VAE Decode.
 The decoder's cache travels in the DSA_STATE (``StateBundle.decoded``), so an extender continuing a state keeps
 decoding where the sampler stopped. The bundle is a cached node output: nothing here writes into it; a continuation
 starts from a copy (DecodeState is immutable) and makes a new one.
+
+Frame grouping follows the host's own VAE Decode (dsa_core.streaming_decode): on hosts that decode latent frames in
+pairs (newer than 0.3.x) a chunk's odd last latent frame waits for the next chunk. The run's last chunk flushes it,
+so the images output always holds every frame, equal to VAE Decode of the node's whole latent; the DSA_STATE keeps
+the decode from before that flush, and its images' last frames (those past ``DecodeState.video_frames``) are
+provisional: an extender continuing the state decodes that latent frame again paired with its next one and
+replaces them, so its whole-video images equal VAE Decode of the whole extended latent.
+
+Live frames: one ``dsa.frames`` event per decoded piece, ``{node, chunk, frame_start, frames, frame_rate,
+total_frames, width, height, first_frame_s, elapsed_s}``; ``frame_start`` is the video index of ``frames[0]``, and a
+node's events are contiguous (each starts where the previous ended). ``chunk`` is the number of the chunk whose
+commit produced the frames (None for catching up on frames decoded before the run's first chunk). On pairing hosts a
+chunk's event may start with the last frames of the previous chunk's latent (delivered one chunk late) and omit its
+own held-back frame; a chunk that only holds a frame back sends no event; the last chunk's event includes the
+flushed frames. On hosts decoding one frame per call, each chunk's event has exactly that chunk's frames.
 """
 
 from __future__ import annotations
@@ -31,7 +46,8 @@ WAN_FRAME_RATE = 16  # Wan 2.1 is trained on 16 fps video: the live player plays
 
 @dataclass
 class DecodedVideo:
-    """What a DSA_STATE carries of its decode: the cache after its last frame and every frame so far."""
+    """What a DSA_STATE carries of its decode: the decoder state before the run's end flush (a latent frame may be
+    held back in it) and every frame of the video, the flushed ones last (provisional: past state.video_frames)."""
 
     state: DecodeState  # cached tensors on the host's intermediate device
     images: Tensor  # [B, T, H, W, 3] in [0, 1], intermediate device
@@ -49,11 +65,8 @@ def wan_decoder(vae) -> CausalWanDecoder:
         )
     import comfy.ldm.wan.vae as wan_vae
 
-    # the host's own count of the decoder's cache slots (count_conv3d until 0.3.x, count_cache_layers after)
-    count = getattr(wan_vae, "count_cache_layers", None) or wan_vae.count_conv3d
-    return CausalWanDecoder(
-        fsm, device=vae.device, dtype=vae.vae_dtype, slots=count(fsm.decoder), source=weakref.ref(fsm)
-    )
+    # the host's own frame grouping and cache-slot count (one frame per call until 0.3.x, pairs after)
+    return CausalWanDecoder.for_host(wan_vae, fsm, device=vae.device, dtype=vae.vae_dtype, source=weakref.ref(fsm))
 
 
 def decoder_for(vae):
@@ -98,7 +111,8 @@ class ChunkStream:
         self.preview_s = 0.0
         if resume is not None and _same_source(resume.state, self.decoder):
             self.state = resume.state.to(self.decoder.device)
-            self.images.append(resume.images)
+            # frames past the state's count came from flushing a held-back frame: provisional, decoded again here
+            self.images.append(resume.images[:, : resume.state.video_frames])
 
     @property
     def latent_frames(self) -> int:
@@ -124,9 +138,17 @@ class ChunkStream:
         self._load(raw)
         t = time.perf_counter()
         frames, self.state = self.decoder.decode(self.state, raw)
+        if self.state.latent_frames >= self.total_latent_frames:
+            # the run's end: a held-back frame is decoded alone for this run's images; self.state (what the
+            # DSA_STATE keeps) stays from before, so a continuation pairs that frame with its next one
+            tail, _ = self.decoder.flush(self.state)
+            if tail is not None:
+                frames = torch.cat([frames, tail], 1)
         frames = frames.to(self.out_device)
         now = time.perf_counter()
         self.decode_s += now - t
+        if frames.shape[1] == 0:  # the chunk's only frame is held back for the next chunk
+            return
         start = self.images.count
         self.images.append(frames)
         if chunk is not None:
@@ -164,7 +186,7 @@ class ChunkStream:
         return {
             "first_frame_s": self.first_frame_s,
             "new_video_frames": self.new_frames,
-            "video_frames": self.state.video_frames,
+            "video_frames": self.images.count,
             "decoded_fps": self.new_frames / span if span else None,
             "decode_s": self.decode_s,
             "preview_s": self.preview_s,

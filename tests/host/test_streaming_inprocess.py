@@ -103,6 +103,42 @@ def test_extender_continues_the_decode(inprocess_host, tiny_models, stream_vae, 
         torch.testing.assert_close(ours[:9], images(res, "3"), atol=0, rtol=0)
 
 
+def test_extender_pairs_the_frame_the_sampler_held_back(inprocess_host, tiny_models, stream_vae):
+    """Sampler (6 latent frames) + extender (+3). On hosts whose VAE Decode takes latent frames in pairs after the
+    first, the sampler's last latent frame is decoded alone for its images (as VAE Decode of its latent does) but
+    held back in its DSA_STATE, so the extender decodes it paired with its next frame, replaces those provisional
+    frames, and its whole video equals VAE Decode of the whole latent. On one-frame-per-call hosts nothing waits."""
+    import comfy.ldm.wan.vae as wan_vae
+
+    pairs = hasattr(wan_vae, "count_cache_layers")
+    g = with_vae(
+        dsa_graph(
+            tiny_models["wan_with_head"], tiny_models["prompt_a"], tiny_models["prompt_b"], length=21, add_frames=12
+        ),
+        stream_vae,
+    )
+    host_decode(g, "3", "11")
+    host_decode(g, "5", "12")
+    res = inprocess_host.run(g)
+    assert res.success, res.error()
+    sampled, extended = images(res, "3"), images(res, "5")
+    assert sampled.shape == (21, 32, 32, 3) and extended.shape == (33, 32, 32, 3)
+    torch.testing.assert_close(sampled, res.outputs["11"][0][0], atol=ATOL, rtol=0)
+    torch.testing.assert_close(extended, res.outputs["12"][0][0], atol=ATOL, rtol=0)
+    decoded = res.outputs["3"][1][0].decoded
+    kept = 17 if pairs else 21  # frames the state's decode has committed; the rest are provisional
+    assert (decoded.state.latent_frames, decoded.state.video_frames) == (6, kept)
+    assert (decoded.state.pending is not None) == pairs and not decoded.state.flushed
+    assert decoded.images.shape[1] == 21
+    torch.testing.assert_close(extended[:kept], sampled[:kept], atol=0, rtol=0)  # not decoded again
+    new = [
+        (d["chunk"], d["frame_start"], len(d["frames"]))
+        for e, d in res.events
+        if e == "dsa.frames" and d["node"] == "5"
+    ]
+    assert new == [(0, kept, 33 - kept)]  # the held-back frame's 4 frames arrive with the extender's first chunk
+
+
 def test_cached_state_keeps_its_decode(inprocess_host, tiny_models, stream_vae):
     """The extender continues the sampler's decoder cache from a copy: the sampler's output (a cached node output)
     is the same after two extenders branched from it as from the sampler alone."""
