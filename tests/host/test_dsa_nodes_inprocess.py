@@ -6,6 +6,7 @@ import pytest
 import torch
 from graphs import dsa_graph
 from safetensors.torch import save_file
+from testdata import write_tiny_wan_vae
 
 HEAD_AUTO = "auto (embedded in the generator file, else none)"
 
@@ -13,28 +14,7 @@ HEAD_AUTO = "auto (embedded in the generator file, else none)"
 @pytest.fixture(scope="module")
 def tiny_vae(inprocess_host, models_dir):
     """A random Wan 2.1 VAE at dim 8 (the host detects Wan 2.1 VAEs by key names and takes dim from a shape)."""
-    import comfy.ldm.wan.vae as wan_vae
-
-    torch.manual_seed(0)
-    vae = wan_vae.WanVAE(
-        dim=8,
-        z_dim=16,
-        dim_mult=[1, 2, 4, 4],
-        num_res_blocks=2,
-        attn_scales=[],
-        temperal_downsample=[False, True, True],
-    )
-    with torch.no_grad():  # the host builds it with uninitialised weights
-        for name, p in vae.named_parameters():
-            if "gamma" in name:
-                p.fill_(1.0)
-            elif name.endswith("bias"):
-                p.zero_()
-            else:
-                p.normal_(0.0, p[0].numel() ** -0.5)
-    path = models_dir / "vae" / "tiny_wan_vae.safetensors"
-    save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(path))
-    return path.name
+    return write_tiny_wan_vae(models_dir / "vae" / "tiny_wan_vae.safetensors").name
 
 
 @pytest.fixture(scope="module")
