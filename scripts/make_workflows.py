@@ -67,9 +67,10 @@ def clip(i, pos):
     return N(i, "CLIPLoader", pos, {"clip_name": TEXT_ENCODER, "type": "wan", "device": "default"})
 
 
-def sampler(i, pos, model, cond, head, **w):
+def sampler(i, pos, model, cond, head, vae=None, **w):
     widgets = {"seed": 42, "width": 832, "height": 480, "length": 81, "frames_per_chunk": 3, **w}
-    return N(i, "DSASampler", pos, widgets, {"model": model, "positive": cond, "head": head}, size=(340, 620))
+    links = {"model": model, "positive": cond, "head": head, **({"vae": vae} if vae else {})}
+    return N(i, "DSASampler", pos, widgets, links, size=(340, 620))
 
 
 def decode_and_save(i, pos, latent, prefix, vae_id=4):
@@ -277,12 +278,15 @@ def toy_demo():
             },
         ),
         N(2, "DSAPromptEmbedding", (0, 160), {"embedding": TOY_PROMPT}),
+        # the toy codec as a VAE: the sampler streams each chunk's frames to its live player
+        N(10, "DSAToyVAE", (0, 300), {"scale": 8}),
         sampler(
             5,
             (380, 0),
             (1, 0),
             (2, 0),
             (1, 1),
+            vae=(10, 0),
             seed=2,
             width=64,
             height=64,
