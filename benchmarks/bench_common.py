@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dsa_core.confidence_head import ConfidenceHead  # noqa: E402
 from dsa_core.policies import ConfidencePolicy, FixedSteps  # noqa: E402
+from dsa_core.streaming_decode import wan_video_frames  # noqa: E402
 
 # mode name -> per-chunk step pattern (None = Self-Forcing's fixed 4 steps)
 MODES = {
@@ -102,8 +103,9 @@ class ForwardTimer:
 
 
 def video_frames(latent_frames: int, first_chunk: bool) -> int:
-    """Video frames a chunk of latent frames decodes to (Wan VAE: 1 + 4 (T-1) for the video's start)."""
-    return 1 + 4 * (latent_frames - 1) if first_chunk else 4 * latent_frames
+    """Video frames a chunk of latent frames decodes to (Wan VAE: 1 + 4 (T-1) for the video's start): the
+    streaming decoder's own rule."""
+    return wan_video_frames(latent_frames, first_chunk)
 
 
 def peak_rss_mb() -> float:
