@@ -5,6 +5,7 @@ report speed (first-chunk latency and FPS on one GPU), next to their published f
     python benchmarks/bench_gpu.py --compile              # + torch.compile rows
     python benchmarks/bench_gpu.py --compile --cuda-graphs
     python benchmarks/bench_gpu.py --variants compile --json out.json --budget-s 100
+    python benchmarks/bench_gpu.py --variants compile,compile+overlap,compile+overlap+cudnn+cl
     python benchmarks/bench_gpu.py --smoke                # CPU, reduced size: proves the script works
 
 Setup (full run): WAN21_T2V_1_3B (dim 1536, 30 layers) with random weights (speed does not depend on
@@ -30,14 +31,22 @@ flash kernel (CUDA only), xformers (if importable), the host's optimized_attenti
 compile: torch.compile of the two attention-free halves of every block (CausalWan._attn_in/_attn_out, one
 graph each shared by all 30 blocks; the cache write/read + self-attention stay eager); cuda-graphs: the same
 with mode='reduce-overhead' (CUDA graphs; CUDA only).
+VAE options, as suffixes of a variant (any combination; such a variant always decodes; variants that differ only
+in them share one generator, so one compilation): +overlap = the decode of chunk n on a second CUDA stream while
+chunk n+1 is denoised on the current one (StreamingVAEDecoder.submit; without CUDA the serial path), FPS and the
+first chunk's latency still count until every stream is done; +cudnn = torch.backends.cudnn.benchmark while the
+decode launches; +cl = the VAE's 3-D conv weights and input in channels_last_3d. An overlapped row's latency and VAE
+ms/chunk come from CUDA events (GPU clock) and it has no DiT-only FPS.
 --budget-s bounds the whole process: each variant gets a share of what is left (twice as much for one that
-decodes); repeats stop early when it is spent (at least one measured run per mode, then the timed run).
+decodes), counted from the end of its warm-up; repeats stop early when it is spent (at least one measured run per
+mode, then the timed run).
 --json writes the results after every mode, so a run killed from outside keeps what it measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -133,23 +142,85 @@ def flash_only_attention():
     return attention
 
 
+VAE_OPTIONS = {  # variant suffix -> label; each switches one thing about the streaming decode (see the docstring)
+    "overlap": "overlap",
+    "cudnn": "cudnn-benchmark",
+    "cl": "channels-last",
+}
+
+
 class StreamingVAEDecoder:
     """Decodes chunk after chunk with the host WanVAE's causal conv feature cache kept between chunks, as a
     streaming player would (the host's WanVAE.decode resets that cache on every call): the pack's own
     dsa_core.streaming_decode.CausalWanDecoder, grouping the latent frames as the host's decode does (one per call
     on 0.3.x; the first alone, then aligned pairs on hosts with ``count_cache_layers``), so the frames equal its
     whole-video decode. ``decode`` returns the decoder's raw output [B, 3, T, H, W]; a chunk's odd last frame may
-    wait for the next chunk (``flush`` decodes it at the end of a video)."""
+    wait for the next chunk (``flush`` decodes it at the end of a video).
 
-    def __init__(self, vae):
+    Options (each one switchable; the bench's variant suffixes ``+overlap``, ``+cudnn``, ``+cl``):
+
+    - ``overlap``: ``submit`` enqueues a chunk's decode on a second CUDA stream and returns at once, so the decode
+      of chunk n runs while the generator denoises chunk n+1 on the current stream. The side stream first waits
+      for the current stream (the latent is complete), the latent is marked as used by the side stream
+      (``record_stream``: the allocator does not hand its memory to a current-stream allocation before the decode
+      is done); everything the decode allocates (activations, its causal cache, the frames) belongs to the side
+      stream. ``wait`` makes the current stream wait for every decode submitted so far (and marks the frames it is
+      given as used there). A CUDA event pair around each decode gives its GPU time and when the first chunk's
+      frames were ready. Without CUDA there are no streams: ``submit`` decodes inline, the serial path.
+    - ``cudnn_benchmark``: ``torch.backends.cudnn.benchmark`` on while the decode's kernels are launched (cuDNN
+      times its convolution algorithms once per shape: in the warm-up run), back to the process's setting after;
+      the generator is not affected.
+    - ``channels_last``: the VAE's 3-D convolution weights and the latent going in stored channels-last
+      (``torch.channels_last_3d``, NDHWC), so cuDNN can pick its NDHWC kernels; ``close`` puts the weights back.
+    """
+
+    def __init__(self, vae, *, overlap=False, cudnn_benchmark=False, channels_last=False, keep_frames=False):
         import comfy.ldm.wan.vae as wv
 
+        self.vae = vae
         self.decoder = CausalWanDecoder.for_host(wv, vae)
         self.pairs = self.decoder.pairs
+        self.device = self.decoder.device
+        self.cudnn_benchmark, self.channels_last, self.keep_frames = cudnn_benchmark, channels_last, keep_frames
+        self.options = tuple(
+            k for k, on in (("overlap", overlap), ("cudnn", cudnn_benchmark), ("cl", channels_last)) if on
+        )
+        # a second stream only where streams exist: on the CPU the overlapped path is the serial one
+        self.stream = torch.cuda.Stream(self.device) if overlap and self.device.type == "cuda" else None
+        if channels_last:
+            self._conv_weights_format(torch.channels_last_3d)
         self.reset()
 
+    @property
+    def overlapped(self) -> bool:
+        return self.stream is not None
+
+    def _conv_weights_format(self, fmt):
+        with torch.no_grad():
+            for p in self.vae.parameters():
+                if p.ndim == 5:  # Conv3d weights (CausalConv3d: every temporal conv and the 1x1x1 projections)
+                    p.data = p.data.contiguous(memory_format=fmt)
+
+    def close(self):
+        """Give the VAE back as it came (contiguous weights), after every decode is done."""
+        self.wait()
+        if self.channels_last:
+            self._conv_weights_format(torch.contiguous_format)
+            self.channels_last = False
+
     def reset(self):
+        """A new video: a fresh causal cache, no events, no kept frames."""
         self.state = self.decoder.start()
+        self.events = []  # (start, end) CUDA events around each overlapped decode
+        self.frames = []  # submitted outputs, when keep_frames
+        self.run_start = None
+
+    def start_run(self):
+        """Mark the run's start on the current stream (overlapped: the first chunk's latency is measured from
+        here on the GPU's clock). Call it where the wall clock of the run starts, with the device idle."""
+        if self.stream is not None:
+            self.run_start = torch.cuda.Event(enable_timing=True)
+            self.run_start.record(torch.cuda.current_stream(self.device))
 
     def decode(self, z):
         out, self.state = self.decoder.decode_raw(self.state, z)
@@ -159,6 +230,88 @@ class StreamingVAEDecoder:
         """The frame a pair-decoding host still holds back at the end of a video (None if none)."""
         out, self.state = self.decoder.flush_raw(self.state)
         return out
+
+    @contextlib.contextmanager
+    def _launch(self):
+        with contextlib.ExitStack() as stack:
+            if self.stream is not None:
+                stack.enter_context(torch.cuda.stream(self.stream))
+            if self.cudnn_benchmark:
+                saved = torch.backends.cudnn.benchmark
+                torch.backends.cudnn.benchmark = True
+                stack.callback(setattr, torch.backends.cudnn, "benchmark", saved)
+            yield
+
+    def submit(self, z, last=False):
+        """Decode one committed chunk (raw VAE latent [B, 16, T, h, w]); ``last``: the video ends with it, so the
+        frame a pairing host holds back is decoded too. Returns the chunk's frames [B, 3, T', 8h, 8w]: computed
+        (serial), or enqueued on the side stream (overlapped: their shape is final, their values are ready for
+        the current stream after ``wait``)."""
+        side = self.stream
+        if side is not None:
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            if z.is_cuda:
+                z.record_stream(side)
+        with self._launch():
+            if side is not None:
+                start = torch.cuda.Event(enable_timing=True)
+                start.record(side)
+            if self.channels_last:
+                z = z.contiguous(memory_format=torch.channels_last_3d)
+            out = self.decode(z)
+            if last:
+                tail = self.flush()
+                out = out if tail is None else torch.cat([out, tail], 2)
+            if side is not None:
+                end = torch.cuda.Event(enable_timing=True)
+                end.record(side)
+                self.events.append((start, end))
+        if self.keep_frames:
+            self.frames.append(out)
+        return out
+
+    def wait(self, *tensors):
+        """The current stream waits for every decode submitted so far; ``tensors`` (frames from ``submit``) are
+        marked as used by it, so their memory is not reused by the side stream while it reads them."""
+        if self.stream is None:
+            return
+        cur = torch.cuda.current_stream(self.device)
+        cur.wait_stream(self.stream)
+        for t in tensors:
+            t.record_stream(cur)
+
+    def gpu_seconds(self) -> float:
+        """Overlapped: the decodes' GPU time on their stream (after a synchronisation; concurrent with the
+        generator, so slowed by sharing the GPU)."""
+        return sum(s.elapsed_time(e) for s, e in self.events) / 1e3
+
+    def first_chunk_s(self) -> float | None:
+        """Overlapped: from ``start_run`` to the end of the first chunk's decode, on the GPU's clock (after a
+        synchronisation)."""
+        if self.run_start is None or not self.events:
+            return None
+        return self.run_start.elapsed_time(self.events[0][1]) / 1e3
+
+    def collect(self):
+        """The kept frames of the run so far, ready on the current stream, as one tensor [B, 3, T, H, W]."""
+        self.wait(*self.frames)
+        return torch.cat(self.frames, 2) if self.frames else None
+
+
+def variant_parts(key: str) -> tuple[str, tuple[str, ...]]:
+    """'compile+overlap+cudnn' -> ('compile', ('overlap', 'cudnn'))."""
+    base, *opts = key.split("+")
+    return base, tuple(opts)
+
+
+def variant_name(key: str) -> str:
+    """The variant's label: 'compile+overlap+cudnn' -> 'sdpa + torch.compile; VAE overlap+cudnn-benchmark' (a
+    ' (...)' tail, as in 'compile (before failure)', is kept)."""
+    key, paren, tail = key.partition(" (")
+    base, opts = variant_parts(key)
+    name = VARIANT_NAMES.get(base, base)
+    name = name if not opts else f"{name}; VAE {'+'.join(VAE_OPTIONS.get(o, o) for o in opts)}"
+    return name + paren + tail
 
 
 def build_vae(comfy, dim, device, dtype):
@@ -218,7 +371,20 @@ class CompiledCausalWan(CausalWan):
         return super().forward_chunk(*a, **k)
 
 
-# ---- one variant (backend x compile) over all modes ---------------------------------------------
+def make_model(dit, cfg, attention, compile_mode, compile_backend="inductor"):
+    """The generator for one attention backend / compile mode (None, 'default', 'reduce-overhead')."""
+    if compile_mode is None:
+        return CausalWan(dit, cfg, attention=attention)
+    return CompiledCausalWan(
+        dit,
+        cfg,
+        attention=attention,
+        mode=None if compile_mode == "default" else compile_mode,
+        backend=compile_backend,
+    )
+
+
+# ---- one variant (backend x compile x VAE options) over all modes ------------------------------
 def bench_variant(
     dit,
     cfg,
@@ -235,26 +401,25 @@ def bench_variant(
     device,
     dtype,
     stop_at=None,
+    share_s=None,
     compile_backend="inductor",
     on_row=None,
+    model=None,
 ):
     """Rows (one per mode) for one attention backend / compile mode. ``stop_at`` (perf_counter time) ends the
-    repeats early; every mode keeps at least one measured run."""
-    if compile_mode is None:
-        cw = CausalWan(dit, cfg, attention=attention)
-    else:
-        cw = CompiledCausalWan(
-            dit,
-            cfg,
-            attention=attention,
-            mode=None if compile_mode == "default" else compile_mode,
-            backend=compile_backend,
-        )
+    repeats early; ``share_s`` (seconds, counted from the end of the warm-up: a compilation does not eat the
+    variant's measuring time) moves it earlier; every mode keeps at least one measured run. ``model``: a CausalWan
+    made before (variants that differ only in their VAE options share one, so one compilation serves them all).
+    ``decoder``: a StreamingVAEDecoder or None (DiT only); an overlapped one decodes chunk n on its own CUDA stream
+    while chunk n+1 is denoised, and the run's wall time still ends when every stream is done (its last frame
+    decoded)."""
+    cw = model if model is not None else make_model(dit, cfg, attention, compile_mode, compile_backend)
     with torch.no_grad():
         text = cw.encode_text(text_ctx)
     tpf, text_len = tokens_per_frame(cfg, lh, lw), text_ctx.shape[1]
     rows = []
     warm = False
+    overlapped = decoder is not None and decoder.overlapped
     for mode in modes:
         policy, head = mode_policy(mode, cfg.dim, device=device)
         runs = []
@@ -267,13 +432,14 @@ def bench_variant(
             dec_s, first, n_frames = [0.0], [None], [0]
 
             def on_chunk(info):
+                last = info.chunk_number == info.num_chunks - 1
+                if overlapped:  # enqueued on the decoder's stream; the next chunk's DiT work follows at once
+                    n_frames[0] += decoder.submit(info.latent, last).shape[2]
+                    return
                 if decoder is not None:
                     sync(device)
                     t = time.perf_counter()
-                    frames = decoder.decode(info.latent)
-                    if info.chunk_number == info.num_chunks - 1:
-                        tail = decoder.flush()
-                        frames = frames if tail is None else torch.cat([frames, tail], 2)
+                    frames = decoder.submit(info.latent, last)
                     sync(device)
                     dec_s[0] += time.perf_counter() - t
                     n_frames[0] += frames.shape[2]
@@ -283,6 +449,8 @@ def bench_variant(
             if timer is not None:
                 timer.reset()
             sync(device)
+            if decoder is not None:
+                decoder.start_run()
             t0 = time.perf_counter()
             _, _, rec = sample_video(
                 cw,
@@ -298,8 +466,13 @@ def bench_variant(
                 dtype=dtype,
                 chunk_callback=on_chunk,
             )
-            sync(device)
+            if overlapped:
+                decoder.wait()  # the current stream waits for the last decode: the video is complete
+            sync(device)  # every stream of the device
             wall = time.perf_counter() - t0
+            if overlapped:  # GPU clock (events): the decodes ran beside the DiT, no wall-clock span is theirs
+                first[0] = decoder.first_chunk_s()
+                dec_s[0] = decoder.gpu_seconds()
             if decoder is not None:
                 assert n_frames[0] == video_frames(chunks * CHUNK, True), (n_frames[0], chunks)
             return {"wall": wall, "latency": first[0], "decode": dec_s[0], "rec": rec}
@@ -308,6 +481,9 @@ def bench_variant(
         if not warm:
             one_run()  # warm-up (and compilation / graph capture): once per variant
             warm = True
+            if share_s is not None:
+                end = time.perf_counter() + share_s
+                stop_at = end if stop_at is None else min(stop_at, end)
         warm_s = time.perf_counter() - t_warm
 
         def time_left():
@@ -339,9 +515,12 @@ def bench_variant(
             "warmup_s": warm_s,
             "latency_s": [r["latency"] for r in runs],
             "fps": [vframes / r["wall"] for r in runs],
-            "dit_fps": [vframes / (r["wall"] - r["decode"]) for r in runs],
-            "dit_ms_chunk": [1e3 * (r["wall"] - r["decode"]) / chunks for r in runs],
+            # overlapped: the decode's time is not a span of the wall time, so no DiT-only figure from these runs
+            "dit_fps": None if overlapped else [vframes / (r["wall"] - r["decode"]) for r in runs],
+            "dit_ms_chunk": None if overlapped else [1e3 * (r["wall"] - r["decode"]) / chunks for r in runs],
             "vae_ms_chunk": [1e3 * r["decode"] / chunks for r in runs],
+            "vae_options": list(decoder.options) if decoder is not None else [],
+            "vae_overlap": overlapped,
             "overhead": timer_row.get("overhead"),
             "ms_per_step": timer_row.get("ms_per_step"),
             "tflops": timer_row.get("tflops"),
@@ -390,7 +569,7 @@ def print_results(results, args, setup_line, notes):
         peak = res.get("peak_mem_gib")
         for r in res["rows"]:
             fps = sorted(r["fps"], reverse=True)
-            dfps = sorted(r["dit_fps"], reverse=True)
+            dfps = sorted(r["dit_fps"], reverse=True) if r["dit_fps"] else None
             vae = r["vae"]
             out.append(
                 [
@@ -400,8 +579,8 @@ def print_results(results, args, setup_line, notes):
                     r["nfe"],
                     fmt_mm(r["latency_s"], 1, 3) if vae else "-",
                     f"{fps[0]:.2f}/{statistics.median(fps):.2f}" if vae else "-",
-                    f"{dfps[0]:.2f}/{statistics.median(dfps):.2f}",
-                    fmt_mm(r["dit_ms_chunk"], 1, 1),
+                    f"{dfps[0]:.2f}/{statistics.median(dfps):.2f}" if dfps else "- (overlapped)",
+                    fmt_mm(r["dit_ms_chunk"], 1, 1) if r["dit_ms_chunk"] else "-",
                     fmt_mm(r["vae_ms_chunk"], 1, 1) if vae else "-",
                     _fmt(r["ms_per_step"], ".1f"),
                     _fmt(r["tflops"], ".1f"),
@@ -457,7 +636,9 @@ def parse(argv=None):
         "--variants",
         default=None,
         help="comma list of sdpa,sdpa-flash,xformers,host,compile,cuda-graphs (overrides --attention, "
-        "--compile, --cuda-graphs)",
+        "--compile, --cuda-graphs); each may carry VAE options as suffixes: +overlap (decode on a second CUDA "
+        "stream while the next chunk denoises), +cudnn (cudnn.benchmark for the VAE), +cl (channels-last VAE "
+        "convolutions), e.g. compile+overlap+cudnn; a variant with VAE options always decodes",
     )
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--compile", action="store_true", help="add torch.compile rows (sdpa backend)")
@@ -477,9 +658,18 @@ def parse(argv=None):
 def _wanted_variants(args) -> list[str]:
     if args.variants:
         keys = [v for v in args.variants.split(",") if v]
-        bad = [k for k in keys if k not in VARIANT_NAMES]
+        bad = [
+            k
+            for k in keys
+            if variant_parts(k)[0] not in VARIANT_NAMES
+            or any(o not in VAE_OPTIONS for o in variant_parts(k)[1])
+            or len(set(variant_parts(k)[1])) != len(variant_parts(k)[1])
+        ]
         if bad:
-            raise SystemExit(f"unknown variants {bad}; choose from {list(VARIANT_NAMES)}")
+            raise SystemExit(
+                f"unknown variants {bad}; choose from {list(VARIANT_NAMES)}, each optionally followed by "
+                f"+option for VAE options {list(VAE_OPTIONS)}"
+            )
         return keys
     keys = list(BACKENDS) if args.attention == "all" else [a for a in args.attention.split(",") if a]
     return keys + (["compile"] if args.compile else []) + (["cuda-graphs"] if args.cuda_graphs else [])
@@ -489,7 +679,7 @@ def _json_results(results, peaks):
     out = {}
     for key, res in results.items():
         out[key] = (
-            res if isinstance(res, str) else {"name": VARIANT_NAMES[key], "rows": res, "peak_mem_gib": peaks.get(key)}
+            res if isinstance(res, str) else {"name": variant_name(key), "rows": res, "peak_mem_gib": peaks.get(key)}
         )
     return out
 
@@ -510,20 +700,31 @@ def run(args):
     text_len = 64 if smoke else cfg.text_len
     modes = [m for m in args.modes.split(",") if m]
     keys = _wanted_variants(args)
+    bases = {variant_parts(k)[0] for k in keys}
     vae_keys = set(keys) if args.vae_variants == "all" else set(args.vae_variants.split(","))
+    vae_keys |= {k for k in keys if variant_parts(k)[1]}  # a variant with VAE options decodes
     notes = []
 
     comfy = None
-    if not args.no_vae or "host" in keys:
+    if not args.no_vae or "host" in bases:
         comfy, host_note = import_host(device)
         notes.append(host_note)
-    decoder = None
+    vae = None
     if args.no_vae:
         notes.append("VAE decode skipped (--no-vae): FPS columns are DiT only")
     elif comfy is None:
         notes.append("VAE decode skipped: the host's WanVAE is not importable; FPS columns are DiT only")
     elif any(k in vae_keys for k in keys):
-        decoder = StreamingVAEDecoder(build_vae(comfy, vae_dim, device, dtype))
+        vae = build_vae(comfy, vae_dim, device, dtype)
+    if vae is not None and any("overlap" in variant_parts(k)[1] for k in keys):
+        notes.append(
+            "VAE overlap: the decode of chunk n runs on a second CUDA stream while chunk n+1 is denoised; FPS and "
+            "the first chunk's latency still end when every stream is done; its VAE ms/chunk is the decode's GPU "
+            "time on its stream (shared with the DiT), no DiT-only FPS; ms/step and TFLOP/s come from the timed "
+            "run, whose synchronised forwards run alone"
+            if device.type == "cuda"
+            else f"VAE overlap: no CUDA streams on {device.type}: those variants decode serially (the same path)"
+        )
 
     torch.manual_seed(0)
     with torch.no_grad():
@@ -533,35 +734,36 @@ def run(args):
             dit = WanDiT(cfg, device=device, dtype=dtype).eval()
         text_ctx = torch.randn(1, text_len, cfg.text_dim, device=device, dtype=dtype)
 
-    variants = {}
-    for key in keys:
-        if key == "sdpa":
-            variants[key] = (sdpa_attention, None)
-        elif key == "sdpa-flash":
+    backends = {}  # base variant -> (attention, compile mode); a base that cannot run here is left out
+    for base in bases:
+        if base == "sdpa":
+            backends[base] = (sdpa_attention, None)
+        elif base == "sdpa-flash":
             if device.type == "cuda":
-                variants[key] = (flash_only_attention(), None)
+                backends[base] = (flash_only_attention(), None)
             else:
                 notes.append("sdpa-flash: n/a on CPU (flash kernel is CUDA only)")
-        elif key == "xformers":
+        elif base == "xformers":
             if xformers_available():
-                variants[key] = (xformers_attention, None)
+                backends[base] = (xformers_attention, None)
             else:
                 notes.append("xformers: not installed, skipped")
-        elif key == "host":
+        elif base == "host":
             if comfy is not None:
-                variants[key] = (host_attention(comfy), None)
+                backends[base] = (host_attention(comfy), None)
             else:
                 notes.append("host attention: host not importable, skipped")
-        elif key == "compile":
-            variants[key] = (sdpa_attention, "default")
-        elif key == "cuda-graphs":
+        elif base == "compile":
+            backends[base] = (sdpa_attention, "default")
+        elif base == "cuda-graphs":
             if device.type == "cuda":
-                variants[key] = (sdpa_attention, "reduce-overhead")
+                backends[base] = (sdpa_attention, "reduce-overhead")
             else:
                 notes.append("CUDA graphs: n/a on CPU")
-    if "compile" not in keys and "cuda-graphs" not in keys:
+    variants = {k: backends[variant_parts(k)[0]] for k in keys if variant_parts(k)[0] in backends}
+    if "compile" not in bases and "cuda-graphs" not in bases:
         notes.append("torch.compile / CUDA graphs: not run (pass --compile / --cuda-graphs)")
-    if "compile" in variants and args.compile_backend != "inductor":
+    if "compile" in backends and args.compile_backend != "inductor":
         notes.append(f"torch.compile backend {args.compile_backend!r} (plumbing check, not a speed figure)")
 
     gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
@@ -569,7 +771,7 @@ def run(args):
         f"device {device}{gpu}, torch {torch.__version__}, dtype {str(dtype).replace('torch.', '')}, config dim "
         f"{cfg.dim} x {cfg.num_layers} layers, latent {lh}x{lw} (video {8 * lh}x{8 * lw}), {args.chunks} chunks x "
         f"{CHUNK} latent frames (KV cache keeps all), text {text_len} tokens, VAE dim "
-        f"{vae_dim if decoder else '-'}, repeats {repeats} after 1 warm-up"
+        f"{vae_dim if vae is not None else '-'}, repeats {repeats} after 1 warm-up"
     )
     print(setup, flush=True)
     results, peaks = {}, {}
@@ -596,18 +798,20 @@ def run(args):
             )
 
     names = list(variants)
+    models = {}
     for n, key in enumerate(names):
         attn, cmode = variants[key]
         t = time.perf_counter()
-        stop_at = None
+        stop_at = share = None
         if deadline is not None:
             left = deadline - t
             if left <= 0:
                 results[key] = "skipped: time budget spent"
                 dump()
                 continue
-            weights = [2.0 if k in vae_keys and decoder is not None else 1.0 for k in names[n:]]
-            stop_at = t + left * weights[0] / sum(weights)  # a variant that decodes too gets twice the share
+            weights = [2.0 if k in vae_keys and vae is not None else 1.0 for k in names[n:]]
+            share = left * weights[0] / sum(weights)  # a variant that decodes too gets twice the share
+            stop_at = deadline  # the share counts from the end of the variant's warm-up (compilation)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
 
@@ -617,7 +821,16 @@ def run(args):
                 peaks[key] = torch.cuda.max_memory_allocated(device) / 2**30
             dump()
 
+        decoder = None
         try:
+            if vae is not None and key in vae_keys:
+                opts = variant_parts(key)[1]
+                decoder = StreamingVAEDecoder(
+                    vae, overlap="overlap" in opts, cudnn_benchmark="cudnn" in opts, channels_last="cl" in opts
+                )
+            base = variant_parts(key)[0]
+            if base not in models:  # variants differing only in VAE options share the model (one compilation)
+                models[base] = make_model(dit, cfg, attn, cmode, args.compile_backend)
             bench_variant(
                 dit,
                 cfg,
@@ -629,12 +842,14 @@ def run(args):
                 chunks=args.chunks,
                 repeats=repeats,
                 modes=modes,
-                decoder=decoder if key in vae_keys else None,
+                decoder=decoder,
                 device=device,
                 dtype=dtype,
                 stop_at=stop_at,
+                share_s=share,
                 compile_backend=args.compile_backend,
                 on_row=on_row,
+                model=models[base],
             )
         except Exception as e:
             traceback.print_exc()
@@ -642,8 +857,12 @@ def run(args):
             results[key] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
             if isinstance(done, list) and done:
                 results[key + " (before failure)"] = done
+        finally:
+            if decoder is not None:
+                decoder.close()  # the shared VAE as it came (contiguous weights) for the next variant
+                sync(device)
         dump()
-        print(f"  {VARIANT_NAMES[key]}: {time.perf_counter() - t:.1f} s", flush=True)
+        print(f"  {variant_name(key)}: {time.perf_counter() - t:.1f} s", flush=True)
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**30
         notes.append(f"peak GPU memory allocated (whole process) {peak:.2f} GiB")
@@ -651,9 +870,7 @@ def run(args):
     dump()
     named = {}
     for key, res in results.items():
-        base = key.split(" (")[0]
-        label = VARIANT_NAMES.get(base, base) + key[len(base) :]
-        named[label] = res if isinstance(res, str) else {"rows": res, "peak_mem_gib": peaks.get(key)}
+        named[variant_name(key)] = res if isinstance(res, str) else {"rows": res, "peak_mem_gib": peaks.get(key)}
     return named, setup, notes
 
 

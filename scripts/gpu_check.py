@@ -3,13 +3,17 @@
     bash scripts/gpu_check                 # on the GPU machine (from the repository root, .gpu/ carried)
     bash scripts/gpu_check --dry-run       # every part at tiny size on the CPU (what the test suite runs)
 
-Parts, in order (each a subprocess in its own process group, killed at its time box; the whole run ends
-by --budget-s, later parts get what is left or are reported as skipped):
+Parts (each a subprocess in its own process group, killed at its time box; they run in the order --parts
+names them; the whole run ends by --budget-s, later parts get what is left or are reported as skipped):
   env          python/torch/CUDA/GPU, the host's comfy modules importable, bf16 matmul rate and copy bandwidth
   cuda_tests   pytest -m cuda tests/host/test_cuda.py (on the CPU in a dry run, tiny sizes)
+  compile      bench_gpu.py --variants compile   (torch.compile of the block halves, + VAE, serial decode)
+  vae_overlap  bench_gpu.py --variants compile+overlap+cudnn+cl,compile+overlap,compile+cudnn,compile+cl,
+               modes fixed-4 and adaptive-3: the VAE decode on a second CUDA stream beside the DiT, cudnn.benchmark
+               and channels-last for the VAE, one at a time and all together (one compilation shared)
   bench        benchmarks/bench_gpu.py: sdpa (+ VAE), sdpa-flash, xformers, host attention (DiT only)
-  compile      bench_gpu.py --variants compile   (torch.compile of the block halves, + VAE)
-  cuda_graphs  bench_gpu.py --variants cuda-graphs (the same with CUDA graphs, + VAE)
+  cuda_graphs  bench_gpu.py --variants cuda-graphs (the same with CUDA graphs, + VAE); not in the device default
+Default parts: env,cuda_tests,compile,vae_overlap,bench on the device; the dry run adds cuda_graphs (all parts).
 Setup before them: the ComfyUI tarball in .gpu/ is unpacked to a temp folder (DSA_COMFY_DIR), the wheels in
 .gpu/wheels are installed with pip --no-index --target into a temp folder put on PYTHONPATH.
 Output folder: $OUT if set, else ./gpu-check-out. Schema: benchmarks/README.md ("gpu_check.json").
@@ -40,10 +44,16 @@ SCHEMA = "dsa-gpu-check/1"
 BOXES = {
     "env": (60, 90),
     "cuda_tests": (150, 240),
-    "bench": (150, 150),
     "compile": (110, 150),
+    "vae_overlap": (180, 150),
+    "bench": (150, 150),
     "cuda_graphs": (110, 60),
 }
+DEVICE_PARTS = "env,cuda_tests,compile,vae_overlap,bench"  # the plain command on the GPU machine
+DRY_RUN_PARTS = DEVICE_PARTS + ",cuda_graphs"  # the dry run: every part, so none can rot
+# the VAE levers all together (first: it gets the most time), then each alone, on the fastest DiT measured so far
+# (torch.compile; its serial-decode baseline is the compile part)
+VAE_OVERLAP_VARIANTS = "compile+overlap+cudnn+cl,compile+overlap,compile+cudnn,compile+cl"
 TARGETS = [  # (key, mode, metric, comparison, value): the issue's targets for Wan 2.1 1.3B, 480x832, bf16, H100/H200
     ("fixed-4 FPS >= 25", "fixed-4", "fps", ">=", 25.0),
     ("adaptive-3 FPS >= 30", "adaptive-3", "fps", ">=", 30.0),
@@ -287,22 +297,26 @@ def bench_rows(bench_json: dict, part: str) -> list:
             continue
         for r in v["rows"]:
             med = lambda xs: sorted(xs)[len(xs) // 2] if xs else None  # noqa: E731
+            rnd = lambda x, n: None if x is None else round(x, n)  # noqa: E731
+            dit_fps = r.get("dit_fps") or []  # none for an overlapped decode (no DiT-only span in its wall time)
             rows.append(
                 {
                     "part": part,
                     "variant": v.get("name", key),
                     "mode": r["mode"],
                     "vae": r["vae"],
+                    "vae_options": r.get("vae_options", []),
+                    "vae_overlap": bool(r.get("vae_overlap", False)),
                     "steps_per_chunk": round(r["steps"], 3),
                     "nfe": r["nfe"],
                     "repeats": r["repeats"],
                     "fps_best": round(max(r["fps"]), 3),
                     "fps_median": round(med(r["fps"]), 3),
-                    "dit_fps_best": round(max(r["dit_fps"]), 3),
-                    "dit_fps_median": round(med(r["dit_fps"]), 3),
+                    "dit_fps_best": round(max(dit_fps), 3) if dit_fps else None,
+                    "dit_fps_median": rnd(med(dit_fps), 3),
                     "latency_s_min": round(min(r["latency_s"]), 4),
                     "latency_s_median": round(med(r["latency_s"]), 4),
-                    "dit_ms_per_chunk_median": round(med(r["dit_ms_chunk"]), 2),
+                    "dit_ms_per_chunk_median": rnd(med(r.get("dit_ms_chunk") or []), 2),
                     "vae_ms_per_chunk_median": round(med(r["vae_ms_chunk"]), 2) if r["vae"] else None,
                     "ms_per_chunk_step": None if r["ms_per_step"] is None else round(r["ms_per_step"], 3),
                     "tflops": None if r["tflops"] is None else round(r["tflops"], 2),
@@ -365,8 +379,8 @@ def markdown(report: dict) -> str:
         f"Speed ({b.get('setup', '')})",
         "",
         "| variant | mode | steps/chunk | NFE | FPS DiT+VAE (median/best) | FPS DiT only | first chunk s | "
-        "ms/chunk-step | TFLOP/s | peak GiB | overhead |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "VAE ms/chunk | ms/chunk-step | TFLOP/s | peak GiB | overhead |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     f = lambda v, s: "-" if v is None else format(v, s)  # noqa: E731
     for r in rows:
@@ -374,13 +388,14 @@ def markdown(report: dict) -> str:
         lines.append(
             f"| {r['variant']} | {r['mode']} | {r['steps_per_chunk']:.2f} | {r['nfe']} | "
             f"{f(r['fps_median'], '.2f') + '/' + f(r['fps_best'], '.2f') if vae else '-'} | "
-            f"{r['dit_fps_median']:.2f} | {f(r['latency_s_median'], '.3f') if vae else '-'} | "
+            f"{f(r['dit_fps_median'], '.2f')} | {f(r['latency_s_median'], '.3f') if vae else '-'} | "
+            f"{f(r['vae_ms_per_chunk_median'], '.1f') + (' (overlapped)' if r.get('vae_overlap') else '')} | "
             f"{f(r['ms_per_chunk_step'], '.1f')} | {f(r['tflops'], '.3g')} | {f(r['peak_mem_gib'], '.1f')} | "
             f"{f(r['overhead'], '.3f')} |"
         )
     for r in b.get("rows", []):
         if "error" in r:
-            lines.append(f"| {r['variant']} | {r['error'][:120]} | | | | | | | | | |")
+            lines.append(f"| {r['variant']} | {r['error'][:120]} | | | | | | | | | | |")
     lines += ["", f"FLOPs: {b.get('flop_formula', '')}", ""]
     for tg in report.get("targets", []):
         lines.append(
@@ -404,8 +419,17 @@ def main(argv=None) -> int:
         help="ComfyUI for the parts: the carried .gpu tarball (default on the device) or the test host "
         "(default in a dry run); DSA_COMFY_DIR overrides both",
     )
-    ap.add_argument("--parts", default="env,cuda_tests,bench,compile,cuda_graphs")
+    ap.add_argument(
+        "--parts",
+        default=None,
+        help=f"comma list, run in this order (default: {DEVICE_PARTS}; dry run: {DRY_RUN_PARTS}); e.g. "
+        "env,compile,vae_overlap for the VAE levers alone (about 4-5 min)",
+    )
     args = ap.parse_args(argv)
+    wanted = [p for p in (args.parts or (DRY_RUN_PARTS if args.dry_run else DEVICE_PARTS)).split(",") if p]
+    unknown = [p for p in wanted if p not in BOXES]
+    if unknown or len(set(wanted)) != len(wanted):
+        ap.error(f"--parts: unknown or repeated {unknown or wanted}; choose from {list(BOXES)}")
     t_start = time.perf_counter()
     started = now_iso()
     budget = args.budget_s or (600.0 if args.dry_run else 420.0)
@@ -507,10 +531,22 @@ def main(argv=None) -> int:
         "compile": [py, "benchmarks/bench_gpu.py", "--variants", "compile"]
         + small
         + (["--compile-backend", "eager"] if dry else []),
+        # the modes of the targets, 2 repeats (+ the timed run): ~25 s per variant after one ~30-60 s compilation
+        "vae_overlap": [
+            py,
+            "benchmarks/bench_gpu.py",
+            "--variants",
+            VAE_OVERLAP_VARIANTS,
+            "--modes",
+            "fixed-4,adaptive-3",
+            "--repeats",
+            "2",
+        ]
+        + small
+        + (["--compile-backend", "eager"] if dry else []),
         "cuda_graphs": [py, "benchmarks/bench_gpu.py", "--variants", "cuda-graphs"] + small,
     }
-    wanted = [p for p in args.parts.split(",") if p]
-    order = [p for p in parts if p in wanted]
+    order = wanted
     for i, name in enumerate(order):
         box = BOXES[name][1 if dry else 0]
         left = deadline - time.perf_counter()
@@ -531,7 +567,7 @@ def main(argv=None) -> int:
         penv = dict(env)
         argv_ = list(parts[name])
         bench_json = work / "parts" / f"{name}.json"
-        if name in ("bench", "compile", "cuda_graphs"):
+        if name in ("bench", "compile", "vae_overlap", "cuda_graphs"):
             bench_json.unlink(missing_ok=True)
             argv_ += ["--json", str(bench_json), "--budget-s", str(max(10, int(timeout - 30)))]
         if name == "cuda_tests":

@@ -1,7 +1,8 @@
 """CUDA correctness (marker `cuda`): the causal forward against the host's WanModel on the GPU in fp32, bf16 and
 fp16, chunked vs block-causal in bf16 through a bf16 KV cache whose ring wraps, fp8 weights through the host's
 casting (its own loader and load_models_gpu where importable), the confidence head and the sampler's host-device
-syncs, interruption, and the memory estimate against torch.cuda.max_memory_allocated.
+syncs, interruption, the memory estimate against torch.cuda.max_memory_allocated, and the speed table's VAE decode
+overlapped on a second CUDA stream (the serial decode's frames, with the current stream reusing freed memory at once).
 
 Run on a GPU by scripts/gpu_check. Without CUDA the module is skipped with its reason, except in the GPU check's
 dry run (DSA_CUDA_TESTS_DEVICE=cpu), which runs the same tests on the CPU at the same tiny sizes so they cannot
@@ -332,3 +333,98 @@ def test_memory_estimate_against_cuda_peak():
     print(f"memory estimate {est.total / 2**20:.1f} MiB, CUDA peak over baseline + prompt {measured / 2**20:.1f} MiB")
     assert measured <= 1.2 * est.total, f"estimate {est.total / 2**20:.1f} MiB < peak {measured / 2**20:.1f} MiB"
     assert est.total <= 4 * measured, f"estimate {est.total / 2**20:.1f} MiB >> peak {measured / 2**20:.1f} MiB"
+
+
+def _bench_vae(dim=16):
+    from benchmarks.bench_gpu import build_vae
+
+    return build_vae(comfy, dim, DEVICE, torch.float32)
+
+
+@needs_cuda
+@torch.no_grad()
+@pytest.mark.parametrize(
+    "options",
+    [dict(overlap=True), dict(overlap=True, cudnn_benchmark=True, channels_last=True)],
+    ids=["overlap", "overlap+cudnn+channels-last"],
+)
+def test_overlapped_vae_decode_on_a_second_stream(options):
+    """The speed table's overlapped decode runs on a second CUDA stream and gives the serial decode's frames while
+    the current stream goes on computing and reusing freed memory at once: each chunk's latent is made on the
+    current stream and freed right after it is submitted (record_stream keeps its memory from a NaN-filled
+    allocation of the same size until the decode has read it); the frames are read after wait()."""
+    from benchmarks.bench_gpu import StreamingVAEDecoder
+
+    vae = _bench_vae()
+    z = torch.randn(1, 16, 12, 8, 12, generator=torch.Generator().manual_seed(5)).to(DEVICE)
+    serial = StreamingVAEDecoder(vae, keep_frames=True)
+    for s in range(0, 12, 3):  # 4 chunks: on a pairing host the last frame is held back, then flushed
+        serial.submit(z[:, :, s : s + 3].clone(), last=s == 9)
+    ref = serial.collect()
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    dec = StreamingVAEDecoder(vae, keep_frames=True, **options)
+    assert dec.overlapped and dec.stream != torch.cuda.current_stream()
+    busy = torch.randn(2048, 2048, device=DEVICE)
+    torch.cuda.synchronize()
+    dec.start_run()
+    for s in range(0, 12, 3):
+        chunk = z[:, :, s : s + 3] * 1.0  # allocated on the current stream
+        dec.submit(chunk, last=s == 9)
+        del chunk  # freed while the side stream may not have read it yet
+        for _ in range(3):
+            junk = torch.full((1, 16, 3, 8, 12), float("nan"), device=DEVICE)  # same size: the freed block
+            busy = busy @ busy
+            busy = busy / busy.norm()
+        del junk
+    got = dec.collect()
+    torch.cuda.synchronize()
+    assert torch.isfinite(got).all() and got.shape == ref.shape
+    tol = 1e-3 if len(options) > 1 else 1e-5  # cudnn.benchmark / channels-last may pick other conv kernels
+    torch.testing.assert_close(got, ref, rtol=tol, atol=tol)  # frames of magnitude ~1: a race shows as NaN or junk
+    assert len(dec.events) == 4 and dec.gpu_seconds() > 0 and 0 < dec.first_chunk_s()
+    assert torch.backends.cudnn.benchmark == cudnn_benchmark
+    dec.close()
+    assert all(p.is_contiguous() for p in vae.parameters())
+
+
+@needs_cuda
+@torch.no_grad()
+def test_bench_overlap_run_gives_the_serial_frames(weights):
+    """The speed table's own run with the overlap (sampling on the current stream, each committed chunk decoded on
+    a second one while the next chunk is denoised) decodes the serial run's frames, and reports honest figures:
+    the first chunk's latency inside the run's wall time, a DiT-only FPS only for the serial run."""
+    from benchmarks import bench_gpu
+    from dsa_core.attention import sdpa_attention
+
+    dit = host_model(weights, torch.float32)
+    text = torch.randn(1, 12, 4096, generator=torch.Generator().manual_seed(2)).to(DEVICE)
+    vae = _bench_vae()
+    model = bench_gpu.make_model(dit, CFG, sdpa_attention, None)
+    out = {}
+    for overlap in (False, True):
+        dec = bench_gpu.StreamingVAEDecoder(vae, overlap=overlap, keep_frames=True)
+        rows = bench_gpu.bench_variant(
+            dit,
+            CFG,
+            text,
+            attention=sdpa_attention,
+            compile_mode=None,
+            lh=4,
+            lw=6,
+            chunks=3,
+            repeats=1,
+            modes=["fixed-4"],
+            decoder=dec,
+            device=torch.device(DEVICE),
+            dtype=torch.float32,
+            model=model,
+        )
+        out[overlap] = dec.collect(), rows[0]
+        dec.close()
+    (ref, serial), (got, over) = out[False], out[True]
+    torch.cuda.synchronize()
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    assert over["vae_overlap"] is True and over["dit_fps"] is None and serial["dit_fps"]
+    for r in (serial, over):
+        wall = bench_gpu.video_frames(9, True) / r["fps"][0]
+        assert 0 < r["latency_s"][0] < wall and r["vae_ms_chunk"][0] > 0

@@ -1,6 +1,9 @@
 """The one GPU command (scripts/gpu_check) cannot rot: its dry run runs every part at tiny size on the CPU (the
 CUDA tests on the CPU, the speed parts with the reduced config, torch.compile through the eager backend) and
-writes its JSON and Markdown; its JSON follows the documented schema."""
+writes its JSON and Markdown; its JSON follows the documented schema. The speed table's streaming decode gives the
+host's frames, and its VAE options (second-stream overlap, cudnn.benchmark, channels-last) give the serial path's
+frames through the bench's own sampling run (on the CPU the overlap is the serial path; tests/host/test_cuda.py
+checks it on a real second CUDA stream)."""
 
 from __future__ import annotations
 
@@ -32,8 +35,8 @@ def test_gpu_check_dry_run_writes_its_report(tmp_path):
     report = json.loads((out / "gpu_check.json").read_text())
     assert report["schema"] == "dsa-gpu-check/1" and report["mode"] == "dry-run"
     parts = {p["name"]: p for p in report["parts"]}
-    assert list(parts) == ["env", "cuda_tests", "bench", "compile", "cuda_graphs"]
-    for name in ("env", "cuda_tests", "bench", "compile"):
+    assert list(parts) == ["env", "cuda_tests", "compile", "vae_overlap", "bench", "cuda_graphs"]
+    for name in ("env", "cuda_tests", "compile", "vae_overlap", "bench"):
         assert parts[name]["status"] == "passed", (name, parts[name])
     assert parts["cuda_graphs"]["status"] == "skipped" and "n/a on CPU" in parts["cuda_graphs"]["reason"]
     assert all(v.startswith("ok") for v in report["env"]["comfy_imports"].values()), report["env"]
@@ -43,11 +46,17 @@ def test_gpu_check_dry_run_writes_its_report(tmp_path):
     assert all("needs CUDA" in c["message"] or "no dsa_core.memory_estimate" in c["message"] for c in skipped)
     rows = report["bench"]["rows"]
     variants = {(r["variant"], r["mode"]) for r in rows}
+    overlap = "sdpa + torch.compile; VAE overlap+cudnn-benchmark+channels-last"
     assert {
         ("sdpa", "fixed-4"),
         ("sdpa", "adaptive-2"),
         ("sdpa + torch.compile", "fixed-4"),
         ("host optimized_attention", "fixed-4"),
+        (overlap, "fixed-4"),
+        (overlap, "adaptive-2"),
+        ("sdpa + torch.compile; VAE overlap", "fixed-4"),
+        ("sdpa + torch.compile; VAE cudnn-benchmark", "fixed-4"),
+        ("sdpa + torch.compile; VAE channels-last", "fixed-4"),
     } <= variants, variants
     for r in rows:
         assert "error" not in r, r
@@ -55,6 +64,10 @@ def test_gpu_check_dry_run_writes_its_report(tmp_path):
         assert r["vae"] == (r["variant"] != "host optimized_attention")
         if r["vae"]:
             assert 0 < r["latency_s_min"] and r["vae_ms_per_chunk_median"] > 0
+        assert r["vae_overlap"] is False  # no CUDA streams here: the overlap variants decode serially
+        assert r["dit_fps_median"] > 0
+    assert [r["vae_options"] for r in rows if r["variant"] == overlap][0] == ["overlap", "cudnn", "cl"]
+    assert [r["part"] for r in rows if r["variant"] == overlap][0] == "vae_overlap"
     assert "Lq * (12 d^2 + 4 d f)" in report["bench"]["flop_formula"]
     assert [t["target"] for t in report["targets"]] == [
         "fixed-4 FPS >= 25",
@@ -63,7 +76,8 @@ def test_gpu_check_dry_run_writes_its_report(tmp_path):
     ]
     assert all(t["met"] is None for t in report["targets"])  # no verdict from a CPU run
     md = (out / "gpu_check.md").read_text()
-    assert "| cuda_tests | passed |" in md and "sdpa + torch.compile" in md
+    assert "| cuda_tests | passed |" in md and "sdpa + torch.compile" in md and "| vae_overlap | passed |" in md
+    assert "VAE ms/chunk" in md and overlap in md
     assert (out / "gpu_check.log").stat().st_size > 0
 
 
@@ -88,3 +102,92 @@ def test_bench_streaming_decode_equals_the_hosts_decode(frames, chunk):
     streamed = torch.cat(outs + ([tail] if tail is not None else []), 2)
     assert streamed.shape == whole.shape and whole.abs().mean() > 0.1
     assert torch.equal(streamed, whole)
+
+
+@pytest.fixture(scope="module")
+def bench_decode():
+    """Decoded frames of the speed table's own run (bench_variant: sampling run + per-chunk streaming decode) on the
+    CPU at the smallest size, for a set of VAE options; the VAE and generator are shared, as in the bench."""
+    import host_env
+
+    host_env.import_comfy_cpu()
+    import comfy
+
+    from benchmarks import bench_gpu
+    from dsa_core.attention import sdpa_attention
+    from dsa_core.wan_model import WanDiT, init_random_weights
+
+    cfg = bench_gpu.MICRO_CFG
+    dit = init_random_weights(WanDiT(cfg), seed=0).eval()
+    text = torch.randn(1, 8, cfg.text_dim, generator=torch.Generator().manual_seed(1))
+    vae = bench_gpu.build_vae(comfy, 8, "cpu", torch.float32)
+    model = bench_gpu.make_model(dit, cfg, sdpa_attention, None)
+
+    @torch.no_grad()
+    def run(**options):
+        dec = bench_gpu.StreamingVAEDecoder(vae, keep_frames=True, **options)
+        try:
+            rows = bench_gpu.bench_variant(
+                dit,
+                cfg,
+                text,
+                attention=sdpa_attention,
+                compile_mode=None,
+                lh=2,
+                lw=4,
+                chunks=4,  # 12 latent frames: on a pairing host the last chunk holds a frame back (flushed)
+                repeats=1,
+                modes=["adaptive-3"],
+                decoder=dec,
+                device=torch.device("cpu"),
+                dtype=torch.float32,
+                model=model,
+            )
+            return dec.collect(), rows[0], dec
+        finally:
+            dec.close()
+
+    run.vae = vae
+    return run
+
+
+@pytest.mark.parametrize(
+    "options",
+    [dict(overlap=True), dict(overlap=True, cudnn_benchmark=True), dict(channels_last=True)]
+    + [dict(overlap=True, cudnn_benchmark=True, channels_last=True)],
+    ids=["overlap", "overlap+cudnn", "channels-last", "all"],
+)
+def test_bench_vae_options_give_the_serial_frames(bench_decode, options):
+    """Same seed, same sampling run: the overlapped / cudnn.benchmark / channels-last decode paths give the serial
+    decode's frames (on the CPU the overlap has no streams and is the serial path, its frames bit-equal)."""
+    from benchmarks.bench_common import video_frames
+
+    ref, ref_row, _ = bench_decode()
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    got, row, dec = bench_decode(**options)
+    assert ref.shape == got.shape and ref.shape[2] == video_frames(12, True) and ref.abs().mean() > 0.05
+    if options.get("channels_last"):
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)  # other conv kernels: equal up to rounding
+    else:
+        assert torch.equal(got, ref)
+    assert not dec.overlapped and row["vae_overlap"] is False  # no CUDA streams on the CPU: the serial path
+    assert row["vae_options"] == list(dec.options) and len(row["vae_options"]) == len(options)
+    assert row["vae"] and row["dit_fps"] and row["latency_s"][0] > 0  # serial figures, as the plain decode
+    assert row["steps"] == ref_row["steps"] and row["nfe"] == ref_row["nfe"]
+    assert all(p.is_contiguous() for p in bench_decode.vae.parameters())  # close() gave the shared VAE back
+    assert torch.backends.cudnn.benchmark == cudnn_benchmark  # switched on only while the decode launched
+
+
+def test_bench_variant_keys_take_vae_options():
+    from benchmarks import bench_gpu
+
+    args = bench_gpu.parse(["--smoke", "--variants", "sdpa,compile+overlap+cudnn,compile+cl"])
+    assert bench_gpu._wanted_variants(args) == ["sdpa", "compile+overlap+cudnn", "compile+cl"]
+    assert bench_gpu.variant_name("compile+overlap+cudnn") == "sdpa + torch.compile; VAE overlap+cudnn-benchmark"
+    assert (
+        bench_gpu.variant_name("compile+cl (before failure)")
+        == "sdpa + torch.compile; VAE channels-last (before failure)"
+    )
+    for bad in ("compile+fast", "nope+overlap", "sdpa+overlap+overlap"):
+        with pytest.raises(SystemExit, match="unknown variants"):
+            bench_gpu._wanted_variants(bench_gpu.parse(["--smoke", "--variants", bad]))
