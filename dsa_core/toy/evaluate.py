@@ -41,7 +41,9 @@ from ..policies import (
     heuristic_confidence,
 )
 from ..schedules import extended_ladder, self_forcing_ladder
+from ..training.flow import x0_prediction
 from ..training.progress import progress
+from ..training.targets import frame_rms, teacher_residual_distance
 from . import world as W
 from .stats import bootstrap_ci, paired_diff_ci, spearman, verdict
 
@@ -142,13 +144,16 @@ class VideoResult:
     kinds: list
     confidence: list = field(default_factory=list)  # per chunk, per step: the chunk's confidence (fixed runs)
     step_cond: list = field(default_factory=list)  # per chunk, per step: cond error of that step's x0_hat
+    # per head-target name, per chunk, per step: the target's distance d for that step's x0_hat (fixed runs)
+    step_target: dict = field(default_factory=dict)
 
 
 class Evaluator:
     """Runs policies over (prompt, seed) pairs and scores every chunk."""
 
-    def __init__(self, dit, scenes: list, max_steps: int = 6, real_videos: int = 128):
+    def __init__(self, dit, scenes: list, max_steps: int = 6, real_videos: int = 128, teacher=None):
         self.cw = CausalWan(dit, dit.config)
+        self.teacher = CausalWan(teacher, teacher.config) if teacher is not None else None
         self.scenes = scenes
         self.ladder = extended_ladder(self_forcing_ladder(), max_steps)
         self.max_steps = max_steps
@@ -195,7 +200,35 @@ class Evaluator:
                     r.step_cond.append(errs)
                     r.confidence.append([c[i] for c in confs[ci]] if confs[ci] else [])
             out.append(r)
+        if per_step:
+            self._step_targets(lat, x0s, ctx, out)
         return out
+
+    def _step_targets(self, lat, x0s, ctx, out, head_sigma: float = 0.15) -> None:
+        """The head targets' true distances after every step (what a head trained on them estimates), per
+        chunk: x0_agreement (max over the chunk's frames of the RMS change to the last step's x0_hat) and,
+        with a teacher, teacher_gain (the teacher's residual at ``head_sigma`` for step k's x0_hat minus for
+        the last step's, in the generated video, one shared noise draw per chunk)."""
+        text = self.teacher.encode_text(ctx) if self.teacher is not None else None
+        b = lat.shape[0]
+        for ci, steps_x0 in enumerate(x0s):
+            f0 = ci * W.CHUNK_FRAMES
+            last = steps_x0[-1]
+            agree = [frame_rms(x0 - last).amax(1) for x0 in steps_x0]
+            res = []
+            if text is not None:
+                g = torch.Generator().manual_seed(7919 + ci)
+                eps = torch.randn(lat.shape, generator=g)
+                s = torch.full((b,), head_sigma)
+                for x0 in steps_x0:
+                    v = lat.clone()
+                    v[:, :, f0 : f0 + W.CHUNK_FRAMES] = x0
+                    pr = x0_prediction(self.teacher, renoise(v, eps, s), s, text)
+                    res.append(teacher_residual_distance(v, pr)[:, f0 : f0 + W.CHUNK_FRAMES].amax(1))
+            for i, r in enumerate(out):
+                r.step_target.setdefault("x0_agreement", []).append([float(a[i]) for a in agree])
+                if res:
+                    r.step_target.setdefault("teacher_gain", []).append([float(v[i] - res[-1][i]) for v in res])
 
 
 def _stop_rule(policy: StepPolicy, n_videos: int, n_chunks: int):
@@ -404,6 +437,26 @@ def conf_gain_spearman(results: list) -> dict:
     return {"mean": _mean(vals), "per_step": per_k}
 
 
+def target_ceiling(results: list) -> dict:
+    """The best within-step Spearman a head could reach with each target: the target's TRUE distance d
+    (negated, so large = confident) against the measured gain, computed as conf_gain_spearman computes the
+    head's. A head trained on a target estimates d from the features; near 0 here means the target itself
+    does not track this generator's quality gain, whatever the head."""
+    if not results or not results[0].step_target:
+        return {}
+    out = {}
+    for name in results[0].step_target:
+        per_k = {}
+        kmax = len(results[0].step_cond[0])
+        for k in range(kmax - 1):
+            conf = [-r.step_target[name][c][k] for r in results for c in range(len(r.steps))]
+            gain = [r.step_cond[c][k] - r.step_cond[c][-1] for r in results for c in range(len(r.steps))]
+            per_k[k + 1] = spearman(conf, gain)
+        vals = [v for v in per_k.values() if not math.isnan(v)]
+        out[name] = {"mean": _mean(vals), "per_step": per_k}
+    return out
+
+
 def oracle_rows(results: list, nfe_targets) -> list[dict]:
     """Upper bound: per chunk the step count chosen knowing every step's cond error (measured on the
     x0_hat after each step of a fixed-max-steps run, prefixes as generated there), under a budget
@@ -575,10 +628,12 @@ def run_all(
     index_candidates,
     show_progress: bool = True,
     log=print,
+    teacher=None,
 ) -> dict:
     """The whole evaluation: rows for fixed 1..6, the joint and calibrated head sweeps with controls, the
-    heuristic sweep, the index schedule chosen on the selection half, the oracle; Spearman; summary."""
-    ev = Evaluator(dit, scenes)
+    heuristic sweep, the index schedule chosen on the selection half, the oracle; Spearman (and, per head
+    target, its ceiling: ``target_ceiling``; teacher_gain needs ``teacher``); summary."""
+    ev = Evaluator(dit, scenes, teacher=teacher)
     halves = split_pairs(len(scenes), seeds)
     rows, jobs = [], []
     jobs += [("fixed", k, f"fixed {k}", fixed_policy(k), None) for k in range(1, 7)]
@@ -631,6 +686,7 @@ def run_all(
     bar.update(1)
     bar.close()
     spear = conf_gain_spearman(raw_fixed6["heldout"])
+    ceiling = target_ceiling(raw_fixed6["heldout"])
     joint_nfes = [r.heldout["nfe_per_chunk"][0] for r in rows if r.kind == "joint"]
     oracle = oracle_rows(raw_fixed6["heldout"], sorted(set(round(x, 2) for x in joint_nfes if 2 < x < 7)))
     for o in oracle:
@@ -639,6 +695,7 @@ def run_all(
     return {
         "rows": rows,
         "spearman": spear,
+        "target_ceiling": ceiling,
         "summary": summary(rows, spear),
         "index_candidates": [
             {"schedule": s, "selection": {k: v for k, v in st.items() if k != "per_pair_cond"}} for s, st in cands

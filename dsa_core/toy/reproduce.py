@@ -2,22 +2,24 @@
 fixed steps, a per-chunk-index schedule, a heuristic and matched-random controls?), on a CPU. Everything is
 this project's reconstruction at toy scale.
 
-  python -m dsa_core.toy.reproduce --out results/toy_repro --save-model models/toy --threads 1
+  python -m dsa_core.toy.reproduce --out results/toy_repro --save-model models/toy --threads 2
 
 Stages (each prints a progress bar; ``--work DIR`` keeps intermediate weights so a rerun can skip stages
 with ``--reuse``; ``--stop-after STAGE`` ends after a stage):
- 1. teacher: a bidirectional Wan DiT (toy size, config TOY_CONFIG) trained with flow matching on the toy
-    world's code-made videos (teacher.py);
+ 1. teacher: a Wan DiT (toy size, config TOY_CONFIG) trained with flow matching on the toy world's
+    code-made videos, half of its batches block-causally (teacher.py; --teacher-causal-frac);
  2. optional ODE warm start of the causal student from the teacher's Euler ODE samples (ode_init.py; off
     by default);
- 3. joint Self-Forcing DMD + confidence head (training/dmd.py; default target 'x0_agreement' with the
-    'step_rank' label, which cannot collapse to the step index; the earlier targets and labels stay
+ 3. joint Self-Forcing DMD + confidence head (training/dmd.py; default target 'teacher_gain' (the teacher's
+    measure of what the remaining steps would still improve) with the 'step_rank' label, which cannot
+    collapse to the step index; the earlier targets and labels stay
     switchable with --target / --target-label), data-free: the student only sees prompts; then a second
     head calibrated head-only on the final student (--calib-label, default 'tolerance');
  4. evaluation (evaluate.py): prompts x seeds split into a selection and a held-out half; fixed 1..6
     steps, the threshold sweeps of both heads each with its matched-random control, the heuristic policy,
     the per-chunk-index schedule chosen on the selection half, an oracle allocation; per-chunk conditional
-    error, energy distance and event rate with 95% bootstrap intervals; Spearman of confidence vs gain;
+    error, energy distance and event rate with 95% bootstrap intervals; Spearman of confidence vs gain and
+    each head target's ceiling (the same Spearman with the target's true value);
  5. outputs: ``quality_vs_nfe.png``, ``event_vs_continuation_steps.png``, ``results.json`` (with the
     "summary" object) and ``README.md`` in --out; with --save-model, the student + shipped head as
     ``dsa_toy_wan.safetensors`` (bf16 generator, float32 head) and the demo prompt embeddings under
@@ -52,10 +54,10 @@ from .prompts import ToyPrompts, write_demo_prompts
 from .teacher import TOY_CONFIG, TeacherConfig, train_teacher
 
 DEFAULTS = dict(
-    teacher_steps=1200,
+    teacher_steps=3000,
     ode_videos=256,
     ode_steps=0,
-    dmd_steps=240,
+    dmd_steps=300,
     calib_rollouts=8,
     calib_epochs=60,
     eval_per_motion=2,
@@ -75,6 +77,12 @@ def build_parser():
     ap.add_argument("--save-model", default=None, help="folder to write dsa_toy_wan.safetensors and prompts/ into")
     ap.add_argument("--teacher-steps", type=int, default=DEFAULTS["teacher_steps"])
     ap.add_argument("--teacher-lr", type=float, default=1e-3)
+    ap.add_argument(
+        "--teacher-causal-frac",
+        type=float,
+        default=0.5,
+        help="share of teacher batches trained block-causally (the student starts from these weights)",
+    )
     ap.add_argument("--ode-videos", type=int, default=DEFAULTS["ode_videos"])
     ap.add_argument("--ode-steps", type=int, default=DEFAULTS["ode_steps"])
     ap.add_argument("--dmd-steps", type=int, default=DEFAULTS["dmd_steps"])
@@ -83,7 +91,7 @@ def build_parser():
     ap.add_argument(
         "--target",
         choices=TARGET_NAMES,
-        default="x0_agreement",
+        default="teacher_gain",
         help="the jointly trained head's target (dsa_core/training/targets.py)",
     )
     ap.add_argument(
@@ -119,7 +127,7 @@ def build_parser():
         help="candidate per-chunk-index schedules 'first-rest' (chosen on the selection half)",
     )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument(
         "--stop-after",
@@ -167,7 +175,9 @@ def main(argv=None) -> int:
         teacher = load_generator(tpath)
         teacher_losses = json.loads(lpath.read_text()) if lpath.is_file() else []
     else:
-        teacher_cfg = TeacherConfig(steps=a.teacher_steps, lr=a.teacher_lr, seed=a.seed)
+        teacher_cfg = TeacherConfig(
+            steps=a.teacher_steps, lr=a.teacher_lr, seed=a.seed, causal_frac=a.teacher_causal_frac
+        )
         teacher, teacher_losses = train_teacher(teacher_cfg, show_progress=show)
         save_generator(teacher, tpath)
         lpath.write_text(json.dumps(teacher_losses))
@@ -298,6 +308,7 @@ def main(argv=None) -> int:
         index_cands,
         show_progress=show,
         log=log,
+        teacher=teacher,
     )
     baselines = trivial_baselines(scenes, n_per_prompt=max(2, a.eval_seeds // 2), fitter=ev["evaluator"].fitter)
     presets = preset_table(ev["rows"], "joint")
@@ -316,6 +327,7 @@ def main(argv=None) -> int:
         "rows": rows,
         "presets": presets,
         "spearman": ev["spearman"],
+        "target_ceiling": ev["target_ceiling"],
         "index_candidates": ev["index_candidates"],
         "halves": ev["halves"],
         "world": {
@@ -326,6 +338,7 @@ def main(argv=None) -> int:
             "latent_hw": [W.LATENT_H, W.LATENT_W],
             "motions": W.MOTIONS,
         },
+        "teacher_causal_frac": a.teacher_causal_frac,
         "dmd_config": cfg.to_dict(),
         "target": trainer.target.to_dict(),
         "calibration": cal_info,
@@ -482,10 +495,12 @@ def render_readme(rep: dict) -> str:
         "recolour to one of the 6 other colours, half a jump to a far position). The world enumerates every "
         "allowed continuation exactly.",
         "",
-        "**Training.** Teacher: bidirectional Wan DiT (dim "
+        "**Training.** Teacher: Wan DiT (dim "
         f"{rep['config']['dim']}, {rep['config']['num_heads']} heads of 128, "
         f"{rep['config']['num_layers']} layers) "
-        "trained with flow matching. Student: the same weights run causally through the KV cache, then "
+        "trained with flow matching, a share of its batches block-causally (`--teacher-causal-frac`, "
+        f"{rep.get('teacher_causal_frac', 0.0)}; the rest bidirectional). Student: the same weights run causally "
+        "through the KV cache, then "
         "Self-Forcing DMD with the confidence head trained jointly: target "
         f"`{rep['target']['name']}`, label `{rep['target']['label_kind']}` ({rep['target']['label']}). A second "
         f"head is calibrated head-only on the final student (label `{rep['calibration']['config']['label']}`). "
@@ -517,6 +532,13 @@ def render_readme(rep: dict) -> str:
         + ", ".join(f"k={k}: {v:.3f}" for k, v in sm["spearman_conf_vs_gain_per_step"].items())
         + " | |"
     )
+    for name, c in rep.get("target_ceiling", {}).items():
+        lines.append(
+            f"| target ceiling: {name} | {c['mean']:.3f} ("
+            + ", ".join(f"k={k}: {v:.3f}" for k, v in c["per_step"].items())
+            + ") | the same Spearman with the target's true distance (negated) in place of the head's confidence: "
+            "the best a head trained on that target could score with this generator |"
+        )
     lines += [
         "",
         "## Table (held-out half)",

@@ -5,8 +5,11 @@ Flow matching: x_s = (1 - s) x0 + s eps, target v = eps - x0, t = 1000 s, u ~ U[
 ``shift``. Reconstruction choice for the toy: half of each batch gets one noise level per *chunk* instead
 of one per video, sorted so earlier chunks are cleaner (including exactly clean ones), diffusion-forcing
 style. The teacher thereby also knows "clean context + noisy next chunk", which is the situation the causal
-student initialised from it meets at every chunk through the KV cache. 10% of prompts are dropped (all-zero
-context) so classifier-free guidance is available.
+student initialised from it meets at every chunk through the KV cache. With ``causal_frac`` > 0 that share of
+batches runs the block-causal masked forward (each chunk sees only itself and earlier chunks, exactly what the
+KV-cache sampler shows it; context chunks mostly clean), so the one set of weights is both the bidirectional
+teacher DMD asks for its real score and an autoregressive model the causal student starts from. 10% of
+prompts are dropped (all-zero context) so classifier-free guidance is available.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ class TeacherConfig:
     per_chunk_frac: float = 0.5
     drop_prompt: float = 0.1
     seed: int = 0
+    causal_frac: float = 0.0  # fraction of batches trained block-causally (see sample_causal_sigmas)
+    causal_clean: float = 0.6  # in those, the probability that a context chunk is clean
 
 
 def sample_training_sigmas(
@@ -55,6 +60,18 @@ def sample_training_sigmas(
     use_chunk = torch.rand(batch, 1, generator=g) < per_chunk_frac
     u = torch.where(use_chunk, u_chk, u_vid)
     return warp(u, shift).repeat_interleave(chunk, dim=1)
+
+
+def sample_causal_sigmas(
+    batch: int, frames: int, chunk: int, g: torch.Generator, shift: float, clean: float
+) -> torch.Tensor:
+    """[B, T] noise levels for a block-causal batch: every chunk its own level (diffusion forcing); each
+    chunk but the last is clean with probability ``clean``, which is what the KV-cache sampler's context
+    is (its chunks are committed at t = 0)."""
+    n_chunks = frames // chunk
+    u = torch.rand(batch, n_chunks, generator=g)
+    is_clean = (torch.rand(batch, n_chunks, generator=g) < clean) & (torch.arange(n_chunks) < n_chunks - 1)
+    return torch.where(is_clean, torch.zeros_like(u), warp(u, shift)).repeat_interleave(chunk, dim=1)
 
 
 def new_toy_model(seed: int = 0, config: WanConfig = TOY_CONFIG) -> WanDiT:
@@ -91,9 +108,13 @@ def train_teacher(
         x0, ctx, _ = W.make_batch(tc.batch, g)
         drop = torch.rand(tc.batch, generator=g) < tc.drop_prompt
         ctx[drop] = 0.0
-        s = sample_training_sigmas(tc.batch, x0.shape[2], W.CHUNK_FRAMES, g, tc.shift, tc.per_chunk_frac)
+        causal = tc.causal_frac > 0 and float(torch.rand((), generator=g)) < tc.causal_frac
+        if causal:
+            s = sample_causal_sigmas(tc.batch, x0.shape[2], W.CHUNK_FRAMES, g, tc.shift, tc.causal_clean)
+        else:
+            s = sample_training_sigmas(tc.batch, x0.shape[2], W.CHUNK_FRAMES, g, tc.shift, tc.per_chunk_frac)
         eps = torch.randn(x0.shape, generator=g)
-        loss = obj(x0, ctx, s, eps)
+        loss = obj(x0, ctx, s, eps, causal_chunk=W.CHUNK_FRAMES if causal else None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

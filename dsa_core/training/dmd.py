@@ -19,8 +19,11 @@ One iteration (all choices below are this project's reconstruction; the paper pu
    gradient, read on the generated video re-noised to a fixed low level ``head_sigma`` (default 0.15, one
    extra no-grad teacher forward); 'dmd_grad': d = ||pred_fake - pred_real||_frame at the same level (two
    extra forwards; None reuses the DMD's random s); or 'x0_agreement' (the rollout then continues each
-   chunk to the last level without gradient). d becomes a label in [0, 1] by its rank among recent frames
-   (``target_label='rank'``, default) or 2^(-d/tau). Loss: BCE between the head's logits and the label.
+   chunk to the last level without gradient); or 'teacher_gain' (the same continuation, then d = the
+   teacher_residual of the exit output minus that of the last step's output, at head_sigma with one shared
+   draw: the benefit of the remaining steps as the teacher judges it). d becomes a label in [0, 1] by its
+   rank among recent frames (``target_label='rank'``, default) or another label of targets.py. Loss: BCE
+   between the head's logits and the label.
 
 Distributed: the three objectives are nn.Modules wrapped in DistributedDataParallel under torchrun
 (distributed.py); ranks draw different prompts and noise (seed + rank); rank 0 saves.
@@ -47,7 +50,13 @@ from .checkpointing import load_training_state, save_training_state
 from .flow import FlowMatchObjective, sample_sigmas, x0_prediction
 from .progress import progress
 from .rollout import randn_fn, rollout
-from .targets import HeadTarget, dmd_grad_distance, teacher_residual_distance, x0_agreement_distance
+from .targets import (
+    HeadTarget,
+    dmd_grad_distance,
+    teacher_gain_distance,
+    teacher_residual_distance,
+    x0_agreement_distance,
+)
 
 
 @dataclass
@@ -237,7 +246,7 @@ class DMDTrainer:
         s = sample_sigmas((cfg.batch,), g, *cfg.dmd_u_range, shift=cfg.dmd_shift).to(dev)
         noise = randn_fn(g, dev)
         gen_step = self.step % cfg.gen_every == 0
-        cont = len(self.ladder) if cfg.target == "x0_agreement" else None
+        cont = len(self.ladder) if cfg.target in ("x0_agreement", "teacher_gain") else None
         out = {}
         # 1-2: rollout + DMD (generator update on gen steps)
         with self._autocast():
@@ -274,6 +283,19 @@ class DMDTrainer:
                         video, ctx, hs, noise(tuple(video.shape)), real_only=cfg.target == "teacher_residual"
                     )
             dist = dmd_grad_distance(pf, pr) if cfg.target == "dmd_grad" else teacher_residual_distance(video, pr)
+        elif cfg.target == "teacher_gain":
+            hs = torch.full((cfg.batch,), float(cfg.head_sigma or 0.15), device=dev)
+            eps_h = noise(tuple(video.shape))
+            final = ro.final_x0.detach()
+            with self._autocast():
+                gen = D.unwrap(self.gen_obj)
+                _, pr_k = gen.dmd_direction(video, ctx, hs, eps_h, real_only=True)
+                _, pr_f = gen.dmd_direction(final, ctx, hs, eps_h, real_only=True)
+            dist = teacher_gain_distance(video, pr_k, final, pr_f)
+            # the teacher reads the whole video, so other chunks' changes leak into a frame's value; a frame
+            # that exited at the last step has nothing left to gain by definition
+            unchanged = (video - final).abs().amax(dim=(1, 3, 4)) == 0
+            dist = torch.where(unchanged, torch.zeros_like(dist), dist)
         else:
             dist = x0_agreement_distance(video, ro.final_x0)
         steps = torch.tensor(exits).repeat_interleave(cfg.chunk_frames)[None].expand(dist.shape[0], -1)

@@ -9,11 +9,11 @@ noise levels are drawn uniformly in u and warped through the usual shift, s = sh
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..causal_wan import CausalWan
 from ..flow_step import denoise, renoise
+from ..reference import forward_block_causal
 
 
 def warp(u: Tensor, shift: float) -> Tensor:
@@ -41,8 +41,18 @@ class FlowMatchObjective(nn.Module):
         self.dit = dit
         self.cw = CausalWan(dit, dit.config)
 
-    def forward(self, x0: Tensor, context: Tensor, s: Tensor, eps: Tensor) -> Tensor:
+    def forward(self, x0: Tensor, context: Tensor, s: Tensor, eps: Tensor, causal_chunk: int | None = None) -> Tensor:
+        """``causal_chunk``: run the block-causal masked forward with chunks of this many frames (each chunk
+        sees only itself and earlier chunks, as the KV-cache sampler does) instead of the bidirectional one.
+        Frames at s = 0 (clean context) carry no loss: their target eps - x0 cannot be predicted from x0."""
         x_s = renoise(x0, eps, s)
         text = self.cw.encode_text(context)
-        flow = self.cw.forward_full(x_s, 1000.0 * s, text).flow
-        return F.mse_loss(flow.float(), (eps - x0).float())
+        if causal_chunk:
+            flow = forward_block_causal(self.cw, x_s, 1000.0 * s, text, causal_chunk).flow
+        else:
+            flow = self.cw.forward_full(x_s, 1000.0 * s, text).flow
+        err = (flow.float() - (eps - x0).float()).pow(2)
+        if s.ndim == 2 and bool((s == 0).any()):
+            w = (s > 0).to(err.dtype)[:, None, :, None, None].expand_as(err)
+            return (err * w).sum() / w.sum().clamp_min(1.0)
+        return err.mean()

@@ -37,6 +37,14 @@ Targets
       (x0_hat after step k) - (x0_hat after the last step, max_steps). How close the estimate after step k
       already is to what more steps would give. At the last step d = 0 by construction (label 1); those
       zeros are kept out of tau.
+  ``teacher_gain`` (reconstruction): d = teacher_residual(x0_hat after step k) - teacher_residual(x0_hat
+      after the last step), both read with the same re-noising draw at ``head_sigma``: the measured benefit
+      of the remaining steps as the frozen teacher judges it (how much its correction shrinks). d <= 0
+      (more steps would not help) is labelled 1 by ``step_rank``; so is the last step. Unlike
+      x0_agreement it does not count a change as a gain: for a student whose extra steps only resample or
+      drift, "still changing" and "still improving" disagree. Costs the rollout's continuation to the last
+      step plus two no-grad teacher forwards per iteration. The teacher reads the whole video, so other
+      chunks' changes leak slightly into a frame's value; a frame that exited at the last step gets d = 0.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-TARGET_NAMES = ("teacher_residual", "dmd_grad", "x0_agreement")
+TARGET_NAMES = ("teacher_residual", "dmd_grad", "x0_agreement", "teacher_gain")
 LABEL_NAMES = ("rank", "exp2", "step_rank", "tolerance")
 # x0_agreement RMS in latent units (per channel and pixel); 0.1 is ~0.029 RMS in RGB for the toy codec, a
 # change one barely sees (reconstruction: a toy choice, real latents need their own)
@@ -66,6 +74,12 @@ def teacher_residual_distance(x: Tensor, pred_real: Tensor) -> Tensor:
 
 def x0_agreement_distance(x0_k: Tensor, x0_final: Tensor) -> Tensor:
     return frame_rms(x0_k - x0_final)
+
+
+def teacher_gain_distance(x0_k: Tensor, pred_k: Tensor, x0_final: Tensor, pred_final: Tensor) -> Tensor:
+    """How much the teacher's correction shrinks from step k's x0_hat to the last step's (> 0: more steps
+    help); pred_* are the teacher's x0 predictions on each re-noised with the same draw."""
+    return teacher_residual_distance(x0_k, pred_k) - teacher_residual_distance(x0_final, pred_final)
 
 
 class RunningScale:

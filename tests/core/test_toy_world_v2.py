@@ -20,6 +20,7 @@ from dsa_core.toy.evaluate import (
     conf_gain_spearman,
     oracle_rows,
     split_pairs,
+    target_ceiling,
 )
 from dsa_core.toy.stats import bootstrap_ci, paired_diff_ci, spearman, verdict
 from dsa_core.training.targets import HeadTarget, rank_within_step
@@ -191,6 +192,27 @@ def test_evaluator_rows_spearman_and_oracle(tiny_dit):
     assert all(len(c) == 3 and all(0 <= v <= 1 for v in c) for c in r.confidence)
     sp = conf_gain_spearman(res)
     assert set(sp["per_step"]) == {1, 2}
+    # every head target's true distance per chunk and step: x0_agreement is 0 at the last step
+    assert set(r.step_target) == {"x0_agreement"}  # teacher_gain needs a teacher
+    assert all(len(c) == 3 and c[-1] == 0.0 and c[0] > 0 for c in r.step_target["x0_agreement"])
+
+
+def test_target_ceiling_reads_each_targets_true_distance(tiny_dit):
+    """With a teacher, teacher_gain is recorded too (0 at the last step); the ceiling of a target that is
+    the gain itself is a perfect -1, of a target unrelated to it near 0."""
+    ev = Evaluator(tiny_dit, [W.Scene("square", "red", "still", "black")], real_videos=16, teacher=tiny_dit)
+    res = ev.run("fixed 3", FixedSteps(3), [(0, s) for s in range(1, 7)], per_step=True)
+    assert set(res[0].step_target) == {"x0_agreement", "teacher_gain"}
+    assert all(c[-1] == 0.0 for r in res for c in r.step_target["teacher_gain"])
+    ceil = target_ceiling(res)
+    assert set(ceil) == {"x0_agreement", "teacher_gain"} and set(ceil["x0_agreement"]["per_step"]) == {1, 2}
+    g = torch.Generator().manual_seed(0)
+    for r in res:  # a target equal to the measured gain: confident = nothing to gain, perfectly
+        r.step_target["exact"] = [[e - es[-1] for e in es] for es in r.step_cond]
+        r.step_target["noise"] = [[float(torch.rand((), generator=g)) for _ in es] for es in r.step_cond]
+    ceil = target_ceiling(res)
+    assert ceil["exact"]["mean"] == pytest.approx(-1.0)
+    assert abs(ceil["noise"]["mean"]) < 0.6
 
 
 def test_conf_gain_spearman_is_zero_for_a_step_counter_and_negative_for_a_good_head():

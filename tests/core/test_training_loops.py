@@ -144,6 +144,37 @@ def test_teacher_residual_is_larger_for_an_off_manifold_video(small_teacher):
             d[name] = teacher_residual_distance(v, pr)
     assert d["sample"].shape == (2, 6)
     assert float(d["rough"].mean()) > float(d["sample"].mean())
+    # teacher_gain: refining the rough video into the sample is a gain, the reverse a loss, no change none
+    from dsa_core.training.targets import teacher_gain_distance
+
+    with torch.no_grad():
+        s = torch.full((2,), 0.15)
+        pr = {n: x0_prediction(cw, 0.85 * v + 0.15 * eps, s, text) for n, v in (("sample", x0), ("rough", rough))}
+    gain = teacher_gain_distance(rough, pr["rough"], x0, pr["sample"])
+    assert float(gain.mean()) > 0
+    assert torch.allclose(teacher_gain_distance(x0, pr["sample"], rough, pr["rough"]), -gain)
+    assert torch.equal(teacher_gain_distance(x0, pr["sample"], x0, pr["sample"]), torch.zeros(2, 6))
+
+
+def test_teacher_gain_target_in_joint_training(small_teacher):
+    """The teacher_gain head target trains, and a chunk that exits at the last step (nothing left to gain)
+    is labelled fully confident."""
+    tr = _dmd_trainer(small_teacher, target="teacher_gain", target_label="step_rank")
+    tr._exit_steps = lambda: [3, 0]  # second chunk exits at step 1 of 4, first at the last step
+    seen = {}
+    orig = tr.target.label
+
+    def spy(distance, update=True, steps=None):
+        seen["d"], seen["steps"] = distance.detach().clone(), steps
+        seen["label"] = orig(distance, update=update, steps=steps)
+        return seen["label"]
+
+    tr.target.label = spy
+    out = tr.train_step()
+    assert out["head_loss"] > 0
+    assert torch.equal(seen["d"][:, :3], torch.zeros(2, 3))  # exit at the last step: x0_k is x0_final
+    assert bool((seen["label"][:, :3] == 1).all())
+    assert bool(((seen["label"] >= 0) & (seen["label"] <= 1)).all())
 
 
 def test_teacher_flow_matching_loss_falls():
@@ -151,6 +182,63 @@ def test_teacher_flow_matching_loss_falls():
 
     _, losses = train_teacher(
         TeacherConfig(steps=30, batch=2, lr=1e-3, warmup=5, seed=0),
+        model=init_random_weights(WanDiT(TINY), seed=0),
+        show_progress=False,
+    )
+    first, last = _first_last(losses, 8)
+    assert last < 0.7 * first, (first, last)
+
+
+def test_block_causal_flow_loss_sees_no_future_and_skips_clean_frames(small_teacher):
+    """The teacher's block-causal objective: a chunk's loss does not change when later frames change (it is
+    the KV-cache sampler's view), it differs from the bidirectional loss, and clean context frames (s = 0)
+    carry no loss (their target eps - x0 is unpredictable from x0)."""
+    from dsa_core.training.flow import FlowMatchObjective
+
+    obj = FlowMatchObjective(small_teacher)
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn(2, 16, 6, 4, 4, generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    ctx = torch.randn(2, 8, TINY.text_dim, generator=g)
+    s = torch.tensor([[0.0] * 3 + [0.6] * 3, [0.3] * 3 + [0.8] * 3])
+    with torch.no_grad():
+        causal = obj(x0, ctx, s, eps, causal_chunk=3)
+        bidir = obj(x0, ctx, s, eps)
+        # only the first chunk is scored: later frames must not matter in the causal loss
+        s_first = torch.tensor([[0.5] * 3 + [0.0] * 3] * 2)
+        a = obj(x0, ctx, s_first, eps, causal_chunk=3)
+        x0b = x0.clone()
+        x0b[:, :, 3:] += 3.0
+        b = obj(x0b, ctx, s_first, eps, causal_chunk=3)
+        c = obj(x0b, ctx, s_first, eps)
+        # a clean first chunk: changing its noise (which cannot be predicted) leaves the loss unchanged
+        eps2 = eps.clone()
+        eps2[:, :, :3] = torch.randn(2, 16, 3, 4, 4, generator=g)
+        d = obj(x0, ctx, torch.tensor([[0.0] * 3 + [0.6] * 3] * 2), eps, causal_chunk=3)
+        e = obj(x0, ctx, torch.tensor([[0.0] * 3 + [0.6] * 3] * 2), eps2, causal_chunk=3)
+    assert abs(float(causal) - float(bidir)) > 1e-4
+    assert torch.allclose(a, b, atol=1e-6), (float(a), float(b))
+    assert not torch.allclose(a, c, atol=1e-4)  # the bidirectional loss does see the later frames
+    assert torch.allclose(d, e, atol=1e-6)
+
+
+def test_causal_teacher_sigmas_keep_the_last_chunk_noisy():
+    from dsa_core.toy.teacher import sample_causal_sigmas
+
+    g = torch.Generator().manual_seed(0)
+    s = sample_causal_sigmas(256, 12, 3, g, shift=3.0, clean=0.6)
+    per_chunk = s.view(256, 4, 3)
+    assert torch.equal(per_chunk, per_chunk[..., :1].expand_as(per_chunk))  # one level per chunk
+    assert bool((per_chunk[:, -1, 0] > 0).all())  # the chunk being generated is never clean
+    clean = (per_chunk[:, :-1, 0] == 0).float().mean()
+    assert 0.5 < float(clean) < 0.7, float(clean)
+
+
+def test_teacher_with_block_causal_batches_learns():
+    from dsa_core.toy.teacher import TeacherConfig, train_teacher
+
+    _, losses = train_teacher(
+        TeacherConfig(steps=30, batch=2, lr=1e-3, warmup=5, seed=0, causal_frac=0.5),
         model=init_random_weights(WanDiT(TINY), seed=0),
         show_progress=False,
     )
