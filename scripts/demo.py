@@ -73,9 +73,9 @@ def main(argv=None) -> int:
         "--prompt", default=None, help="a toy prompt file from models/toy/prompts (default: the template's)"
     )
     ap.add_argument(
-        "--threshold", default=None, help="quality, balanced, fast or a number in [0, 1] (default: the template's, 0.4)"
+        "--threshold", default=None, help="quality, balanced, fast or a number in [0, 1] (default: the template's, 0.5)"
     )
-    ap.add_argument("--seed", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=4)
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
