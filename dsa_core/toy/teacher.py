@@ -48,15 +48,20 @@ class TeacherConfig:
     causal_clean: float = 0.6  # in those, the probability that a context chunk is clean
 
 
+def clean_context(u: torch.Tensor, g: torch.Generator, p: float) -> torch.Tensor:
+    """u [B, chunks] with each chunk but the last set to 0 (clean) with probability ``p`` (warp(0) = 0)."""
+    n_chunks = u.shape[1]
+    clean = (torch.rand(u.shape, generator=g) < p) & (torch.arange(n_chunks) < n_chunks - 1)
+    return torch.where(clean, torch.zeros_like(u), u)
+
+
 def sample_training_sigmas(
     batch: int, frames: int, chunk: int, g: torch.Generator, shift: float, per_chunk_frac: float
 ) -> torch.Tensor:
     """[B, T] noise levels: per video (uniform across frames) or per chunk (sorted ascending)."""
     n_chunks = frames // chunk
     u_vid = torch.rand(batch, 1, generator=g).expand(batch, n_chunks)
-    u_chk = torch.rand(batch, n_chunks, generator=g).sort(dim=1).values
-    clean = torch.rand(batch, n_chunks, generator=g) < 0.25
-    u_chk = torch.where(clean & (torch.arange(n_chunks) < n_chunks - 1), torch.zeros_like(u_chk), u_chk)
+    u_chk = clean_context(torch.rand(batch, n_chunks, generator=g).sort(dim=1).values, g, 0.25)
     use_chunk = torch.rand(batch, 1, generator=g) < per_chunk_frac
     u = torch.where(use_chunk, u_chk, u_vid)
     return warp(u, shift).repeat_interleave(chunk, dim=1)
@@ -68,10 +73,8 @@ def sample_causal_sigmas(
     """[B, T] noise levels for a block-causal batch: every chunk its own level (diffusion forcing); each
     chunk but the last is clean with probability ``clean``, which is what the KV-cache sampler's context
     is (its chunks are committed at t = 0)."""
-    n_chunks = frames // chunk
-    u = torch.rand(batch, n_chunks, generator=g)
-    is_clean = (torch.rand(batch, n_chunks, generator=g) < clean) & (torch.arange(n_chunks) < n_chunks - 1)
-    return torch.where(is_clean, torch.zeros_like(u), warp(u, shift)).repeat_interleave(chunk, dim=1)
+    u = clean_context(torch.rand(batch, frames // chunk, generator=g), g, clean)
+    return warp(u, shift).repeat_interleave(chunk, dim=1)
 
 
 def new_toy_model(seed: int = 0, config: WanConfig = TOY_CONFIG) -> WanDiT:
