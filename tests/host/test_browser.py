@@ -176,7 +176,11 @@ def test_threshold_preset_and_threshold_stay_in_sync(page):
             By.CSS_SELECTOR, f'[data-node-id="{node_id}"] [role="combobox"][aria-label="threshold_preset"]'
         )
         preset.click()
-        page.wait_for("document.querySelectorAll('[role=option]').length > 0", timeout=10)
+        # the list renders its options before their labels: wait for the one to click, not just any option
+        page.wait_for(
+            "[...document.querySelectorAll('[role=option]')].some(o => o.textContent.trim() === 'quality')",
+            timeout=10,
+        )
         next(o for o in d.find_elements(By.CSS_SELECTOR, '[role="option"]') if o.text.strip() == "quality").click()
         page.wait_for("(() => { " + WIDGETS_JS + " })().threshold === 0.9", timeout=10)
         thr_input, thr_minus = vue_widget_controls(page, node_id, "threshold")
