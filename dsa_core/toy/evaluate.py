@@ -14,6 +14,9 @@ Metrics (world.SceneFitter, all against the world's exact rules, lower is better
 - the event rate: the fraction of later chunks whose nearest allowed continuation is an event, against
   the world's EVENT_P.
 Each row carries 95% bootstrap intervals (over pairs for cond/realism/NFE, over prompts for energy).
+Diagnostics: per head target its *ceiling* (``target_ceiling``), the per-step error by chunk kind of the
+fixed-6 run (``step_cond_by_kind``), and the same sampler with the world's exact denoiser
+(``perfect_model_reference``): what a perfect model would leave to allocate.
 Controls: each threshold run is followed by its matched-random control (the run's own step counts per
 half, shuffled across that half's chunks, content ignored); run vs control is a paired bootstrap over
 pairs.
@@ -43,8 +46,9 @@ from ..policies import (
 from ..schedules import extended_ladder, self_forcing_ladder
 from ..training.flow import x0_prediction
 from ..training.progress import progress
-from ..training.targets import frame_rms, teacher_residual_distance
+from ..training.targets import teacher_gain_distance, x0_agreement_distance
 from . import world as W
+from .exact_denoiser import sample_exact
 from .stats import bootstrap_ci, paired_diff_ci, spearman, verdict
 
 
@@ -178,26 +182,10 @@ class Evaluator:
         for i, (p, seed) in enumerate(pairs):
             scene, video = self.scenes[p], lat[i]
             self.latents[(name, p, seed)] = video
-            sc = self.fitter.chunk_scores(scene, video)
-            r = VideoResult(
-                p,
-                seed,
-                steps[i],
-                nfe[i],
-                [s.conditional for s in sc],
-                [s.realism for s in sc],
-                [s.event for s in sc],
-                [s.kind for s in sc],
-            )
+            r = _scored(self.fitter, scene, p, seed, video, steps[i], nfe[i])
             if per_step:
                 for ci in range(len(steps[i])):
-                    f0 = ci * W.CHUNK_FRAMES
-                    errs = []
-                    for x0 in x0s[ci]:
-                        v = video.clone()
-                        v[:, f0 : f0 + W.CHUNK_FRAMES] = x0[i]
-                        errs.append(self.fitter.chunk_scores(scene, v, chunks=[ci], realism=False)[0].conditional)
-                    r.step_cond.append(errs)
+                    r.step_cond.append(step_errors(self.fitter, scene, video, ci, [x0[i] for x0 in x0s[ci]]))
                     r.confidence.append([c[i] for c in confs[ci]] if confs[ci] else [])
             out.append(r)
         if per_step:
@@ -206,29 +194,109 @@ class Evaluator:
 
     def _step_targets(self, lat, x0s, ctx, out, head_sigma: float = 0.15) -> None:
         """The head targets' true distances after every step (what a head trained on them estimates), per
-        chunk: x0_agreement (max over the chunk's frames of the RMS change to the last step's x0_hat) and,
-        with a teacher, teacher_gain (the teacher's residual at ``head_sigma`` for step k's x0_hat minus for
-        the last step's, in the generated video, one shared noise draw per chunk)."""
+        chunk as the head reads a chunk (its least confident frame = the largest per-frame distance):
+        x0_agreement (the RMS change to the last step's x0_hat) and, with a teacher, teacher_gain (training's
+        per-frame ``teacher_gain_distance``: the teacher's residual at ``head_sigma`` for step k's x0_hat
+        minus for the last step's, in the generated video, one shared noise draw per chunk)."""
         text = self.teacher.encode_text(ctx) if self.teacher is not None else None
         b = lat.shape[0]
         for ci, steps_x0 in enumerate(x0s):
             f0 = ci * W.CHUNK_FRAMES
+            chunk = slice(f0, f0 + W.CHUNK_FRAMES)
             last = steps_x0[-1]
-            agree = [frame_rms(x0 - last).amax(1) for x0 in steps_x0]
-            res = []
+            agree = [x0_agreement_distance(x0, last).amax(1) for x0 in steps_x0]
+            gain = []
             if text is not None:
                 g = torch.Generator().manual_seed(7919 + ci)
                 eps = torch.randn(lat.shape, generator=g)
                 s = torch.full((b,), head_sigma)
+                read = []  # (video with step k's x0_hat in the chunk, the teacher's x0 prediction on it)
                 for x0 in steps_x0:
                     v = lat.clone()
-                    v[:, :, f0 : f0 + W.CHUNK_FRAMES] = x0
-                    pr = x0_prediction(self.teacher, renoise(v, eps, s), s, text)
-                    res.append(teacher_residual_distance(v, pr)[:, f0 : f0 + W.CHUNK_FRAMES].amax(1))
+                    v[:, :, chunk] = x0
+                    read.append((v, x0_prediction(self.teacher, renoise(v, eps, s), s, text)))
+                gain = [teacher_gain_distance(*vk, *read[-1])[:, chunk].amax(1) for vk in read]
             for i, r in enumerate(out):
                 r.step_target.setdefault("x0_agreement", []).append([float(a[i]) for a in agree])
-                if res:
-                    r.step_target.setdefault("teacher_gain", []).append([float(v[i] - res[-1][i]) for v in res])
+                if gain:
+                    r.step_target.setdefault("teacher_gain", []).append([float(d[i]) for d in gain])
+
+
+def step_errors(fitter: W.SceneFitter, scene: W.Scene, video, chunk: int, chunk_x0s: list) -> list:
+    """The cond error of each step's x0_hat [16, F, H, W] of one chunk, put in place of the chunk in the
+    generated video (so its prefix is the one generated)."""
+    f0 = chunk * W.CHUNK_FRAMES
+    errs = []
+    for x0 in chunk_x0s:
+        v = video.clone()
+        v[:, f0 : f0 + W.CHUNK_FRAMES] = x0
+        errs.append(fitter.chunk_scores(scene, v, chunks=[chunk], realism=False)[0].conditional)
+    return errs
+
+
+def _scored(fitter: W.SceneFitter, scene: W.Scene, p: int, seed: int, video, steps: list, nfe: list):
+    sc = fitter.chunk_scores(scene, video)
+    return VideoResult(
+        p,
+        seed,
+        steps,
+        nfe,
+        [s.conditional for s in sc],
+        [s.realism for s in sc],
+        [s.event for s in sc],
+        [s.kind for s in sc],
+    )
+
+
+EXACT_RENDER = 1e-4  # RGB MSE (RMS 0.01 per channel): an exact render of an allowed chunk, for the eye
+
+
+def perfect_model_reference(ev: "Evaluator", pairs: list) -> dict:
+    """Fixed 1..max steps with the world's exact denoiser in place of the DiT (exact_denoiser.py), on the
+    same pairs, ladder and noise: what the sampler reaches when the model is not the limit, and (per chunk
+    kind, from the max-steps run) how many steps each kind of chunk needs then."""
+    rows, results = [], []
+    n = W.NUM_CHUNKS
+    for k in range(1, ev.max_steps + 1):
+        results = []
+        for p, seed in pairs:
+            scene = ev.scenes[p]
+            video, x0s = sample_exact(scene, seed, ev.ladder, k, ev.fitter)
+            r = _scored(ev.fitter, scene, p, seed, video, [k] * n, [k + 1] * n)
+            if k == ev.max_steps:
+                r.step_cond = [step_errors(ev.fitter, scene, video, c, x0s[c]) for c in range(n)]
+            results.append(r)
+        rows.append(
+            {
+                "steps": k,
+                "nfe_per_chunk": k + 1,
+                "cond": bootstrap_ci([_mean(r.cond) for r in results]),
+                "realism": bootstrap_ci([_mean(r.realism) for r in results]),
+                "event_rate": _mean([float(e) for r in results for e in r.event[1:]]),
+            }
+        )
+    kinds = step_cond_by_kind(results)
+    for kind, d in kinds.items():  # steps until the chunk is an exact render, per chunk of this kind
+        errs = [
+            e
+            for r in results
+            for c, e in enumerate(r.step_cond)
+            if kind == ("first" if c == 0 else "event" if r.event[c] else "continuation")
+        ]
+        need = [next((k + 1 for k, v in enumerate(e) if v <= EXACT_RENDER), None) for e in errs]
+        d["steps_to_exact"] = _mean([k for k in need if k is not None])
+        d["share_exact"] = _mean([float(k is not None) for k in need])
+    need_all = [
+        next((k + 1 for k, v in enumerate(e) if v <= EXACT_RENDER), ev.max_steps) for r in results for e in r.step_cond
+    ]
+    return {
+        "rows": rows,
+        "step_cond_by_kind": kinds,
+        "pairs": len(pairs),
+        "exact_render_mse": EXACT_RENDER,
+        # a perfect head on the perfect model: each chunk stops at its first exact step; NFE over fixed 4's
+        "steps_to_exact_nfe_ratio_vs_fixed4": (_mean(need_all) + 1) / 5,
+    }
 
 
 def _stop_rule(policy: StepPolicy, n_videos: int, n_chunks: int):
@@ -345,6 +413,9 @@ def row_stats(ev: Evaluator, name: str, results: list, seed: int = 0) -> dict:
         "steps_per_chunk": _mean(steps_all),
         "steps_hist": dict(sorted(hist.items())),
         "steps_by_chunk": [_mean([r.steps[i] for r in results]) for i in range(n_chunks)],
+        # a chunk's steps also pay off downstream: its frames are the next chunks' context
+        "cond_by_chunk": [_mean([r.cond[i] for r in results]) for i in range(n_chunks)],
+        "realism_by_chunk": [_mean([r.realism[i] for r in results]) for i in range(n_chunks)],
         "event_rate": _mean([float(e) for _, e in later]),
         "world_event_rate": W.EVENT_P,
         "steps_event": _mean(ev_steps),
@@ -441,19 +512,52 @@ def target_ceiling(results: list) -> dict:
     """The best within-step Spearman a head could reach with each target: the target's TRUE distance d
     (negated, so large = confident) against the measured gain, computed as conf_gain_spearman computes the
     head's. A head trained on a target estimates d from the features; near 0 here means the target itself
-    does not track this generator's quality gain, whatever the head."""
-    if not results or not results[0].step_target:
+    does not track this generator's quality gain, whatever the head.
+
+    ``current_error`` is no head target but the world's exact knowledge: the chunk's own cond error after
+    step k. It bounds every "how good is the chunk already" signal: a quality estimate cannot predict the
+    gain better than the true current quality does, unless bad chunks are the ones more steps repair."""
+    if not results or not results[0].step_cond:
         return {}
+    targets = dict(results[0].step_target)
+    targets["current_error"] = None
     out = {}
-    for name in results[0].step_target:
+    kmax = len(results[0].step_cond[0])
+    for name in targets:
         per_k = {}
-        kmax = len(results[0].step_cond[0])
         for k in range(kmax - 1):
-            conf = [-r.step_target[name][c][k] for r in results for c in range(len(r.steps))]
+            conf = [
+                -(r.step_cond[c][k] if name == "current_error" else r.step_target[name][c][k])
+                for r in results
+                for c in range(len(r.steps))
+            ]
             gain = [r.step_cond[c][k] - r.step_cond[c][-1] for r in results for c in range(len(r.steps))]
             per_k[k + 1] = spearman(conf, gain)
         vals = [v for v in per_k.values() if not math.isnan(v)]
         out[name] = {"mean": _mean(vals), "per_step": per_k}
+    return out
+
+
+def step_cond_by_kind(results: list) -> dict:
+    """Where more steps help: the cond error of the x0_hat after each step of a fixed-max-steps run, for
+    the first chunk (no context) and for later chunks split into event / continuation by the run's final
+    output, each a mean with its 95% bootstrap interval over chunks; plus, per kind, the paired change from
+    step 1 to the last step (negative = the later steps improve such chunks) and the share that improve."""
+    kinds = {"first": [], "event": [], "continuation": []}
+    for r in results:
+        for c, errs in enumerate(r.step_cond):
+            kinds["first" if c == 0 else "event" if r.event[c] else "continuation"].append(errs)
+    out = {}
+    for kind, chunks in kinds.items():
+        if not chunks:
+            continue
+        n = len(chunks[0])
+        out[kind] = {
+            "chunks": len(chunks),
+            "cond_by_step": [bootstrap_ci([e[k] for e in chunks]) for k in range(n)],
+            "last_minus_first": bootstrap_ci([e[-1] - e[0] for e in chunks]),
+            "share_improved": _mean([float(e[-1] < e[0]) for e in chunks]),
+        }
     return out
 
 
@@ -687,6 +791,8 @@ def run_all(
     bar.close()
     spear = conf_gain_spearman(raw_fixed6["heldout"])
     ceiling = target_ceiling(raw_fixed6["heldout"])
+    by_kind = step_cond_by_kind(raw_fixed6["heldout"])
+    perfect = perfect_model_reference(ev, halves["heldout"])
     joint_nfes = [r.heldout["nfe_per_chunk"][0] for r in rows if r.kind == "joint"]
     oracle = oracle_rows(raw_fixed6["heldout"], sorted(set(round(x, 2) for x in joint_nfes if 2 < x < 7)))
     for o in oracle:
@@ -696,6 +802,8 @@ def run_all(
         "rows": rows,
         "spearman": spear,
         "target_ceiling": ceiling,
+        "step_cond_by_kind": by_kind,
+        "perfect_model": perfect,
         "summary": summary(rows, spear),
         "index_candidates": [
             {"schedule": s, "selection": {k: v for k, v in st.items() if k != "per_pair_cond"}} for s, st in cands

@@ -83,10 +83,18 @@ class DMDConfig:
     target_label: str = "rank"  # 'rank', 'step_rank', 'exp2' or 'tolerance' (targets.py)
     target_window: int = 2048
     target_tau: float | None = None  # fixed tau for the 'exp2' label instead of the running median
-    head_sigma: float | None = 0.15  # teacher_residual / dmd_grad read at this fixed re-noising level
-    # (None: the DMD's random s, whose spread then dominates the label)
+    head_sigma: float | None = 0.15  # the head targets' teacher reads at this fixed re-noising level
+    # (None: teacher_residual / dmd_grad use the DMD's random s, whose spread then dominates the label;
+    # teacher_gain needs a fixed level)
     seed: int = 0
     amp: bool = False  # bf16 autocast (CUDA)
+
+    def __post_init__(self):
+        if self.target == "teacher_gain" and self.head_sigma is None:
+            raise ValueError(
+                "the teacher_gain head target compares two teacher reads at one fixed re-noising level; "
+                "set head_sigma (e.g. 0.15, the default) instead of None"
+            )
 
     def ladder(self) -> Ladder:
         return extended_ladder(self_forcing_ladder(), self.max_steps)
@@ -284,7 +292,7 @@ class DMDTrainer:
                     )
             dist = dmd_grad_distance(pf, pr) if cfg.target == "dmd_grad" else teacher_residual_distance(video, pr)
         elif cfg.target == "teacher_gain":
-            hs = torch.full((cfg.batch,), float(cfg.head_sigma or 0.15), device=dev)
+            hs = torch.full((cfg.batch,), float(cfg.head_sigma), device=dev)
             eps_h = noise(tuple(video.shape))
             final = ro.final_x0.detach()
             with self._autocast():

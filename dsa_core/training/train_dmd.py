@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--head-sigma",
         type=float,
         default=0.15,
-        help="re-noising level at which the teacher_residual / dmd_grad distance is read",
+        help="re-noising level at which the head targets read the teacher (teacher_gain needs one)",
     )
     ap.add_argument("--gen-every", type=int, default=5)
     ap.add_argument("--gen-lr", type=float, default=2e-5)

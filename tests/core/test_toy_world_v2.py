@@ -20,6 +20,7 @@ from dsa_core.toy.evaluate import (
     conf_gain_spearman,
     oracle_rows,
     split_pairs,
+    step_cond_by_kind,
     target_ceiling,
 )
 from dsa_core.toy.stats import bootstrap_ci, paired_diff_ci, spearman, verdict
@@ -205,7 +206,8 @@ def test_target_ceiling_reads_each_targets_true_distance(tiny_dit):
     assert set(res[0].step_target) == {"x0_agreement", "teacher_gain"}
     assert all(c[-1] == 0.0 for r in res for c in r.step_target["teacher_gain"])
     ceil = target_ceiling(res)
-    assert set(ceil) == {"x0_agreement", "teacher_gain"} and set(ceil["x0_agreement"]["per_step"]) == {1, 2}
+    assert set(ceil) == {"x0_agreement", "teacher_gain", "current_error"}
+    assert set(ceil["x0_agreement"]["per_step"]) == {1, 2}
     g = torch.Generator().manual_seed(0)
     for r in res:  # a target equal to the measured gain: confident = nothing to gain, perfectly
         r.step_target["exact"] = [[e - es[-1] for e in es] for es in r.step_cond]
@@ -325,3 +327,68 @@ def test_head_trained_on_step_rank_is_not_a_step_counter():
     assert climb_pool > 0.4 and abs(climb_rank) < 0.1
     # within one step, confident = little left to change
     assert spearman(cr[s1], dv[s1]) < -0.5
+
+
+def _fixed_run(step_cond, events):
+    n = len(step_cond)
+    return VideoResult(
+        0, 0, [3] * n, [4] * n, [e[-1] for e in step_cond], [0.0] * n, events, ["none"] * n, step_cond=step_cond
+    )
+
+
+def test_current_error_ceiling_tells_repairable_from_persistent_errors():
+    """The exact current error predicts the gain when more steps repair bad chunks (-1) and has the wrong
+    sign when bad chunks only get worse: what no quality estimate can overcome."""
+    g = torch.Generator().manual_seed(0)
+    repaired, persistent = [], []
+    for _ in range(30):
+        first = (0.01 + torch.rand(4, generator=g) * 0.02).tolist()
+        repaired.append(_fixed_run([[e, (e + 0.005) / 2, 0.005] for e in first], [False] * 4))
+        persistent.append(_fixed_run([[e, 1.5 * e, 2 * e] for e in first], [False] * 4))
+    assert target_ceiling(repaired)["current_error"]["mean"] == pytest.approx(-1.0)
+    assert target_ceiling(persistent)["current_error"]["mean"] > 0.9
+
+
+def test_step_cond_by_kind_splits_first_event_and_continuation_chunks():
+    runs = [
+        _fixed_run(
+            [[0.02, 0.01, 0.005], [0.004, 0.005, 0.006], [0.01, 0.02, 0.03], [0.004, 0.004, 0.004]],
+            [False, False, True, False],
+        )
+        for _ in range(5)
+    ]
+    k = step_cond_by_kind(runs)
+    assert {n: d["chunks"] for n, d in k.items()} == {"first": 5, "event": 5, "continuation": 10}
+    assert k["first"]["cond_by_step"][0][0] == pytest.approx(0.02)
+    assert k["first"]["last_minus_first"][0] == pytest.approx(-0.015) and k["first"]["share_improved"] == 1.0
+    assert k["event"]["last_minus_first"][0] == pytest.approx(0.02) and k["event"]["share_improved"] == 0.0
+    assert k["continuation"]["cond_by_step"][2][0] == pytest.approx(0.005)
+
+
+def test_exact_denoiser_is_the_posterior_mean_of_the_allowed_continuations():
+    from dsa_core.toy.exact_denoiser import posterior_mean
+
+    scene = W.Scene("disc", "blue", "drifting left", "grey")
+    cont = W.continuations(scene, W.State(10, 10, 2))
+    renders = W.encode_rgb(cont.frames(scene)).flatten(1)
+    log_prior = torch.log(torch.as_tensor(cont.probs, dtype=torch.float32))
+    prior_mean = torch.as_tensor(cont.probs, dtype=torch.float32) @ renders
+    torch.testing.assert_close(posterior_mean(torch.randn(renders.shape[1]), 1.0, renders, log_prior), prior_mean)
+    g = torch.Generator().manual_seed(0)
+    i = 5  # a recolour: at low noise the posterior picks it out of every allowed chunk
+    x_s = 0.9 * renders[i] + 0.1 * torch.randn(renders.shape[1], generator=g)
+    torch.testing.assert_close(posterior_mean(x_s, 0.1, renders, log_prior), renders[i], atol=1e-4, rtol=0)
+
+
+def test_perfect_model_reference_needs_steps_and_then_renders_the_world_exactly(tiny_dit):
+    from dsa_core.toy.evaluate import perfect_model_reference
+
+    ev = Evaluator(tiny_dit, [W.Scene("square", "red", "drifting right", "black")], real_videos=16)
+    ref = perfect_model_reference(ev, [(0, s) for s in (1, 2, 3)])
+    conds = [r["cond"][0] for r in ref["rows"]]
+    assert [r["steps"] for r in ref["rows"]] == list(range(1, 7)) and ref["pairs"] == 3
+    assert conds[0] > 1e-3 and conds[-1] < 1e-5  # one step gives the blur of every allowed chunk
+    first = ref["step_cond_by_kind"]["first"]
+    assert first["chunks"] == 3 and first["last_minus_first"][0] < 0 and first["share_improved"] == 1.0
+    assert first["share_exact"] == 1.0 and 1 < first["steps_to_exact"] <= 6  # never exact after one step
+    assert 0.4 < ref["steps_to_exact_nfe_ratio_vs_fixed4"] <= 7 / 5

@@ -154,6 +154,8 @@ def test_teacher_residual_is_larger_for_an_off_manifold_video(small_teacher):
     assert float(gain.mean()) > 0
     assert torch.allclose(teacher_gain_distance(x0, pr["sample"], rough, pr["rough"]), -gain)
     assert torch.equal(teacher_gain_distance(x0, pr["sample"], x0, pr["sample"]), torch.zeros(2, 6))
+    with pytest.raises(ValueError, match="fixed re-noising level.*head_sigma"):
+        DMDConfig(target="teacher_gain", head_sigma=None)
 
 
 def test_teacher_gain_target_in_joint_training(small_teacher):

@@ -157,3 +157,43 @@ def test_committed_toy_model_follows_its_prompts():
     assert mean(own) < 0.06, own
     assert mean(own) < 0.4 * mean(other_bg), (mean(own), mean(other_bg))
     assert mean(cond) < 0.5 * mean(noise), (mean(cond), mean(noise))
+
+
+def test_reproduction_runs_end_to_end_and_resumes(tmp_path):
+    """The whole reproduction at tiny size: every stage, the report's keys, the README's sections; a rerun
+    with --reuse takes the stages from --work and keeps the README's hand-written part."""
+    import json
+
+    from dsa_core.toy import reproduce
+
+    out, work = tmp_path / "out", tmp_path / "work"
+    args = ["--out", str(out), "--work", str(work), "--save-model", str(tmp_path / "model"), "--no-progress"]
+    args += ["--teacher-steps", "2", "--dmd-steps", "1", "--calib-rollouts", "1", "--calib-epochs", "1"]
+    args += ["--eval-per-motion", "1", "--eval-seeds", "2", "--thresholds", "0.5", "--heuristic-thresholds", "0.9"]
+    args += ["--index-schedules", "2-1"]
+    assert reproduce.main(args) == 0
+    rep = json.loads((out / "results.json").read_text())
+    assert {
+        "nfe_ratio_at_fixed4_quality",
+        "random_control_wins",
+        "random_control_losses",
+        "event_minus_continuation_steps",
+        "spearman_conf_vs_gain",
+        "beats_index_schedule",
+        "beats_heuristic",
+    } <= set(rep["summary"])
+    assert set(rep["target_ceiling"]) == {"x0_agreement", "teacher_gain", "current_error"}
+    assert set(rep["step_cond_by_kind"]) >= {"first"} and len(rep["perfect_model"]["rows"]) == 6
+    fixed1 = next(r for r in rep["rows"] if r["name"] == "fixed 1")["heldout"]
+    assert len(fixed1["cond_by_chunk"]) == 4 and len(fixed1["realism_by_chunk"]) == 4
+    text = (out / "README.md").read_text()
+    for section in ("## Summary", "## Where more steps help", "## Reference: the same sampler with a perfect model"):
+        assert section in text
+    assert (tmp_path / "model" / "dsa_toy_wan.safetensors").is_file()
+    (out / "README.md").write_text(
+        text + "\n<!-- hand-written below: kept when the script rewrites this file -->\nmy notes\n"
+    )
+    assert reproduce.main(args + ["--reuse"]) == 0
+    rep2 = json.loads((out / "results.json").read_text())
+    assert set(rep2["timings"]["reused_from_work"]) == {"teacher_s", "dmd_s", "calibration_s"}
+    assert (out / "README.md").read_text().endswith("my notes\n")
