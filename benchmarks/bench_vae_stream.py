@@ -42,29 +42,11 @@ TARGET_HW = (480, 832)
 
 def build_host_vae(dim: int, device: str):
     """The host's comfy.sd.VAE around a random Wan 2.1 VAE state dict (the host's own detection and module)."""
-    import comfy.ldm.wan.vae as wan_vae
     import comfy.sd
     import torch
+    from testdata import random_wan_vae
 
-    torch.manual_seed(0)
-    m = wan_vae.WanVAE(
-        dim=dim,
-        z_dim=16,
-        dim_mult=[1, 2, 4, 4],
-        num_res_blocks=2,
-        attn_scales=[],
-        temperal_downsample=[False, True, True],
-    )
-    sd = {}
-    g = torch.Generator().manual_seed(0)
-    for name, p in m.state_dict().items():
-        if "gamma" in name:
-            sd[name] = torch.ones_like(p)
-        elif name.endswith("bias"):
-            sd[name] = torch.zeros_like(p)
-        else:
-            sd[name] = torch.randn(p.shape, generator=g) * p[0].numel() ** -0.5
-    del m
+    sd = random_wan_vae(dim, seed=0).state_dict()
     return comfy.sd.VAE(sd=sd, device=torch.device(device))
 
 

@@ -65,27 +65,34 @@ def write_causal_ar_wan(path: Path, config: WanConfig = TINY, seed: int = 0) -> 
     return path
 
 
-def write_tiny_wan_vae(path: Path, seed: int = 0) -> Path:
-    """A random Wan 2.1 VAE at dim 8, built with the host's own class (the host detects Wan 2.1 VAEs by key names
-    and takes dim from a shape). Needs the host on sys.path."""
+def random_wan_vae(dim: int, seed: int = 0, bias_std: float = 0.0):
+    """The Wan 2.1 VAE architecture (the host's own class: z_dim 16, dim_mult 1,2,4,4, 2 res blocks, temporal
+    downsampling False,True,True) with seeded random weights, since the host builds it uninitialised: weights
+    N(0, 1/fan_in), norm gammas 1, biases N(0, bias_std). Needs the host on sys.path."""
     import comfy.ldm.wan.vae as wan_vae
 
-    torch.manual_seed(seed)
     vae = wan_vae.WanVAE(
-        dim=8,
+        dim=dim,
         z_dim=16,
         dim_mult=[1, 2, 4, 4],
         num_res_blocks=2,
         attn_scales=[],
         temperal_downsample=[False, True, True],
     )
-    with torch.no_grad():  # the host builds it with uninitialised weights
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
         for name, p in vae.named_parameters():
             if "gamma" in name:
                 p.fill_(1.0)
             elif name.endswith("bias"):
-                p.zero_()
+                p.copy_(torch.randn(p.shape, generator=g) * bias_std) if bias_std else p.zero_()
             else:
-                p.normal_(0.0, p[0].numel() ** -0.5)
-    save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(path))
+                p.copy_(torch.randn(p.shape, generator=g) * p[0].numel() ** -0.5)
+    return vae
+
+
+def write_tiny_wan_vae(path: Path, seed: int = 0) -> Path:
+    """A random Wan 2.1 VAE at dim 8 as safetensors (the host detects Wan 2.1 VAEs by key names and takes dim
+    from a shape). Needs the host on sys.path."""
+    save_file({k: v.contiguous() for k, v in random_wan_vae(8, seed).state_dict().items()}, str(path))
     return path

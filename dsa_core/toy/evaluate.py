@@ -255,7 +255,7 @@ def perfect_model_reference(ev: "Evaluator", pairs: list) -> dict:
     """Fixed 1..max steps with the world's exact denoiser in place of the DiT (exact_denoiser.py), on the
     same pairs, ladder and noise: what the sampler reaches when the model is not the limit, and (per chunk
     kind, from the max-steps run) how many steps each kind of chunk needs then."""
-    rows, results = [], []
+    rows = []
     n = W.NUM_CHUNKS
     for k in range(1, ev.max_steps + 1):
         results = []
@@ -275,27 +275,25 @@ def perfect_model_reference(ev: "Evaluator", pairs: list) -> dict:
                 "event_rate": _mean([float(e) for r in results for e in r.event[1:]]),
             }
         )
-    kinds = step_cond_by_kind(results)
-    for kind, d in kinds.items():  # steps until the chunk is an exact render, per chunk of this kind
-        errs = [
-            e
-            for r in results
-            for c, e in enumerate(r.step_cond)
-            if kind == ("first" if c == 0 else "event" if r.event[c] else "continuation")
-        ]
-        need = [next((k + 1 for k, v in enumerate(e) if v <= EXACT_RENDER), None) for e in errs]
-        d["steps_to_exact"] = _mean([k for k in need if k is not None])
-        d["share_exact"] = _mean([float(k is not None) for k in need])
-    need_all = [
-        next((k + 1 for k, v in enumerate(e) if v <= EXACT_RENDER), ev.max_steps) for r in results for e in r.step_cond
+    # per chunk of the max-steps run: the first step after which it is an exact render (None: never)
+    need = [
+        (chunk_kind(r, c), next((k + 1 for k, v in enumerate(e) if v <= EXACT_RENDER), None))
+        for r in results
+        for c, e in enumerate(r.step_cond)
     ]
+    kinds = step_cond_by_kind(results)
+    for kind, d in kinds.items():
+        mine = [k for kd, k in need if kd == kind]
+        d["steps_to_exact"] = _mean([k for k in mine if k is not None])
+        d["share_exact"] = _mean([float(k is not None) for k in mine])
+    # a perfect head on the perfect model: each chunk stops at its first exact step (or the last step)
+    steps_perfect_head = _mean([ev.max_steps if k is None else k for _, k in need])
     return {
         "rows": rows,
         "step_cond_by_kind": kinds,
         "pairs": len(pairs),
         "exact_render_mse": EXACT_RENDER,
-        # a perfect head on the perfect model: each chunk stops at its first exact step; NFE over fixed 4's
-        "steps_to_exact_nfe_ratio_vs_fixed4": (_mean(need_all) + 1) / 5,
+        "steps_to_exact_nfe_ratio_vs_fixed4": (steps_perfect_head + 1) / (4 + 1),  # NFE = steps + 1 commit
     }
 
 
@@ -491,21 +489,26 @@ def evaluate_run(
 
 
 # ---- per-chunk analyses on a fixed-max-steps run with the head -----------------------------------
-def conf_gain_spearman(results: list) -> dict:
-    """Spearman between the head's confidence after step k and the chunk's gain from further steps
+def within_step_spearman(results: list, signal) -> dict:
+    """Spearman between ``signal(result, chunk, k)`` (0-based step k) and the chunk's gain from further steps
     (cond error of step k's x0_hat minus that of the last step's), among chunks at the SAME step k, per
-    k (1 .. max-1) and averaged: a pure step counter scores 0; "confident = little left to gain" is
-    negative."""
+    k (1 .. max-1) and averaged."""
     per_k = {}
-    if not results or not results[0].confidence or not results[0].confidence[0]:
-        return {"mean": float("nan"), "per_step": {}}
     kmax = len(results[0].step_cond[0])
     for k in range(kmax - 1):
-        conf = [r.confidence[c][k] for r in results for c in range(len(r.steps))]
+        conf = [signal(r, c, k) for r in results for c in range(len(r.steps))]
         gain = [r.step_cond[c][k] - r.step_cond[c][-1] for r in results for c in range(len(r.steps))]
         per_k[k + 1] = spearman(conf, gain)
     vals = [v for v in per_k.values() if not math.isnan(v)]
     return {"mean": _mean(vals), "per_step": per_k}
+
+
+def conf_gain_spearman(results: list) -> dict:
+    """``within_step_spearman`` of the head's confidence after step k: a pure step counter scores 0;
+    "confident = little left to gain" is negative."""
+    if not results or not results[0].confidence or not results[0].confidence[0]:
+        return {"mean": float("nan"), "per_step": {}}
+    return within_step_spearman(results, lambda r, c, k: r.confidence[c][k])
 
 
 def target_ceiling(results: list) -> dict:
@@ -519,23 +522,17 @@ def target_ceiling(results: list) -> dict:
     gain better than the true current quality does, unless bad chunks are the ones more steps repair."""
     if not results or not results[0].step_cond:
         return {}
-    targets = dict(results[0].step_target)
-    targets["current_error"] = None
-    out = {}
-    kmax = len(results[0].step_cond[0])
-    for name in targets:
-        per_k = {}
-        for k in range(kmax - 1):
-            conf = [
-                -(r.step_cond[c][k] if name == "current_error" else r.step_target[name][c][k])
-                for r in results
-                for c in range(len(r.steps))
-            ]
-            gain = [r.step_cond[c][k] - r.step_cond[c][-1] for r in results for c in range(len(r.steps))]
-            per_k[k + 1] = spearman(conf, gain)
-        vals = [v for v in per_k.values() if not math.isnan(v)]
-        out[name] = {"mean": _mean(vals), "per_step": per_k}
+    out = {
+        name: within_step_spearman(results, lambda r, c, k, name=name: -r.step_target[name][c][k])
+        for name in results[0].step_target
+    }
+    out["current_error"] = within_step_spearman(results, lambda r, c, k: -r.step_cond[c][k])
     return out
+
+
+def chunk_kind(result, chunk: int) -> str:
+    """'first' (no context), or 'event' / 'continuation' by the chunk's final output."""
+    return "first" if chunk == 0 else "event" if result.event[chunk] else "continuation"
 
 
 def step_cond_by_kind(results: list) -> dict:
@@ -546,7 +543,7 @@ def step_cond_by_kind(results: list) -> dict:
     kinds = {"first": [], "event": [], "continuation": []}
     for r in results:
         for c, errs in enumerate(r.step_cond):
-            kinds["first" if c == 0 else "event" if r.event[c] else "continuation"].append(errs)
+            kinds[chunk_kind(r, c)].append(errs)
     out = {}
     for kind, chunks in kinds.items():
         if not chunks:

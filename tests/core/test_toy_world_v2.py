@@ -217,6 +217,24 @@ def test_target_ceiling_reads_each_targets_true_distance(tiny_dit):
     assert abs(ceil["noise"]["mean"]) < 0.6
 
 
+def _fixed_run(step_cond, events=None, confidence=None, seed=0):
+    """A fixed-steps VideoResult from per-chunk, per-step cond errors (the output = the last step's)."""
+    n, k = len(step_cond), len(step_cond[0])
+    events = events if events is not None else [False] * n
+    return VideoResult(
+        0,
+        seed,
+        [k] * n,
+        [k + 1] * n,
+        [e[-1] for e in step_cond],
+        [0.0] * n,
+        events,
+        ["none"] * n,
+        confidence=confidence if confidence is not None else [],
+        step_cond=step_cond,
+    )
+
+
 def test_conf_gain_spearman_is_zero_for_a_step_counter_and_negative_for_a_good_head():
     g = torch.Generator().manual_seed(0)
     counter, good = [], []
@@ -225,34 +243,8 @@ def test_conf_gain_spearman_is_zero_for_a_step_counter_and_negative_for_a_good_h
         errs = [[0.01 + gn / k for k in (1, 2, 3)] for gn in gains]
         for c in errs:
             c[-1] = 0.01
-        counter.append(
-            VideoResult(
-                0,
-                v,
-                [3] * 4,
-                [4] * 4,
-                [0.01] * 4,
-                [0.0] * 4,
-                [False] * 4,
-                ["none"] * 4,
-                confidence=[[0.2, 0.6, 0.9]] * 4,
-                step_cond=errs,
-            )
-        )
-        good.append(
-            VideoResult(
-                0,
-                v,
-                [3] * 4,
-                [4] * 4,
-                [0.01] * 4,
-                [0.0] * 4,
-                [False] * 4,
-                ["none"] * 4,
-                confidence=[[1 - gn, 1 - gn / 2, 1.0] for gn in gains],
-                step_cond=errs,
-            )
-        )
+        counter.append(_fixed_run(errs, confidence=[[0.2, 0.6, 0.9]] * 4, seed=v))
+        good.append(_fixed_run(errs, confidence=[[1 - gn, 1 - gn / 2, 1.0] for gn in gains], seed=v))
     assert conf_gain_spearman(counter)["per_step"][1] != conf_gain_spearman(counter)["per_step"][1]  # nan
     assert conf_gain_spearman(good)["mean"] < -0.9
     orc = oracle_rows(good, [2.5, 4.0])
@@ -327,13 +319,6 @@ def test_head_trained_on_step_rank_is_not_a_step_counter():
     assert climb_pool > 0.4 and abs(climb_rank) < 0.1
     # within one step, confident = little left to change
     assert spearman(cr[s1], dv[s1]) < -0.5
-
-
-def _fixed_run(step_cond, events):
-    n = len(step_cond)
-    return VideoResult(
-        0, 0, [3] * n, [4] * n, [e[-1] for e in step_cond], [0.0] * n, events, ["none"] * n, step_cond=step_cond
-    )
 
 
 def test_current_error_ceiling_tells_repairable_from_persistent_errors():

@@ -6,6 +6,7 @@ import pytest
 import torch
 from graphs import dsa_graph
 from safetensors.torch import save_file
+from testdata import random_wan_vae
 
 ATOL = 2e-5
 
@@ -14,25 +15,7 @@ ATOL = 2e-5
 def stream_vae(inprocess_host, models_dir):
     """A random Wan 2.1 VAE at dim 16, built by the host's own module and saved as safetensors (the host detects
     Wan 2.1 VAEs by key names and takes dim from a shape)."""
-    import comfy.ldm.wan.vae as wan_vae
-
-    g = torch.Generator().manual_seed(3)
-    vae = wan_vae.WanVAE(
-        dim=16,
-        z_dim=16,
-        dim_mult=[1, 2, 4, 4],
-        num_res_blocks=2,
-        attn_scales=[],
-        temperal_downsample=[False, True, True],
-    )
-    sd = {}
-    for name, p in vae.state_dict().items():  # the host builds it with uninitialised weights
-        if "gamma" in name:
-            sd[name] = torch.ones_like(p)
-        elif name.endswith("bias"):
-            sd[name] = 0.05 * torch.randn(p.shape, generator=g)
-        else:
-            sd[name] = torch.randn(p.shape, generator=g) * p[0].numel() ** -0.5
+    sd = random_wan_vae(16, seed=3, bias_std=0.05).state_dict()
     path = models_dir / "vae" / "stream_wan_vae.safetensors"
     save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
     return path.name
