@@ -9,9 +9,11 @@ float32 then cast, float32 sinusoidal time embedding cast to x's dtype, per-fram
 added in x's dtype, RoPE in float32 (see rope.py), output cropped to the input size.
 Attention inside a chunk is full; across chunks it reads the cache (earlier frames' K/V).
 
-Speed: each block is two attention-free pieces (`_attn_in`: modulation, norm, q/k/v, RoPE; `_attn_out`: output
-projection, cross-attention, FFN) around the self-attention call, so they can be compiled or captured as CUDA
-graphs with shapes that never depend on the cache length (the cache write/read stays outside them). The
+Speed: each block is attention-free pieces (BlockPieces: `block_attn_in`: modulation, norm, q/k/v, RoPE;
+`block_cross_in`: output projection, residual, cross-attention query; `block_ffn_out`: cross-attention output, FFN)
+around the two attention calls, so they can be compiled or captured as CUDA graphs with shapes that never depend on
+the cache length (the cache write/read and the attention kernels, whichever the host picks, stay outside them);
+`_attn_in`/`_attn_out` group them around the self-attention call. The
 modulation vectors of all blocks are formed in one add per forward (with the host's rounding), the RoPE
 rotation matrices once per forward.
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -72,6 +74,50 @@ def pad_to_patch(x: Tensor, patch: tuple) -> Tensor:
     return F.pad(x, pad, mode="circular")
 
 
+def block_attn_in(block, x, mod, freqs, ft, tpf, heads):
+    """Self-attention inputs q, k (RoPE'd), v [B, H, L, D] of one block; mod [B, F, 6, dim]."""
+    b, L, dim = x.shape
+    n, d = heads, dim // heads
+    sa = block.self_attn
+    y = torch.addcmul(mod[:, :, 0:1], block.norm1(x).view(b, ft, tpf, dim), mod[:, :, 1:2]).view(b, L, dim)
+    q = apply_rope(sa.norm_q(sa.q(y)).view(b, L, n, d), freqs).transpose(1, 2)
+    k = apply_rope(sa.norm_k(sa.k(y)).view(b, L, n, d), freqs).transpose(1, 2)
+    v = sa.v(y).view(b, L, n, d).transpose(1, 2)
+    return q, k, v
+
+
+def block_cross_in(block, x, attn, mod, ft, tpf, heads):
+    """After self-attention (attn [B, L, H*D]): the gated residual, then the cross-attention query [B, H, L, D]."""
+    b, L, dim = x.shape
+    x = torch.addcmul(x.reshape(b, ft, tpf, dim), block.self_attn.o(attn).reshape(b, ft, tpf, dim), mod[:, :, 2:3])
+    x = x.view(b, L, dim)
+    ca = block.cross_attn
+    qc = ca.norm_q(ca.q(block.norm3(x))).view(b, L, heads, dim // heads).transpose(1, 2)
+    return x, qc
+
+
+def block_ffn_out(block, x, cross, mod, ft, tpf):
+    """After cross-attention (cross [B, L, H*D]): its output projection and residual, then the gated FFN."""
+    b, L, dim = x.shape
+    x = x + block.cross_attn.o(cross)
+    y = block.ffn(
+        torch.addcmul(mod[:, :, 3:4], block.norm2(x).reshape(b, ft, tpf, dim), mod[:, :, 4:5]).view(b, L, dim)
+    )
+    return torch.addcmul(x.reshape(b, ft, tpf, dim), y.reshape(b, ft, tpf, dim), mod[:, :, 5:6]).view(b, L, dim)
+
+
+class BlockPieces(NamedTuple):
+    """The attention-free pieces of a block, between which the (eager) attention calls run: plain functions of
+    tensors, modules and ints, so one compiled graph serves every block and every chunk of one size."""
+
+    attn_in: Callable
+    cross_in: Callable
+    ffn_out: Callable
+
+
+EAGER_PIECES = BlockPieces(block_attn_in, block_cross_in, block_ffn_out)
+
+
 SelfAttend = Callable[[int, Tensor, Tensor, Tensor], Tensor]  # (layer, q, k, v [B,H,L,D]) -> [B, L, H*D]
 
 
@@ -83,6 +129,8 @@ class CausalWan:
         # Called between transformer blocks when set (e.g. the host's interrupt check, which raises): a stop
         # request then lands within one block's work instead of one whole step's.
         self.between_blocks: Callable[[], None] | None = None
+        # The block pieces (EAGER_PIECES, or compiled ones: see dsa_core/compiled.py).
+        self.pieces: BlockPieces = EAGER_PIECES
 
     # ---- text -------------------------------------------------------------------------------
     def encode_text(self, context: Tensor) -> TextContext:
@@ -215,30 +263,13 @@ class CausalWan:
 
     def _attn_in(self, block, x, mod, freqs, ft, tpf):
         """Self-attention inputs q, k (RoPE'd), v [B, H, L, D] of one block; mod [B, F, 6, dim]."""
-        b, L, dim = x.shape
-        n, d = self.num_heads, self.head_dim
-        sa = block.self_attn
-        y = torch.addcmul(mod[:, :, 0:1], block.norm1(x).view(b, ft, tpf, dim), mod[:, :, 1:2]).view(b, L, dim)
-        q = apply_rope(sa.norm_q(sa.q(y)).view(b, L, n, d), freqs).transpose(1, 2)
-        k = apply_rope(sa.norm_k(sa.k(y)).view(b, L, n, d), freqs).transpose(1, 2)
-        v = sa.v(y).view(b, L, n, d).transpose(1, 2)
-        return q, k, v
+        return self.pieces.attn_in(block, x, mod, freqs, ft, tpf, self.num_heads)
 
     def _attn_out(self, block, x, attn, mod, text_kv, ft, tpf):
         """The rest of the block after self-attention (attn [B, L, H*D]): gated residual, cross-attention, FFN."""
-        b, L, dim = x.shape
-        n, d = self.num_heads, self.head_dim
-
-        def per_frame(y):
-            return y.reshape(b, ft, tpf, dim)
-
-        x = torch.addcmul(per_frame(x), per_frame(block.self_attn.o(attn)), mod[:, :, 2:3]).view(b, L, dim)
-        ca = block.cross_attn
-        qc = ca.norm_q(ca.q(block.norm3(x))).view(b, L, n, d).transpose(1, 2)
+        x, qc = self.pieces.cross_in(block, x, attn, mod, ft, tpf, self.num_heads)
         kt, vt = text_kv
-        x = x + ca.o(self.attention(qc, kt.to(qc.dtype), vt.to(qc.dtype)))
-        y = block.ffn(torch.addcmul(mod[:, :, 3:4], per_frame(block.norm2(x)), mod[:, :, 4:5]).view(b, L, dim))
-        return torch.addcmul(per_frame(x), per_frame(y), mod[:, :, 5:6]).view(b, L, dim)
+        return self.pieces.ffn_out(block, x, self.attention(qc, kt.to(qc.dtype), vt.to(qc.dtype)), mod, ft, tpf)
 
     def _head(self, x, e, ft, tpf):
         head = self.dit.head

@@ -14,6 +14,8 @@ import torch
 
 from ..dsa_core.causal_wan import CausalWan
 from ..dsa_core.config import WanConfig
+from . import host_patches
+from .host_forward import HostCausalWan
 
 
 class DSAInputError(ValueError):
@@ -84,14 +86,25 @@ def model_schedule_sigmas(model, steps: int) -> tuple[list[float], float]:
     return levels, float(getattr(sampling, "shift", 1.0))
 
 
-def host_attention():
-    """The host's optimized attention (its --use-* choice, SDPA, xformers, sage...) in dsa_core's signature."""
+def host_attention(transformer_options: dict | None = None):
+    """The host's optimized attention (its --use-* choice, SDPA, xformers, sage...) in dsa_core's signature. With
+    ``transformer_options`` every call gets them, as the host's WanModel passes them (an attention override in them
+    is then called instead, with the same arguments; q, k, v come as [B, H, L, D] with skip_reshape=True)."""
     from comfy.ldm.modules.attention import optimized_attention
 
-    def attention(q, k, v):
-        return optimized_attention(q, k, v, heads=q.shape[1], skip_reshape=True)
+    if transformer_options is None:
 
-    return attention
+        def attention(q, k, v):
+            return optimized_attention(q, k, v, heads=q.shape[1], skip_reshape=True)
+
+        return attention
+
+    def attention_with_options(q, k, v):
+        return optimized_attention(
+            q, k, v, heads=q.shape[1], skip_reshape=True, transformer_options=transformer_options
+        )
+
+    return attention_with_options
 
 
 def compute_dtype(model) -> torch.dtype:
@@ -101,11 +114,14 @@ def compute_dtype(model) -> torch.dtype:
 
 
 def load_causal_wan(model) -> tuple[CausalWan, torch.device, torch.dtype]:
-    """Load the MODEL through the host's memory management and wrap its modules for chunked causal sampling."""
+    """Load the MODEL through the host's memory management and wrap its modules for chunked causal sampling, with the
+    MODEL's transformer_options at every attention call and its torch.compile request (nodes.host_forward)."""
     config = wan_config_of(model)
     comfy.model_management.load_models_gpu([model])
     dm = model.model.diffusion_model
-    return CausalWan(dm, config, attention=host_attention()), model.load_device, compute_dtype(model)
+    to = host_patches.transformer_options(model)
+    cw = HostCausalWan(dm, config, to, host_attention(to), host_patches.compile_request(model))
+    return cw, model.load_device, compute_dtype(model)
 
 
 def text_context(positive, device, dtype) -> torch.Tensor:

@@ -27,7 +27,18 @@ def summary_text(report: dict) -> str:
         f"vs {report.get('fixed_nfe', 0)} for the fixed {report.get('base_steps', 4)}-step schedule "
         f"(speed-up x{report.get('speedup', 0):.2f}); {report.get('wall_time_s', 0):.2f} s",
     ]
+    lines += host_patch_lines(report.get("host_patches") or {})
     return "\n".join(line for line in lines if line)
+
+
+def host_patch_lines(patches: dict) -> list[str]:
+    """The run's word on the MODEL's patches: hints first, then what DSA could not run, then compilation."""
+    lines = [f"hint: {h}" for h in patches.get("hints", [])]
+    if patches.get("ignored"):
+        lines.append("ignored: " + "; ".join(patches["ignored"]))
+    if patches.get("compiled_graphs") is not None:
+        lines.append(f"torch.compile: {patches['compiled_graphs']} graphs compiled in this run (0 = all reused)")
+    return lines
 
 
 class DSAStepReport(io.ComfyNode):

@@ -19,7 +19,7 @@ from comfy_api.latest import io
 from ..dsa_core import policies, schedules
 from ..dsa_core.ar_sampler import SamplingInterrupted, sample_video
 from ..dsa_core.ar_state import ARState
-from . import native_ar, resource_limits, streaming
+from . import host_patches, native_ar, resource_limits, streaming
 from .dsa_types import DSAHead, DSAReport, DSAState
 from .host_model import DSAInputError, load_causal_wan, model_schedule_sigmas, text_context, wan_config_of
 
@@ -263,6 +263,8 @@ def run(
     ladder = settings.ladder(model)
     step_policy = settings.step_policy(ladder, head)
     cw, device, dtype = load_causal_wan(model)
+    patches = _host_patches(model, cw, settings)
+    patches.log(node_id)
     size = _video_size(start, settings, positive, num_frames)
     resource_limits.check_memory(model, config, device=device, dtype=dtype, **size)
     resource_limits.stop_between_blocks(cw)
@@ -354,13 +356,20 @@ def run(
             dtype=dtype,
             context_latents=None if given is None else given.to(device, dtype),
         )
+    graphs_before = host_patches.compiled_graph_count()
+    model.pre_run()  # the patcher's pre-run callbacks, as the host's sampler runs them
     try:
         frames, state, record = sample_video(cw, **kwargs)
     except SamplingInterrupted:
         comfy.model_management.throw_exception_if_processing_interrupted()
         raise
+    finally:
+        model.cleanup()
+    if cw.compiled:
+        patches.compiled_graphs = host_patches.compiled_graph_count() - graphs_before
     report = record.to_dict()
     report["summary"] = record.summary()
+    report["host_patches"] = patches.to_dict()
     # The state rests where ComfyUI keeps node outputs (CPU unless --gpu-only): a cached state must not pin
     # gigabytes of KV cache in VRAM that the host's model management cannot free.
     resting = comfy.model_management.intermediate_device()
@@ -371,6 +380,22 @@ def run(
     if server is not None:
         server.send_sync(STEP_EVENT, {"node": node_id, "done": True, "report": report}, server.client_id)
     return frames, new_bundle, report
+
+
+def _host_patches(model, cw, settings: SamplingSettings) -> host_patches.HostPatches:
+    """What of the MODEL's patches this run applies; a shift patch counts as walked when the ladder's base levels
+    are the ones the patched sampling gives (schedule 'model', or a preset that happens to match it)."""
+    walks = settings.ladder_sigmas is None and settings.schedule == native_ar.MODEL_SCHEDULE
+    if not walks and host_patches.SAMPLING_PATCH in model.object_patches:
+        if settings.ladder_sigmas is None:
+            full = schedules.ladder_preset(settings.schedule)  # untruncated: max_steps does not hide a difference
+        else:
+            full = schedules.build_ladder(sigmas=settings.ladder_sigmas.flatten().tolist())
+        levels, _ = model_schedule_sigmas(model, full.base_steps)
+        base = full.sigmas[: full.base_steps]
+        walks = len(levels) == len(base) and all(abs(a - b) < 1e-4 for a, b in zip(levels, base))
+    what = "connected ladder" if settings.ladder_sigmas is not None else f"schedule '{settings.schedule}'"
+    return host_patches.survey(model, cw.transformer_options, walks, what)
 
 
 def _video_size(start: NewVideo | StateBundle, settings: SamplingSettings, positive, num_frames: int) -> dict:

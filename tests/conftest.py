@@ -19,6 +19,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # dsa_core importable as a top-level package in tests
 
 PACK_NAME = "ComfyUI-DSA"
+PROBE_PACK = "dsa_test_probes"
 ARTIFACTS = Path(os.environ.get("DSA_TEST_ARTIFACTS", REPO / "test-artifacts"))
 
 
@@ -33,6 +34,8 @@ def pack_parent(session_dir) -> Path:
     parent = session_dir / "packs"
     parent.mkdir()
     (parent / PACK_NAME).symlink_to(REPO, target_is_directory=True)
+    # a test-only pack beside it: an attention override that counts its calls (tests/host/probe_pack)
+    (parent / PROBE_PACK).symlink_to(TESTS / "host" / "probe_pack", target_is_directory=True)
     return parent
 
 
