@@ -32,8 +32,8 @@ def _key(options: dict) -> tuple:
 def compile_options(options: dict | None) -> dict:
     """torch.compile keyword arguments for the pieces: the caller's (e.g. the ones the host's TorchCompileModel
     records), unset values dropped, and dynamic=False unless set (static shapes per chunk)."""
-    out = {k: v for k, v in (options or {}).items() if v is not None}
-    out.setdefault("dynamic", False)
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in (options or {}).items() if v is not None}
+    out.setdefault("dynamic", False)  # (torch.compile pops entries of a nested 'options' dict: hence the copies)
     return out
 
 

@@ -38,6 +38,16 @@ function chartState(node) {
   return node.__dsa;
 }
 
+// The run's word on the MODEL's patches (report.host_patches): a hint (e.g. a shift the schedule ignores) and
+// what DSA could not run, one line each.
+function patchNotes(report) {
+  const p = report?.host_patches;
+  if (!p) return [];
+  const notes = (p.hints || []).map((h) => "hint: " + h);
+  if (p.ignored?.length) notes.push("ignored: " + p.ignored.join("; "));
+  return notes;
+}
+
 function draw(node) {
   const st = chartState(node);
   const canvas = node.__dsaCanvas;
@@ -54,7 +64,9 @@ function draw(node) {
     ? `${r.mean_steps_per_frame.toFixed(2)} steps/frame · NFE ${r.total_nfe} vs ${r.fixed_nfe} fixed · x${r.speedup.toFixed(2)}`
     : n ? `${n} chunk${n > 1 ? "s" : ""} so far` : "DSA: run the graph to see where the steps go";
   ctx.fillText(head, 4, 11);
-  if (!n) return;
+  const notes = patchNotes(r);
+  window.__dsa.charts[node.id] = { chunks: n, summary: st.summary, notes };
+  if (!n) return drawNotes(ctx, notes, H);
   const maxSteps = Math.max(st.baseSteps, ...st.chunks.map((c) => c.steps));
   const col = (W - padL - padR) / n;
   // steps per chunk
@@ -93,7 +105,12 @@ function draw(node) {
     });
     ctx.stroke();
   });
-  window.__dsa.charts[node.id] = { chunks: n, summary: st.summary };
+  drawNotes(ctx, notes, H);
+}
+
+function drawNotes(ctx, notes, H) {       // on top of the chart, bottom up, in amber
+  ctx.fillStyle = "#f0b040";
+  notes.forEach((line, i) => ctx.fillText(line, 4, H - 4 - 11 * (notes.length - 1 - i)));
 }
 
 function addChart(node) {

@@ -79,7 +79,8 @@ def policy_inputs() -> list:
             "model: the MODEL's own sampling, 4 levels as BasicScheduler 'simple' gives them (what "
             "the host's Sampler AR Video template walks; for Causal Forcing at shift 5 these are "
             "Self-Forcing's). max_steps above the base steps adds lower levels to every "
-            "schedule. A DSA Noise Ladder connected to 'ladder' overrides this.",
+            "schedule. A DSA Noise Ladder connected to 'ladder' overrides this. A shift node on the MODEL "
+            "(ModelSamplingSD3) only applies with schedule model (the run says so when it is ignored).",
         ),
         io.Int.Input(
             "cache_window",
