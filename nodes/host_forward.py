@@ -20,6 +20,12 @@ class HostCausalWan(CausalWan):
         super().__init__(dit, config, attention=attention)
         self.transformer_options = transformer_options
         self.compiled = compile_options is not None
+        opts = compile_options or {}
+        # CUDA graphs (backend 'cudagraphs' or mode 'reduce-overhead') replay into the same memory: a forward is one
+        # graph step, as bench_gpu.py's compiled model marks it (not yet run through this path on a GPU)
+        self.cuda_graphs = self.compiled and (
+            opts.get("backend") == "cudagraphs" or opts.get("mode") == "reduce-overhead"
+        )
         if self.compiled:
             self.pieces = compiled_pieces(compile_options)
 
@@ -29,6 +35,8 @@ class HostCausalWan(CausalWan):
         to["grid_sizes"] = tuple(-(-n // p) for n, p in zip(x.shape[2:], patch))
         to["total_blocks"] = len(self.dit.blocks)
         to["block_type"] = "double"
+        if self.cuda_graphs and x.is_cuda:
+            torch.compiler.cudagraph_mark_step_begin()
         return super().run(x, t, text, frame_start, self_attend)
 
     def _block(self, i, block, *args):

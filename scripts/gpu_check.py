@@ -8,12 +8,17 @@ names them; the whole run ends by --budget-s, later parts get what is left or ar
   env          python/torch/CUDA/GPU, the host's comfy modules importable, bf16 matmul rate and copy bandwidth
   cuda_tests   pytest -m cuda tests/host/test_cuda.py (on the CPU in a dry run, tiny sizes)
   compile      bench_gpu.py --variants compile   (torch.compile of the block halves, + VAE, serial decode)
+  node_compile benchmarks/bench_node_compile.py: the graph path in the host (UNETLoader -> TorchCompileModel ->
+               DSA Sampler) beside the same graph without TorchCompileModel (DiT only); not in the device default;
+               skipped, with the missing package named, where the image cannot start the whole host
   vae_overlap  bench_gpu.py --variants compile+overlap+cudnn+cl,compile+overlap,compile+cudnn,compile+cl,
                modes fixed-4 and adaptive-3: the VAE decode on a second CUDA stream beside the DiT, cudnn.benchmark
                and channels-last for the VAE, one at a time and all together (one compilation shared)
   bench        benchmarks/bench_gpu.py: sdpa (+ VAE), sdpa-flash, xformers, host attention (DiT only)
   cuda_graphs  bench_gpu.py --variants cuda-graphs (the same with CUDA graphs, + VAE); not in the device default
-Default parts: env,cuda_tests,compile,vae_overlap,bench on the device; the dry run adds cuda_graphs (all parts).
+Default parts: env,cuda_tests,compile,vae_overlap,bench on the device (node_compile and cuda_graphs on request:
+--parts env,compile,node_compile puts the graph's compile beside the benchmark's own, at most about 7 min); the dry
+run adds node_compile and cuda_graphs (all parts).
 Setup before them: the ComfyUI tarball in .gpu/ is unpacked to a temp folder (DSA_COMFY_DIR), the wheels in
 .gpu/wheels are installed with pip --no-index --target into a temp folder put on PYTHONPATH.
 Output folder: $OUT if set, else ./gpu-check-out. Schema: benchmarks/README.md ("gpu_check.json").
@@ -45,12 +50,13 @@ BOXES = {
     "env": (60, 90),
     "cuda_tests": (150, 240),
     "compile": (110, 150),
+    "node_compile": (240, 240),
     "vae_overlap": (180, 150),
     "bench": (150, 150),
     "cuda_graphs": (110, 60),
 }
 DEVICE_PARTS = "env,cuda_tests,compile,vae_overlap,bench"  # the plain command on the GPU machine
-DRY_RUN_PARTS = DEVICE_PARTS + ",cuda_graphs"  # the dry run: every part, so none can rot
+DRY_RUN_PARTS = DEVICE_PARTS + ",node_compile,cuda_graphs"  # the dry run: every part, so none can rot
 # the VAE levers all together (first: it gets the most time), then each alone, on the fastest DiT measured so far
 # (torch.compile; its serial-decode baseline is the compile part)
 VAE_OVERLAP_VARIANTS = "compile+overlap+cudnn+cl,compile+overlap,compile+cudnn,compile+cl"
@@ -545,6 +551,10 @@ def main(argv=None) -> int:
         + small
         + (["--compile-backend", "eager"] if dry else []),
         "cuda_graphs": [py, "benchmarks/bench_gpu.py", "--variants", "cuda-graphs"] + small,
+        # what a graph gets: UNETLoader -> TorchCompileModel -> DSA Sampler in the host, beside the uncompiled MODEL
+        # (the dry run: TorchCompileModel's cudagraphs backend, which on the CPU compiles without CUDA graphs)
+        "node_compile": [py, "benchmarks/bench_node_compile.py"]
+        + (["--smoke", "--backend", "cudagraphs"] if dry else []),
     }
     order = wanted
     for i, name in enumerate(order):
@@ -567,7 +577,7 @@ def main(argv=None) -> int:
         penv = dict(env)
         argv_ = list(parts[name])
         bench_json = work / "parts" / f"{name}.json"
-        if name in ("bench", "compile", "vae_overlap", "cuda_graphs"):
+        if name in ("bench", "compile", "node_compile", "vae_overlap", "cuda_graphs"):
             bench_json.unlink(missing_ok=True)
             argv_ += ["--json", str(bench_json), "--budget-s", str(max(10, int(timeout - 30)))]
         if name == "cuda_tests":
@@ -614,6 +624,8 @@ def main(argv=None) -> int:
                 res["reason"] = "; ".join(errors)[:300]
             if res["status"] == "failed" and res.get("returncode") == 2 and not measured:
                 res["status"], res["reason"] = "skipped", "no CUDA device"
+            elif res["status"] == "failed" and res.get("returncode") == 3 and not measured:  # host cannot start
+                res["status"], res["reason"] = "skipped", "; ".join(data.get("notes", []))[:300]
             elif res["status"] == "passed" and not measured:
                 res["status"] = "skipped" if not errors else "failed"
                 res["reason"] = res.get("reason") or "; ".join(data.get("notes", []))[:300]

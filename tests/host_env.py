@@ -23,14 +23,14 @@ def comfy_dir() -> Path:
     return d
 
 
-def import_comfy_cpu(base_directory: str | None = None):
-    """Put the host on sys.path and configure it for CPU before any other comfy import."""
+def import_comfy_cpu(base_directory: str | None = None, cpu: bool = True):
+    """Put the host on sys.path and configure it for CPU (unless ``cpu`` is False) before any other comfy import."""
     d = str(comfy_dir())
     if d not in sys.path:
         sys.path.insert(0, d)
     import comfy.cli_args as cli_args
 
-    cli_args.args.cpu = True
+    cli_args.args.cpu = cpu
     cli_args.args.disable_api_nodes = True
     if base_directory is not None:
         cli_args.args.base_directory = base_directory

@@ -75,8 +75,8 @@ class InProcessHost:
         self.server = None
         self.log_records: list[logging.LogRecord] = []
 
-    def start(self, pack_name: str):
-        host_env.import_comfy_cpu(str(self.base_dir))
+    def start(self, pack_name: str, cpu: bool = True):
+        host_env.import_comfy_cpu(str(self.base_dir), cpu=cpu)
         (self.base_dir / "custom_nodes").mkdir(parents=True, exist_ok=True)
         import folder_paths
 

@@ -277,3 +277,35 @@ def test_event_log_is_bounded(page):
     assert got["length"] == got["size"] == 200
     assert (got["first"], got["last"]) == (50, 249)
     assert new_errors(page) == []
+
+
+def test_shift_patch_the_schedule_ignores_shows_on_the_sampler(page):
+    """A ModelSamplingSD3 (shift 3) put between the toy loader and the sampler (schedule self_forcing): after the run
+    the sampler's chart carries the run's hint to use schedule 'model'."""
+    ui = json.loads((REPO / "workflows" / "dsa_toy_demo.json").read_text())
+    load(page, ui, "toy-shift")
+    node_id = next(n["id"] for n in ui["nodes"] if n["type"] == "DSASampler")
+    close_dialogs(page)
+    page.run_async(
+        """
+        const g = window.app.graph, sampler = g.getNodeById(Number(args[0])) ?? g.getNodeById(String(args[0]));
+        const slot = sampler.inputs.findIndex(i => i.name === 'model');
+        const lid = sampler.inputs[slot].link, link = g.links.get?.(lid) ?? g.links[lid];
+        const source = g.getNodeById(link.origin_id);
+        const shift = window.LiteGraph.createNode('ModelSamplingSD3');
+        g.add(shift);
+        shift.widgets.find(w => w.name === 'shift').value = 3.0;
+        source.connect(link.origin_slot, shift, 0);
+        shift.connect(0, sampler, slot);
+        sampler.widgets.find(w => w.name === 'seed').value = args[1];
+        window.__dsa.events = [];
+        await window.app.queuePrompt(0, 1);
+    """,
+        node_id,
+        200 + RENDERERS.index(page.renderer),
+    )
+    page.wait_for(f"window.__dsa.events.some(e => e.done && String(e.node) === '{node_id}')", timeout=240)
+    notes = page.driver.execute_script(f"return window.__dsa.charts['{node_id}'].notes")
+    assert any("shift 3.0" in n and "use schedule 'model'" in n for n in notes), notes
+    page.screenshot(ARTIFACTS / f"shift_hint_{page.renderer}.png")
+    assert new_errors(page) == []

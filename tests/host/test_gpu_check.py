@@ -17,6 +17,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
+NODE, NODE_COMPILE = "node path: DSA Sampler", "node path: TorchCompileModel -> DSA Sampler"
 
 
 def test_gpu_check_dry_run_writes_its_report(tmp_path):
@@ -35,8 +36,8 @@ def test_gpu_check_dry_run_writes_its_report(tmp_path):
     report = json.loads((out / "gpu_check.json").read_text())
     assert report["schema"] == "dsa-gpu-check/1" and report["mode"] == "dry-run"
     parts = {p["name"]: p for p in report["parts"]}
-    assert list(parts) == ["env", "cuda_tests", "compile", "vae_overlap", "bench", "cuda_graphs"]
-    for name in ("env", "cuda_tests", "compile", "vae_overlap", "bench"):
+    assert list(parts) == ["env", "cuda_tests", "compile", "vae_overlap", "bench", "node_compile", "cuda_graphs"]
+    for name in ("env", "cuda_tests", "compile", "vae_overlap", "bench", "node_compile"):
         assert parts[name]["status"] == "passed", (name, parts[name])
     assert parts["cuda_graphs"]["status"] == "skipped" and "n/a on CPU" in parts["cuda_graphs"]["reason"]
     assert all(v.startswith("ok") for v in report["env"]["comfy_imports"].values()), report["env"]
@@ -57,16 +58,28 @@ def test_gpu_check_dry_run_writes_its_report(tmp_path):
         ("sdpa + torch.compile; VAE overlap", "fixed-4"),
         ("sdpa + torch.compile; VAE cudnn-benchmark", "fixed-4"),
         ("sdpa + torch.compile; VAE channels-last", "fixed-4"),
+        (NODE, "fixed-4"),
+        (NODE_COMPILE, "fixed-4"),
     } <= variants, variants
     for r in rows:
         assert "error" not in r, r
-        assert r["fps_best"] > 0 and r["ms_per_chunk_step"] > 0 and r["tflops"] >= 0 and r["nfe"] > 0
-        assert r["vae"] == (r["variant"] != "host optimized_attention")
+        node_path = r["part"] == "node_compile"
+        assert r["fps_best"] > 0 and r["ms_per_chunk_step"] > 0 and r["nfe"] > 0
+        assert r["tflops"] is None if node_path else r["tflops"] >= 0
+        assert r["vae"] == (r["variant"] not in ("host optimized_attention", NODE, NODE_COMPILE))
         if r["vae"]:
             assert 0 < r["latency_s_min"] and r["vae_ms_per_chunk_median"] > 0
         assert r["vae_overlap"] is False  # no CUDA streams here: the overlap variants decode serially
         assert r["dit_fps_median"] > 0
     assert [r["vae_options"] for r in rows if r["variant"] == overlap][0] == ["overlap", "cudnn", "cl"]
+    # the graph path (UNETLoader -> TorchCompileModel -> DSA Sampler): compiled in the warm-up, reused after, and the
+    # same video as the uncompiled MODEL's (cudagraphs backend on the CPU: the same ops, no CUDA graphs)
+    notes = report["bench"]["notes"]
+    compiled = next(n for n in notes if n.startswith("node_compile: node-compile: graphs compiled per run"))
+    warm, *later = json.loads(compiled.split("per run ", 1)[1].split(" (", 1)[0])
+    assert warm > 0 and later and all(g == 0 for g in later), compiled
+    assert any(n.startswith("node_compile: node: graphs compiled per run [null") for n in notes), notes
+    assert any("compiled vs uncompiled latent: max |diff| / max |uncompiled| = 0.00e+00" in n for n in notes), notes
     assert [r["part"] for r in rows if r["variant"] == overlap][0] == "vae_overlap"
     assert "Lq * (12 d^2 + 4 d f)" in report["bench"]["flop_formula"]
     assert [t["target"] for t in report["targets"]] == [
