@@ -66,7 +66,7 @@ function draw(node) {
   ctx.fillText(head, 4, 11);
   const notes = patchNotes(r);
   window.__dsa.charts[node.id] = { chunks: n, summary: st.summary, notes };
-  if (!n) return drawNotes(ctx, notes, H);
+  if (!n) return drawNotes(ctx, notes, W, H);
   const maxSteps = Math.max(st.baseSteps, ...st.chunks.map((c) => c.steps));
   const col = (W - padL - padR) / n;
   // steps per chunk
@@ -105,12 +105,27 @@ function draw(node) {
     });
     ctx.stroke();
   });
-  drawNotes(ctx, notes, H);
+  drawNotes(ctx, notes, W, H);
 }
 
-function drawNotes(ctx, notes, H) {       // on top of the chart, bottom up, in amber
+function wrapText(ctx, text, width) {    // words onto lines no wider than `width` pixels
+  const lines = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    const next = line ? line + " " + word : word;
+    if (line && ctx.measureText(next).width > width) { lines.push(line); line = word; } else line = next;
+  }
+  return line ? lines.concat([line]) : lines;
+}
+
+function drawNotes(ctx, notes, W, H) {    // on top of the chart's foot, in amber on a dark band (at most 5 lines)
+  const lines = notes.flatMap((n) => wrapText(ctx, n, W - 8)).slice(0, 5);
+  if (!lines.length) return;
+  const top = H - 4 - 11 * lines.length;
+  ctx.fillStyle = "rgba(24, 24, 28, 0.85)";
+  ctx.fillRect(0, top - 2, W, H - top + 2);
   ctx.fillStyle = "#f0b040";
-  notes.forEach((line, i) => ctx.fillText(line, 4, H - 4 - 11 * (notes.length - 1 - i)));
+  lines.forEach((line, i) => ctx.fillText(line, 4, top + 9 + 11 * i));
 }
 
 function addChart(node) {

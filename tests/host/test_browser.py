@@ -308,4 +308,10 @@ def test_shift_patch_the_schedule_ignores_shows_on_the_sampler(page):
     notes = page.driver.execute_script(f"return window.__dsa.charts['{node_id}'].notes")
     assert any("shift 3.0" in n and "use schedule 'model'" in n for n in notes), notes
     page.screenshot(ARTIFACTS / f"shift_hint_{page.renderer}.png")
+    url = page.driver.execute_script(
+        "const n = window.app.graph.getNodeById(Number(arguments[0])) ?? window.app.graph.getNodeById(arguments[0]);"
+        "return n.__dsaCanvas.toDataURL('image/png');",
+        node_id,
+    )
+    (ARTIFACTS / f"shift_hint_chart_{page.renderer}.png").write_bytes(base64.b64decode(url.split(",", 1)[1]))
     assert new_errors(page) == []
