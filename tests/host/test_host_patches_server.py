@@ -145,9 +145,24 @@ def test_torch_compile_model_compiles_dsas_forward_once(server_host, tiny_models
     # more chunks, more steps, another seed: no graph is made again (static shapes per chunk, reused across runs)
     g2 = _dsa(_base(tiny_models), "6", ["12", 0], seed=6, length=33, max_steps=3)
     g2["12"] = g["12"]
+    g2["9"] = {  # the extender's forwards (and its commit passes) go through the same compiled pieces
+        "class_type": "DSAExtend",
+        "inputs": {
+            "model": ["12", 0],
+            "positive": ["2", 0],
+            "state": ["6", 1],
+            "seed": 7,
+            "add_frames": 12,
+            "frames_per_chunk": 3,
+            "recache": "none",
+            **{**FIXED, "max_steps": 2},
+        },
+    }
+    g2["s9"] = {"class_type": "SaveLatent", "inputs": {"samples": ["9", 0], "filename_prefix": "patch_ext"}}
     _, reports2 = _run(server_host, g2)
-    assert reports2["6"]["total_nfe"] == 3 * 4
+    assert reports2["6"]["total_nfe"] == 3 * 4 and reports2["9"]["total_nfe"] == 1 * 3
     assert reports2["6"]["host_patches"]["compiled_graphs"] == 0
+    assert reports2["9"]["host_patches"]["compiled_graphs"] == 0
 
 
 # ---- what DSA cannot run is named --------------------------------------------------------------------------------
