@@ -15,7 +15,7 @@ from ..dsa_core import checkpoint as ckpt
 from ..dsa_core.checkpoint_header import read_header
 from ..dsa_core.checkpoint_keys import head_keys
 from ..dsa_core.confidence_head import META_CONFIG, HeadConfig, head_from_state_dict, load_head
-from . import model_folders
+from . import input_checks, model_folders
 from .dsa_types import DSAHead
 from .host_model import SUPPORTED_FAMILIES
 
@@ -89,10 +89,10 @@ class DSAModelLoader(io.ComfyNode):
         )
 
     @classmethod
+    @input_checks.validates("generator")
     def validate_inputs(cls, generator) -> bool | str:
-        """The generator file, from its header. Only `generator` is taken: the host repeats a message once per
-        input validate_inputs takes, so the head file is checked when the node runs (before any weight loads);
-        weight_dtype is a list the host checks itself."""
+        """The generator file, from its header (nodes/input_checks.py: one input per validator). The head file
+        and weight_dtype are checked when the node runs, before any weight loads."""
         try:
             check_generator_file(folder_paths.get_full_path_or_raise("diffusion_models", generator))
         except ckpt.CheckpointError as e:
@@ -102,6 +102,7 @@ class DSAModelLoader(io.ComfyNode):
         return True
 
     @classmethod
+    @input_checks.checked_execute
     def execute(cls, generator, head, weight_dtype) -> io.NodeOutput:
         path = folder_paths.get_full_path_or_raise("diffusion_models", generator)
         if head not in (HEAD_AUTO, HEAD_NONE):
@@ -147,6 +148,7 @@ class DSAHeadLoader(io.ComfyNode):
         )
 
     @classmethod
+    @input_checks.validates("head")
     def validate_inputs(cls, head) -> bool | str:
         try:
             check_head_file(folder_paths.get_full_path_or_raise(model_folders.HEADS, head), None)
@@ -155,5 +157,6 @@ class DSAHeadLoader(io.ComfyNode):
         return True
 
     @classmethod
+    @input_checks.checked_execute
     def execute(cls, head) -> io.NodeOutput:
         return io.NodeOutput(load_head(folder_paths.get_full_path_or_raise(model_folders.HEADS, head)))

@@ -10,6 +10,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..dsa_core import prompt_files
+from . import input_checks
 from .model_folders import PROMPTS as FOLDER
 
 
@@ -34,6 +35,12 @@ class DSAPromptEmbedding(io.ComfyNode):
         )
 
     @classmethod
+    @input_checks.validates("embedding")
+    def validate_inputs(cls, embedding) -> bool | str:
+        return True  # the file is one of the listed ones (checked by the decorator); its contents when it runs
+
+    @classmethod
+    @input_checks.checked_execute
     def execute(cls, embedding) -> io.NodeOutput:
         path = folder_paths.get_full_path_or_raise(FOLDER, embedding)
         pf = prompt_files.load_prompt_embedding(path)

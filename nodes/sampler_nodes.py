@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from . import native_ar, sampling, streaming, widget_ranges
+from . import input_checks, native_ar, sampling, streaming, widget_ranges
 from .dsa_types import DSAState
 from .host_model import DSAInputError
 
@@ -130,18 +130,7 @@ class DSASampler(io.ComfyNode):
         )
 
     @classmethod
-    @widget_ranges.enforce_widget_ranges
-    def validate_inputs(
-        cls, width, height, length, frames_per_chunk, min_steps, max_steps, cache_window, sink_frames
-    ) -> bool | str:
-        ranges = widget_ranges.declared_ranges(cls.define_schema())
-        return (
-            check_video_shape(width, height, length, frames_per_chunk, start_frames=None, ranges=ranges)
-            or sampling.check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk)
-            or True
-        )
-
-    @classmethod
+    @input_checks.checked_execute
     def execute(
         cls,
         model,
@@ -165,11 +154,17 @@ class DSASampler(io.ComfyNode):
         start_image=None,
         noise=None,
     ) -> io.NodeOutput:
+        ranges = widget_ranges.declared_ranges(cls.define_schema())
+        problem = check_video_shape(
+            width, height, length, frames_per_chunk, start_frames=None, ranges=ranges
+        ) or sampling.check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk)
+        if problem:
+            raise DSAInputError(problem)
         start_latent = None
         if start_image is not None:
             start_latent = native_ar.encode_start_image(model, vae, start_image, width, height)
         start_frames = 0 if start_latent is None else start_latent.shape[2]
-        problem = check_video_shape(width, height, length, frames_per_chunk, start_frames)
+        problem = check_video_shape(width, height, length, frames_per_chunk, start_frames, ranges=ranges)
         if problem:
             raise DSAInputError(problem)
         streaming.check_images_wanted(vae, cls.hidden.prompt, cls.hidden.unique_id, sampling.outputs())
@@ -269,15 +264,7 @@ class DSAExtend(io.ComfyNode):
         )
 
     @classmethod
-    @widget_ranges.enforce_widget_ranges
-    def validate_inputs(
-        cls, add_frames, frames_per_chunk, min_steps, max_steps, cache_window, sink_frames
-    ) -> bool | str:
-        if add_frames % 4:
-            return f"add_frames must be a multiple of 4 (one latent frame = 4 frames): got {add_frames}"
-        return sampling.check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk) or True
-
-    @classmethod
+    @input_checks.checked_execute
     def execute(
         cls,
         model,
@@ -300,6 +287,11 @@ class DSAExtend(io.ComfyNode):
         latent=None,
         vae=None,
     ) -> io.NodeOutput:
+        if add_frames % 4:
+            raise DSAInputError(f"add_frames must be a multiple of 4 (one latent frame = 4 frames): got {add_frames}")
+        problem = sampling.check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk)
+        if problem:
+            raise DSAInputError(problem)
         if state is None and latent is None:
             raise DSAInputError("connect either a DSA state (from DSA Confidence Sampler / Extender) or a video latent")
         streaming.check_images_wanted(vae, cls.hidden.prompt, cls.hidden.unique_id, sampling.outputs())
