@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import torch
 from comfy_api.latest import io
 
 from . import input_checks, native_ar, sampling, streaming, widget_ranges
 from .dsa_types import DSAState
-from .host_model import DSAInputError
+from .host_model import DSAInputError, wan_config_of
 
 MAX_RES = 8192
 
@@ -44,6 +45,11 @@ def check_video_shape(
             f"try {' or '.join(map(str, ok))}"
         )
     t = latent_frames(length)
+    if start_frames and t <= start_frames:
+        return (
+            f"length {length} is the start image alone: nothing to generate; use length "
+            f"{(start_frames + frames_per_chunk - 1) * 4 + 1} or more"
+        )
     starts = (0, 1) if start_frames is None else (start_frames,)
     if all((t - s) % frames_per_chunk for s in starts):
         s = starts[0]
@@ -54,6 +60,27 @@ def check_video_shape(
         what = f"{t} latent frames" if not s else f"{t} latent frames, {t - s} to generate after the start image"
         fix = f"use length {' or '.join(map(str, ok))}" if ok else "use a smaller frames_per_chunk"
         return f"length {length} gives {what}, not a multiple of frames_per_chunk {frames_per_chunk}: {fix}"
+    return None
+
+
+def latent_problem(samples, config) -> str | None:
+    """What keeps a LATENT from being continued by a Wan 2.1 AR model, in words, or None."""
+    want = f"a Wan 2.1 video latent [batch, {config.in_dim}, frames, height/8, width/8]"
+    if samples.ndim != 5:
+        return f"the latent has shape {tuple(samples.shape)}; the extender needs {want}"
+    if samples.shape[1] != config.in_dim:
+        return (
+            f"the latent has {samples.shape[1]} channels: it comes from another model family's latent (e.g. "
+            f"Mochi 12, LTXV 128, an image model 4); the extender needs {want}: make it with the Wan 2.1 VAE "
+            "(VAE Encode) or a Wan sampler"
+        )
+    _, ph, pw = config.patch_size
+    if samples.shape[2] < 1 or samples.shape[3] % ph or samples.shape[4] % pw or not samples.shape[3]:
+        return (
+            f"the latent has shape {tuple(samples.shape)}; the extender needs {want}, width and height multiples of 16"
+        )
+    if not bool(torch.isfinite(samples).all()):
+        return "the latent holds NaN/Inf values: check the nodes that made it (it would poison every new frame)"
     return None
 
 
@@ -319,11 +346,9 @@ class DSAExtend(io.ComfyNode):
             start = state
         else:
             samples = latent["samples"]
-            if samples.ndim != 5:
-                raise DSAInputError(
-                    f"the latent has shape {tuple(samples.shape)}; the extender needs a video latent "
-                    "[batch, 16, frames, height/8, width/8]"
-                )
+            problem = latent_problem(samples, wan_config_of(model))
+            if problem:
+                raise DSAInputError(problem)
             start = sampling.NewVideo(
                 latent_h=samples.shape[3],
                 latent_w=samples.shape[4],

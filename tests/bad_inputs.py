@@ -7,7 +7,9 @@ time (a node error filed under ``input``) or when the node runs (one execution e
   "run": one execution error (rules between inputs, NaN: the host would file a validator's message under
          every input the validator takes, see nodes/input_checks.py);
   "combo": a value outside a combo's options: the host's own node error where it checks V3 combos at queue
-         time (0.33.0), else one execution error from the node's schema check (0.3.75).
+         time (0.33.0), else one execution error from the node's schema check (0.3.75);
+  "ok": no error: the prompt must run (a value the pack must handle, not refuse).
+A change "node:input" edits another node of the graph than the case's (e.g. the image feeding a start image).
 """
 
 from __future__ import annotations
@@ -75,24 +77,56 @@ CASES = [
     Case("sinks without window", "dsa", "3", {"sink_frames": 2}, "sink_frames", "sink_frames only apply", "run"),
     Case("add_frames 6", "dsa", "5", {"add_frames": 6}, "add_frames", "multiple of 4", "run"),
     Case("add_frames not whole chunks", "dsa", "5", {"add_frames": 8}, "add_frames", "not a whole number", "run"),
+    # start images and latents to continue that the model cannot use
+    Case("start image batch of 4", "i2v", "3", {"21:batch_size": 4}, "start_image", "a batch of 4 images", "run"),
+    Case("start image, length 1", "i2v", "3", {"length": 1}, "length", "the start image alone", "run"),
+    Case("Mochi latent", "latent_mochi", "5", {}, "latent", "has 12 channels", "run"),
+    Case("LTXV latent", "latent_ltxv", "5", {}, "latent", "has 128 channels", "run"),
+    Case("image latent", "latent_image", "5", {}, "latent", "the extender needs a Wan 2.1 video latent", "run"),
+    # the host's AR noise at the top of the seed range: runs (seed + block*1000 + step wraps around 2^64)
+    Case("native noise, top seed", "dsa", "3", {"seed": 2**64 - 1, "noise": "sampler_ar_video"}, when="ok"),
 ]
 
+LATENT_SOURCES = {
+    "latent_mochi": ("EmptyMochiLatentVideo", {"width": 32, "height": 32, "length": 7, "batch_size": 1}),
+    "latent_ltxv": ("EmptyLTXVLatentVideo", {"width": 64, "height": 64, "length": 9, "batch_size": 1}),
+    "latent_image": ("EmptyLatentImage", {"width": 32, "height": 32, "batch_size": 1}),
+}
 
-def base_graph(kind: str, tiny_models: dict) -> dict:
+
+def base_graph(kind: str, files: dict) -> dict:
+    """files: the test's tiny_models plus "vae" (a tiny Wan 2.1 VAE in models/vae)."""
     if kind == "ladder":
         return ladder_graph("custom")
-    return dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], seed=11, policy="fixed", max_steps=4)
+    g = dsa_graph(files["wan_with_head"], files["prompt_a"], seed=11, policy="fixed", max_steps=4)
+    if kind == "i2v":
+        g["20"] = {"class_type": "VAELoader", "inputs": {"vae_name": files["vae"]}}
+        g["21"] = {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 40, "height": 32, "batch_size": 1, "color": 0x3366CC},
+        }
+        g["3"]["inputs"].update(start_image=["21", 0], vae=["20", 0], frames_per_chunk=1)
+    if kind in LATENT_SOURCES:
+        cls, inputs = LATENT_SOURCES[kind]
+        g["30"] = {"class_type": cls, "inputs": dict(inputs)}
+        del g["5"]["inputs"]["state"]
+        g["5"]["inputs"]["latent"] = ["30", 0]
+    return g
 
 
-def case_graph(case: Case, tiny_models: dict) -> dict:
-    g = copy.deepcopy(base_graph(case.graph, tiny_models))
+def case_graph(case: Case, files: dict) -> dict:
+    g = copy.deepcopy(base_graph(case.graph, files))
     if case.node == "5":  # the extender's case: the sampler's own outputs would still be queued without it
         del g["6"], g["7"]
+        if case.graph in LATENT_SOURCES:  # and its latent does not come from the sampler
+            del g["3"]
     for name, value in case.changes.items():
+        node, _, name = name.rpartition(":")
+        inputs = g[node or case.node]["inputs"]
         if value is MISSING:
-            del g[case.node]["inputs"][name]
+            del inputs[name]
         else:
-            g[case.node]["inputs"][name] = value
+            inputs[name] = value
     return g
 
 

@@ -48,6 +48,17 @@ def test_nan_weights_are_named():
         run(model, text_of(model))
 
 
+def test_nan_weights_that_also_poison_the_prompt_kv_are_named_as_weights():
+    """NaN in the text embedding makes every prompt K/V NaN too: the weights are the source."""
+    model = tiny()
+    with torch.no_grad():
+        model.dit.text_embedding[0].weight[2, 1] = float("nan")
+    text = text_of(model)
+    assert not all(torch.isfinite(t).all() for kv in text.kv for t in kv)
+    with pytest.raises(NonFiniteError, match=r"weights hold NaN/Inf.*text_embedding\.0\.weight"):
+        run(model, text)
+
+
 def test_nan_conditioning_is_named():
     model = tiny()
     with pytest.raises(NonFiniteError, match="prompt conditioning holds NaN"):

@@ -12,11 +12,24 @@ def host_version() -> str:
     return comfyui_version.__version__
 
 
+@pytest.fixture(scope="module")
+def files(tiny_models, models_dir):
+    from testdata import write_tiny_wan_vae
+
+    return {**tiny_models, "vae": write_tiny_wan_vae(models_dir / "vae" / "tiny_wan_vae_bad_input.safetensors").name}
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_one_problem_one_message_on_its_input(inprocess_host, tiny_models, case):
-    g = case_graph(case, tiny_models)
+def test_one_problem_one_message_on_its_input(inprocess_host, files, case):
+    g = case_graph(case, files)
     ok, _err, _, node_errors = inprocess_host.validate(g)
-    if expected_when(case, host_version()) == "queue":
+    when = expected_when(case, host_version())
+    if when == "ok":
+        assert ok, node_errors
+        res = inprocess_host.run(g, executor=inprocess_host.executor("none"))
+        assert res.success, res.error()
+        return
+    if when == "queue":
         assert not ok
         check_node_errors(case, node_errors)
         return
@@ -43,3 +56,30 @@ def test_suggested_lengths_stay_inside_the_widget_range(inprocess_host, tiny_mod
     res = inprocess_host.run(g, executor=inprocess_host.executor("none"))
     msg = res.error()["exception_message"]
     assert "use length 4089" in msg and "4101" not in msg
+
+
+@pytest.mark.parametrize(
+    "shape, poke, fragment",
+    [
+        ((1, 0, 32, 3), None, "start_image is 32x0 pixels"),
+        ((1, 32, 0, 3), None, "start_image is 0x32 pixels"),
+        ((1, 32, 32, 1), None, "1 channel; the VAE encodes RGB"),
+        ((1, 32, 32, 2), None, "2 channels; the VAE encodes RGB"),
+        ((0, 32, 32, 3), None, "an empty batch"),
+        ((32, 32, 3), None, "expected an IMAGE [frames, height, width, channels]"),
+        ((1, 32, 32, 3), float("nan"), "holds NaN/Inf"),
+        ((1, 32, 32, 3), float("inf"), "holds NaN/Inf"),
+    ],
+)
+def test_start_images_the_vae_cannot_encode_are_named(inprocess_host, shape, poke, fragment):
+    """Image tensors no stock node makes (zero sides, 1-2 channels, NaN): one message each, before any encoding."""
+    import sys
+
+    import torch
+
+    native_ar = next(m for k, m in sys.modules.items() if k.endswith(".nodes.native_ar") and "DSA" in k)
+    image = torch.rand(shape)
+    if poke is not None:
+        image[0, 3, 4, 1] = poke
+    assert fragment in native_ar.start_image_problem(image)
+    assert native_ar.start_image_problem(torch.rand(1, 32, 32, 4)) is None  # RGBA: the alpha is dropped
