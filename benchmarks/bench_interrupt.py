@@ -6,7 +6,7 @@ longest attention) of a thin model with the same hooks, sets the stop flag a whi
 and measures the time until the forward raises. Also: one slice's time, and the work of one whole attention
 call (what an unsliced call would cost before the stop could land). CPU, fp32.
 
-    python benchmarks/bench_interrupt.py [--sizes 1024x1024x81,2048x2048x81] [--repeats 3]
+    python benchmarks/bench_interrupt.py [--sizes 1024x1024x81,2048x2048x81] [--attention host|sdpa]
 """
 
 from __future__ import annotations
@@ -27,7 +27,21 @@ class Stopped(Exception):
     pass
 
 
-def measure(width: int, height: int, length: int, delays: list[float], layers: int = 4) -> dict:
+def host_attention():
+    """The test host's own attention on CPU (what the sampler node uses there)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import host_env
+
+    host_env.import_comfy_cpu()
+    from comfy.ldm.modules.attention import optimized_attention
+
+    def attention(q, k, v):
+        return optimized_attention(q, k, v, heads=q.shape[1], skip_reshape=True)
+
+    return attention, optimized_attention.__name__
+
+
+def measure(width: int, height: int, length: int, delays: list[float], attention: str, layers: int = 4) -> dict:
     import torch
 
     from dsa_core.attention_slices import SLICE_FLOPS, attention_flops, sliced_attention
@@ -36,12 +50,14 @@ def measure(width: int, height: int, length: int, delays: list[float], layers: i
     from dsa_core.wan_model import WanDiT, init_random_weights
 
     config = WanConfig(dim=128, ffn_dim=256, num_heads=1, num_layers=layers)
-    model = CausalWan(init_random_weights(WanDiT(config), seed=0).eval(), config)
+    attn, attn_name = host_attention() if attention == "host" else (None, "torch SDPA")
+    model = CausalWan(init_random_weights(WanDiT(config), seed=0).eval(), config, attention=attn)
     lh, lw, frames, chunk = height // 8, width // 8, (length - 1) // 4 + 1, 3
     start = frames - chunk  # the last chunk: every earlier frame is visible
     with torch.no_grad():
         text = model.encode_text(torch.randn(1, 512, config.text_dim))
     cache = model.new_cache(1, lh, lw, chunk, total_frames=frames)
+    cache.frames_written = start  # as if the earlier chunks had been made (their K/V values do not matter here)
     x = torch.randn(1, 16, chunk, lh, lw)
     t = torch.full((1,), 750.0)
     flag = threading.Event()
@@ -62,6 +78,7 @@ def measure(width: int, height: int, length: int, delays: list[float], layers: i
     for delay in delays:
         flag.clear()
         checks.clear()
+        cache.frames_written, cache.last_chunk_start = start, None
         timer = threading.Timer(delay, flag.set)
         t0 = time.perf_counter()
         timer.start()
@@ -74,6 +91,7 @@ def measure(width: int, height: int, length: int, delays: list[float], layers: i
         timer.cancel()
     gaps = [b - a for a, b in zip(checks, checks[1:])]
     return {
+        "attention": attn_name,
         "size": f"{width}x{height}x{length}",
         "queries": tokens,
         "keys": k.shape[2],
@@ -88,6 +106,7 @@ def measure(width: int, height: int, length: int, delays: list[float], layers: i
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1024x1024x81,2048x2048x81")
+    ap.add_argument("--attention", choices=("host", "sdpa"), default="host", help="host: the test host's own (CPU)")
     ap.add_argument("--delays", default="1.5,4.0,9.0", help="seconds after the forward starts to ask for the stop")
     args = ap.parse_args(argv)
     import torch
@@ -102,10 +121,10 @@ def main(argv=None) -> int:
     delays = [float(d) for d in args.delays.split(",")]
     for size in args.sizes.split(","):
         w, h, n = (int(v) for v in size.split("x"))
-        r = measure(w, h, n, delays)
+        r = measure(w, h, n, delays, args.attention)
         lat = ", ".join("finished" if v is None else f"{v:.2f}" for v in r["latencies"])
         print(
-            f"| {r['size']} | {r['queries']} x {r['keys']} | {r['whole_call_gflop']:.0f} GFLOP "
+            f"| {r['size']}, {r['attention']} | {r['queries']} x {r['keys']} | {r['whole_call_gflop']:.0f} GFLOP "
             f"| {r['slices_per_call']} | {lat} | {r['median_gap']:.2f} / {r['max_gap']:.2f} |",
             flush=True,
         )
