@@ -15,7 +15,7 @@ from ..dsa_core import checkpoint as ckpt
 from ..dsa_core.checkpoint_header import read_header
 from ..dsa_core.checkpoint_keys import head_keys
 from ..dsa_core.confidence_head import META_CONFIG, HeadConfig, head_from_state_dict, load_head
-from . import causal_ar_files, input_checks, model_folders
+from . import causal_ar_files, input_checks, model_folders, toy_vae
 from .dsa_types import DSAHead
 from .host_model import SUPPORTED_FAMILIES
 
@@ -120,6 +120,7 @@ class DSAModelLoader(io.ComfyNode):
         if model is None:
             raise ckpt.CheckpointError(f"ComfyUI could not detect a model in {generator}")
         causal_ar_files.give_causal_ar_sampling(model, meta)
+        toy_vae.mark_if_toy(model, meta)
         conf_head = None
         if head == HEAD_AUTO and head_sd:
             conf_head = head_from_state_dict(head_sd, meta, expected_dim=config.dim, source=generator)

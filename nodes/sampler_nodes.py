@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from . import input_checks, native_ar, sampling, streaming, widget_ranges
+from . import input_checks, native_ar, sampling, streaming, toy_vae, widget_ranges
 from .dsa_types import DSAState
 from .host_model import DSAInputError, wan_config_of
 
@@ -187,6 +187,7 @@ class DSASampler(io.ComfyNode):
         ) or sampling.check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk)
         if problem:
             raise DSAInputError(problem)
+        toy_vae.check_vae_matches_model(vae, model, wan_config_of(model).dim)
         start_latent = None
         if start_image is not None:
             start_latent = native_ar.encode_start_image(model, vae, start_image, width, height)
@@ -319,6 +320,7 @@ class DSAExtend(io.ComfyNode):
         problem = sampling.check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk)
         if problem:
             raise DSAInputError(problem)
+        toy_vae.check_vae_matches_model(vae, model, wan_config_of(model).dim)
         if state is None and latent is None:
             raise DSAInputError("connect either a DSA state (from DSA Confidence Sampler / Extender) or a video latent")
         streaming.check_images_wanted(vae, cls.hidden.prompt, cls.hidden.unique_id, sampling.outputs())

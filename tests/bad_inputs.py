@@ -83,6 +83,7 @@ CASES = [
     Case("Mochi latent", "latent_mochi", "5", {}, "latent", "has 12 channels", "run"),
     Case("LTXV latent", "latent_ltxv", "5", {}, "latent", "has 128 channels", "run"),
     Case("image latent", "latent_image", "5", {}, "latent", "the extender needs a Wan 2.1 video latent", "run"),
+    Case("Wan VAE on the toy model", "toy_wan_vae", "3", {}, "vae", "connect DSA Toy VAE", "run"),
     # the host's AR noise at the top of the seed range: runs (seed + block*1000 + step wraps around 2^64)
     Case("native noise, top seed", "dsa", "3", {"seed": 2**64 - 1, "noise": "sampler_ar_video"}, when="ok"),
 ]
@@ -106,6 +107,10 @@ def base_graph(kind: str, files: dict) -> dict:
             "inputs": {"width": 40, "height": 32, "batch_size": 1, "color": 0x3366CC},
         }
         g["3"]["inputs"].update(start_image=["21", 0], vae=["20", 0], frames_per_chunk=1)
+    if kind == "toy_wan_vae":  # the bundled toy model (its own codec) with a Wan 2.1 VAE on the sampler
+        g["1"]["inputs"]["generator"] = "dsa_toy_wan.safetensors"
+        g["20"] = {"class_type": "VAELoader", "inputs": {"vae_name": files["vae"]}}
+        g["3"]["inputs"]["vae"] = ["20", 0]
     if kind in LATENT_SOURCES:
         cls, inputs = LATENT_SOURCES[kind]
         g["30"] = {"class_type": cls, "inputs": dict(inputs)}

@@ -83,3 +83,14 @@ def test_start_images_the_vae_cannot_encode_are_named(inprocess_host, shape, pok
         image[0, 3, 4, 1] = poke
     assert fragment in native_ar.start_image_problem(image)
     assert native_ar.start_image_problem(torch.rand(1, 32, 32, 4)) is None  # RGBA: the alpha is dropped
+
+
+def test_the_toy_vae_on_a_real_wan_model_is_refused(inprocess_host):
+    """A Wan-sized model (no file of that size is made here: the rule reads the model's dim) with the Toy VAE."""
+    import sys
+
+    toy_vae = next(m for k, m in sys.modules.items() if k.endswith(".nodes.toy_vae") and "DSA" in k)
+    assert "Wan 2.1 model (dim 1536)" in toy_vae.vae_mismatch(True, False, 1536)
+    assert "connect DSA Toy VAE" in toy_vae.vae_mismatch(False, True, 256)
+    assert toy_vae.vae_mismatch(True, True, 256) is None and toy_vae.vae_mismatch(False, False, 1536) is None
+    assert toy_vae.vae_mismatch(True, False, 128) is None  # small test models may stream through the toy codec
