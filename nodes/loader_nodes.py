@@ -65,7 +65,7 @@ class DSAModelLoader(io.ComfyNode):
             inputs=[
                 io.Combo.Input(
                     "generator",
-                    options=folder_paths.get_filename_list("diffusion_models"),
+                    options=model_folders.generator_names(),
                     tooltip="An AR Wan 2.1 text-to-video checkpoint in models/diffusion_models "
                     "(.safetensors; convert original .pt files with python -m dsa_core.convert).",
                 ),
@@ -94,7 +94,7 @@ class DSAModelLoader(io.ComfyNode):
         """The generator file, from its header (nodes/input_checks.py: one input per validator). The head file
         and weight_dtype are checked when the node runs, before any weight loads."""
         try:
-            check_generator_file(folder_paths.get_full_path_or_raise("diffusion_models", generator))
+            check_generator_file(model_folders.generator_path(generator))
         except ckpt.CheckpointError as e:
             return f"{e}. DSA Model Loader reads {SUPPORTED_FAMILIES}; other files: load them with their own loader"
         except Exception as e:
@@ -104,7 +104,7 @@ class DSAModelLoader(io.ComfyNode):
     @classmethod
     @input_checks.checked_execute
     def execute(cls, generator, head, weight_dtype) -> io.NodeOutput:
-        path = folder_paths.get_full_path_or_raise("diffusion_models", generator)
+        path = model_folders.generator_path(generator)
         if head not in (HEAD_AUTO, HEAD_NONE):
             config, _ = check_generator_file(path)
             try:

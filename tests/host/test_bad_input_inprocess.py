@@ -94,3 +94,15 @@ def test_the_toy_vae_on_a_real_wan_model_is_refused(inprocess_host):
     assert "connect DSA Toy VAE" in toy_vae.vae_mismatch(False, True, 256)
     assert toy_vae.vae_mismatch(True, True, 256) is None and toy_vae.vae_mismatch(False, False, 1536) is None
     assert toy_vae.vae_mismatch(True, False, 128) is None  # small test models may stream through the toy codec
+
+
+def test_the_toy_prompts_are_not_offered_as_diffusion_models(inprocess_host):
+    """The host lists model folders recursively: the toy's prompt embeddings must not appear in UNETLoader's list
+    (it cannot load them); DSA Model Loader still offers the toy model."""
+    import nodes
+
+    unet = nodes.NODE_CLASS_MAPPINGS["UNETLoader"].INPUT_TYPES()["required"]["unet_name"][0]
+    assert not [n for n in unet if "toy_" in n or n.startswith("prompts")]
+    dsa = nodes.NODE_CLASS_MAPPINGS["DSAModelLoader"].INPUT_TYPES()["required"]["generator"]
+    options = dsa[1]["options"] if isinstance(dsa[0], str) else dsa[0]
+    assert "dsa_toy_wan.safetensors" in options and not [n for n in options if "prompts" in n]
