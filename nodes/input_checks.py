@@ -9,11 +9,12 @@ of the inputs it takes reach it (hidden inputs such as the prompt are empty at q
   a missing value to the host's own ``required_input_missing``.
 - Every other input keeps the host's own queue-time checks (ranges on both hosts; list options on hosts that
   check V3 combos, 0.33.0), one message each under the input.
-- ``checked_execute``: when the node runs, before anything else, every widget value is checked against the
-  schema (options of each combo, range and finiteness of each number): this covers hosts that do not check V3
-  combos at queue time (0.3.75), NaN (which passes the host's range checks), and inputs appended later, with
-  no list to keep. Rules between several inputs are checked by the node in execute too (one execution error):
-  at queue time they would be filed under every input they read.
+- ``check_widgets_when_run`` (applied to every node of the pack in nodes/__init__.py): when the node runs,
+  before anything else, every widget value is checked against the schema (options of each combo, range and
+  finiteness of each number): this covers hosts that do not check V3 combos at queue time (0.3.75), NaN (which
+  passes the host's range checks), and nodes and inputs added later, with no list to keep. Rules between
+  several inputs are checked by the node in execute too (one execution error): at queue time they would be
+  filed under every input they read.
 """
 
 from __future__ import annotations
@@ -95,9 +96,16 @@ def validates(name: str):
     return wrap
 
 
+def check_widgets_when_run(node: type[io.ComfyNode]) -> None:
+    """Wrap ``node.execute`` so that the schema's rules hold for every widget value before the node does
+    anything; a violation is one DSAInputError naming the input. Once per class (idempotent)."""
+    execute = node.__dict__["execute"].__func__
+    if not getattr(execute, "_checks_widgets", False):
+        node.execute = classmethod(checked_execute(execute))
+
+
 def checked_execute(execute):
-    """Decorator for a node's execute (put it under @classmethod): the schema's rules hold for every widget
-    value before the node does anything; a violation is one DSAInputError naming the input."""
+    """``execute`` (the function under a node's @classmethod) preceded by the schema check of every widget."""
 
     def check(cls, values):
         problem = schema_problem(cls.define_schema(), values)
@@ -111,6 +119,7 @@ def checked_execute(execute):
             check(cls, values)
             return await execute(cls, **values)
 
+        run_async._checks_widgets = True
         return run_async
 
     @functools.wraps(execute)
@@ -118,4 +127,5 @@ def checked_execute(execute):
         check(cls, values)
         return execute(cls, **values)
 
+    run._checks_widgets = True
     return run

@@ -81,7 +81,6 @@ class DSANoiseLadder(io.ComfyNode):
         return True
 
     @classmethod
-    @input_checks.checked_execute
     def execute(cls, schedule, extra_steps, custom_timesteps, custom_shift) -> io.NodeOutput:
         ladder = build_ladder(schedule, extra_steps, custom_timesteps, custom_shift)
         # Host convention: SIGMAS end with the final 0 (clean).

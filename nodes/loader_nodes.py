@@ -102,7 +102,6 @@ class DSAModelLoader(io.ComfyNode):
         return True
 
     @classmethod
-    @input_checks.checked_execute
     def execute(cls, generator, head, weight_dtype) -> io.NodeOutput:
         path = model_folders.generator_path(generator)
         if head not in (HEAD_AUTO, HEAD_NONE):
@@ -159,6 +158,5 @@ class DSAHeadLoader(io.ComfyNode):
         return True
 
     @classmethod
-    @input_checks.checked_execute
     def execute(cls, head) -> io.NodeOutput:
         return io.NodeOutput(load_head(folder_paths.get_full_path_or_raise(model_folders.HEADS, head)))

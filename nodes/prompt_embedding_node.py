@@ -40,7 +40,6 @@ class DSAPromptEmbedding(io.ComfyNode):
         return True  # the file is one of the listed ones (checked by the decorator); its contents when it runs
 
     @classmethod
-    @input_checks.checked_execute
     def execute(cls, embedding) -> io.NodeOutput:
         path = folder_paths.get_full_path_or_raise(FOLDER, embedding)
         pf = prompt_files.load_prompt_embedding(path)

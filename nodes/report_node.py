@@ -8,7 +8,6 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..dsa_core.report_chart import chart_array
-from . import input_checks
 from .dsa_types import DSAReport
 from .sampling import prompt_server
 
@@ -51,7 +50,6 @@ class DSAStepReport(io.ComfyNode):
         )
 
     @classmethod
-    @input_checks.checked_execute
     def execute(cls, report, width, height) -> io.NodeOutput:
         image = torch.from_numpy(chart_array(report, width, height)).unsqueeze(0)
         text = summary_text(report)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from . import input_checks, native_ar, sampling, streaming, toy_vae, widget_ranges
+from . import native_ar, sampling, streaming, toy_vae, widget_ranges
 from .dsa_types import DSAState
 from .host_model import DSAInputError, wan_config_of
 
@@ -157,7 +157,6 @@ class DSASampler(io.ComfyNode):
         )
 
     @classmethod
-    @input_checks.checked_execute
     def execute(
         cls,
         model,
@@ -292,7 +291,6 @@ class DSAExtend(io.ComfyNode):
         )
 
     @classmethod
-    @input_checks.checked_execute
     def execute(
         cls,
         model,

@@ -11,7 +11,6 @@ import comfy.model_management
 from comfy_api.latest import io
 
 from ..dsa_core.toy.world import decode_to_rgb
-from . import input_checks
 
 
 class DSAToyDecode(io.ComfyNode):
@@ -37,7 +36,6 @@ class DSAToyDecode(io.ComfyNode):
         )
 
     @classmethod
-    @input_checks.checked_execute
     def execute(cls, samples, scale) -> io.NodeOutput:
         lat = samples["samples"]
         if lat.ndim != 5 or lat.shape[1] != 16:

@@ -12,7 +12,6 @@ from comfy_api.latest import io
 
 from ..dsa_core.streaming_decode import FrameWiseDecoder
 from ..dsa_core.toy.world import decode_to_rgb, encode_rgb
-from . import input_checks
 from .host_model import DSAInputError
 
 TOY_FRAME_RATE = 4  # the toy template saves its video at 4 fps; the live player plays at the same rate
@@ -67,7 +66,6 @@ class DSAToyVAE(io.ComfyNode):
         )
 
     @classmethod
-    @input_checks.checked_execute
     def execute(cls, scale) -> io.NodeOutput:
         return io.NodeOutput(ToyVAE(scale))
 
