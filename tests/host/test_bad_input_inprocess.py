@@ -115,3 +115,22 @@ def test_every_pack_node_checks_its_widgets_when_it_runs(inprocess_host):
     assert len(inprocess_host.pack_nodes) >= 9
     for name in inprocess_host.pack_nodes:
         assert getattr(nodes.NODE_CLASS_MAPPINGS[name].execute.__func__, "_checks_widgets", False), name
+
+
+def test_latents_the_extender_cannot_continue_are_named(inprocess_host):
+    """Tensors no stock node makes (NaN/Inf, odd sides, 4-channel video): one message each, before sampling."""
+    import sys
+
+    import torch
+
+    from dsa_core.config import TINY
+
+    sampler_nodes = next(m for k, m in sys.modules.items() if k.endswith(".nodes.sampler_nodes") and "DSA" in k)
+    good = torch.randn(1, 16, 3, 4, 4)
+    assert sampler_nodes.latent_problem(good, TINY) is None
+    for value in (float("nan"), float("inf")):
+        bad = good.clone()
+        bad[0, 2, 1, 1, 1] = value
+        assert "holds NaN/Inf" in sampler_nodes.latent_problem(bad, TINY)
+    assert "has 4 channels" in sampler_nodes.latent_problem(torch.randn(1, 4, 3, 4, 4), TINY)
+    assert "multiples of 16" in sampler_nodes.latent_problem(torch.randn(1, 16, 3, 5, 4), TINY)
