@@ -42,6 +42,9 @@ SIZES = [
         "host",
     ),
     ("host attn: dim512 48x80 t9", dict(dim=512, ffn_dim=2048, num_heads=4, num_layers=4), 48, 80, 9, 3, 0, 0, "host"),
+    # a long small video: 64x64 pixels, 4089 frames (1023 latent frames, 341 chunks)
+    ("dim128 8x8 t1023", dict(dim=128, ffn_dim=256, num_heads=1, num_layers=2), 8, 8, 1023, 3, 0, 0),
+    ("host attn: dim128 8x8 t1023", dict(dim=128, ffn_dim=256, num_heads=1, num_layers=2), 8, 8, 1023, 3, 0, 0, "host"),
 ]
 QUICK = SIZES[:2]
 

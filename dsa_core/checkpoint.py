@@ -16,7 +16,6 @@ import re
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from .checkpoint_keys import (
     HEAD_PREFIX,
@@ -27,6 +26,7 @@ from .checkpoint_keys import (
     split_state_dict,
 )
 from .config import WanConfig
+from .safe_write import write_safetensors
 from .wan_model import WanDiT
 
 # The keys every Wan 2.1 checkpoint has (block 0 stands for all blocks).
@@ -227,7 +227,9 @@ def load_generator(path, dtype=None, device="cpu", config: WanConfig | None = No
     return build_generator(sd, config or _config_from_meta(meta), dtype, device, what=os.fspath(path))
 
 
-def save_generator(dit, path, dtype=None, metadata: dict | None = None, extra_tensors: dict | None = None) -> None:
+def save_generator(
+    dit, path, dtype=None, metadata: dict | None = None, extra_tensors: dict | None = None, *, overwrite: bool = True
+) -> None:
     """Bare Wan keys, optional dtype conversion (fp8: matrices only), the config in metadata.
 
     ``extra_tensors`` (e.g. a confidence head under 'confidence_head.') are stored as given, next to the
@@ -240,4 +242,4 @@ def save_generator(dit, path, dtype=None, metadata: dict | None = None, extra_te
         sd[k] = v.detach().cpu().contiguous()
     meta = {"format": "wan2.1-t2v", "dsa_config": dit.config.to_json()}
     meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
-    save_file(sd, os.fspath(path), metadata=meta)
+    write_safetensors(sd, path, metadata=meta, overwrite=overwrite)

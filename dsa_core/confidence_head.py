@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from .checkpoint_keys import HEAD_PREFIX, CheckpointError, head_keys, looks_like_generator, refuse_pickle, require_file
+from .safe_write import write_safetensors
 
 META_CONFIG = "dsa.head_config"
 META_FORMAT = "dsa.format"
@@ -109,7 +109,7 @@ def head_state_dict(head: ConfidenceHead) -> dict:
 def save_head(head: ConfidenceHead, path: str | os.PathLike, extra_metadata: dict | None = None) -> None:
     meta = {META_FORMAT: FORMAT_NAME, META_CONFIG: head.config.to_json()}
     meta.update({str(k): str(v) for k, v in (extra_metadata or {}).items()})
-    save_file(head_state_dict(head), str(path), metadata=meta)
+    write_safetensors(head_state_dict(head), path, metadata=meta)
 
 
 def head_from_state_dict(

@@ -1,12 +1,14 @@
 """Convert a Self-Forcing / CausVid training checkpoint (.pt) into a generator safetensors file.
 
-    python -m dsa_core.convert IN.pt OUT.safetensors [--which generator_ema|generator] [--dtype bf16]
+    python -m dsa_core.convert IN.pt OUT.safetensors [--which generator_ema|generator] [--dtype bf16] [--overwrite]
 
 The weights keep the checkpoint's own dtype unless --dtype asks for another (bf16 halves an fp32 file, fp8
 quarters it, both lose precision); the command prints what it wrote.
 
 Reads with torch.load(weights_only=True) only (tensors and plain containers, no arbitrary pickles).
 Default --which: generator_ema when present (what Self-Forcing samples with), else generator.
+The source is never written: an output path that is the input is refused, an existing output only with
+--overwrite, and the output is written atomically (a temporary file renamed once complete).
 """
 
 from __future__ import annotations
@@ -70,9 +72,26 @@ def pick_generator(ckpt, which: str | None = None, what: str = "the checkpoint")
     )
 
 
-def convert(src, dst, which: str | None = None, dtype=None) -> str:
+def check_output_path(src, dst, overwrite: bool = False) -> None:
+    """Refuse, before reading anything, an output that would destroy the input or (without ``overwrite``) any
+    existing file."""
+    src, dst = os.fspath(src), os.fspath(dst)
+    same = os.path.realpath(src) == os.path.realpath(dst)
+    if not same and os.path.exists(src) and os.path.exists(dst):
+        same = os.path.samefile(src, dst)
+    if same:
+        raise CheckpointError(
+            f"the output {dst} is the input checkpoint: writing it would destroy the original; "
+            "choose another output path (e.g. with a .safetensors extension)"
+        )
+    if os.path.exists(dst) and not overwrite:
+        raise CheckpointError(f"{dst} already exists; choose another output path, or pass --overwrite to replace it")
+
+
+def convert(src, dst, which: str | None = None, dtype=None, overwrite: bool = False) -> str:
     """Convert; returns which entry was used. Validates the result as a Wan T2V generator. ``dtype`` None keeps
     every tensor's own dtype."""
+    check_output_path(src, dst, overwrite)
     sd, used = pick_generator(read_pt(src), which, what=os.fspath(src))
     model = build_generator(sd, what=f"{os.fspath(src)}[{used}]")
     save_generator(
@@ -80,6 +99,7 @@ def convert(src, dst, which: str | None = None, dtype=None) -> str:
         dst,
         dtype=parse_dtype(dtype),
         metadata={"source": os.path.basename(os.fspath(src)), "source_entry": used},
+        overwrite=overwrite,
     )
     return used
 
@@ -94,9 +114,10 @@ def main(argv=None) -> int:
         default=None,
         help="fp32 | bf16 | fp16 | fp8_e4m3fn | fp8_e5m2 (default: keep the checkpoint's dtype)",
     )
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing output file (never the input)")
     args = ap.parse_args(argv)
     try:
-        used = convert(args.src, args.dst, args.which, args.dtype)
+        used = convert(args.src, args.dst, args.which, args.dtype, overwrite=args.overwrite)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

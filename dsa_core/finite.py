@@ -42,18 +42,20 @@ def _finite(t: torch.Tensor) -> bool:
 
 
 def likely_source(x0: torch.Tensor, model, text) -> str:
-    """What most likely made the step non-finite (looked at only after a failure)."""
-    if text is not None and not all(_finite(t) for kv in text.kv for t in kv):
-        return (
-            "the prompt conditioning holds NaN/Inf (or the model's text layers turned it into NaN): check the "
-            "text encoder and the conditioning nodes before the sampler"
-        )
+    """What most likely made the step non-finite (looked at only after a failure). The weights first: NaN weights
+    also make the prompt's K/V NaN, so those only point at the conditioning when the weights are finite. NaN in
+    a start image or a latent to continue is refused by the nodes before sampling."""
     dit = getattr(model, "dit", None)
     bad = [] if dit is None else [n for n, p in dit.named_parameters() if not _finite(p)]
     if bad:
         return (
             f"the model's weights hold NaN/Inf ({len(bad)} tensors, e.g. {bad[0]}): the checkpoint is broken; "
             "download or convert it again"
+        )
+    if text is not None and not all(_finite(t) for kv in text.kv for t in kv):
+        return (
+            "the prompt conditioning holds NaN/Inf (or the model's text layers turned it into NaN): check the "
+            "text encoder and the conditioning nodes before the sampler"
         )
     if x0.dtype == torch.float16:
         return (

@@ -33,6 +33,10 @@ GIB = 1024**3
 BLOCK_DIM_TENSORS = 8
 BLOCK_DIM_TENSORS_F32 = 3
 BLOCK_FFN_TENSORS = 2
+# A request is admitted only while its estimate stays under this share of the free memory: the estimate is
+# within 30% of the measured peak (benchmarks/README.md), and what the rest of the process, the allocator and
+# the OS need while the video is made also comes out of what is free now.
+USABLE_SHARE = 0.9
 QUERY_BLOCKS = (4096, 2048, 1024, 512, 256)  # the query blocks ComfyUI's sub-quadratic attention tries
 TEXT_TOKENS = 512  # Wan's UMT5 context length (the padded prompt)
 
@@ -146,8 +150,8 @@ def chunked_attention_bytes(batch_heads: int, queries: int, keys: int, free_byte
 
 
 def refusal_message(est: MemoryEstimate, free: int, *, device, window_frames: int | None, dtype) -> str | None:
-    """None when ``est`` fits in ``free`` bytes, else the message that says what to change."""
-    if est.total <= free:
+    """None when ``est`` fits in USABLE_SHARE of ``free`` bytes, else the message that says what to change."""
+    if est.total <= USABLE_SHARE * free:
         return None
     fixes = []
     if not window_frames:
@@ -155,4 +159,7 @@ def refusal_message(est: MemoryEstimate, free: int, *, device, window_frames: in
     fixes += ["a lower width/height or length", "a smaller frames_per_chunk"]
     if torch.empty((), dtype=dtype).element_size() > 1:
         fixes.append("fp8 weights (DSA Model Loader weight_dtype fp8_e4m3fn), which leave more room")
-    return f"this video needs about {est.describe()} on {device}, but only {gib(free)} is free. Try {'; '.join(fixes)}."
+    return (
+        f"this video needs about {est.describe()} on {device}, but only {gib(free)} is free (the pack uses at most "
+        f"{USABLE_SHARE:.0%} of it, a margin for the estimate and the rest of the process). Try {'; '.join(fixes)}."
+    )

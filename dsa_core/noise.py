@@ -81,7 +81,9 @@ class NativeARNoise:
                 )
         else:
             block = (chunk_key - self.start_frames) // self.chunk_frames
-            g = torch.Generator(device="cpu").manual_seed(self.seed + block * 1000 + step_index - 1)
+            # the host's seed + block*1000 + step, wrapped into the 64-bit seeds a generator takes (the host's
+            # own sampler overflows there; every seed that does not overflow gets exactly the host's draw)
+            g = torch.Generator(device="cpu").manual_seed((self.seed + block * 1000 + step_index - 1) % 2**64)
             x = torch.randn(tuple(shape), generator=g, dtype=torch.float32)
         return x.to(device=device, dtype=dtype or torch.float32)
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+
+from .safe_write import write_safetensors
 
 
 class PromptFileError(ValueError):
@@ -29,8 +30,8 @@ def save_prompt_embedding(path, context: torch.Tensor, prompt: str = "") -> None
         context = context[0]
     if context.dim() != 2:
         raise PromptFileError(f"a prompt embedding is [tokens, channels], got shape {tuple(context.shape)}")
-    save_file(
-        {"context": context.detach().contiguous().cpu()}, str(path), metadata={"prompt": prompt, "format": "dsa-prompt"}
+    write_safetensors(
+        {"context": context.detach().contiguous().cpu()}, path, metadata={"prompt": prompt, "format": "dsa-prompt"}
     )
 
 

@@ -3,7 +3,7 @@
 from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
-from . import error_names, routes
+from . import error_names, input_checks, routes
 from .ladder_node import DSANoiseLadder
 from .loader_nodes import DSAHeadLoader, DSAModelLoader
 from .prompt_embedding_node import DSAPromptEmbedding
@@ -27,6 +27,8 @@ NODES: list[type[io.ComfyNode]] = [
 
 routes.register_with_host()
 error_names.use_short_names()
+for _node in NODES:  # every widget value checked against its node's schema when the node runs
+    input_checks.check_widgets_when_run(_node)
 
 
 class DSAExtension(ComfyExtension):

@@ -9,7 +9,7 @@ import torch
 from comfy_api.latest import io
 
 from ..dsa_core import schedules
-from . import widget_ranges
+from . import input_checks
 
 SCHEDULES = ["self_forcing", "causvid", "custom"]
 
@@ -70,10 +70,12 @@ class DSANoiseLadder(io.ComfyNode):
         )
 
     @classmethod
-    @widget_ranges.enforce_widget_ranges
-    def validate_inputs(cls, schedule, extra_steps, custom_timesteps, custom_shift) -> bool | str:
+    @input_checks.validates("custom_timesteps")
+    def validate_inputs(cls, custom_timesteps) -> bool | str:
+        """The timesteps text on its own (whatever the schedule: the list one may switch to); the ladder the
+        widgets make together is built when the node runs."""
         try:
-            build_ladder(schedule, extra_steps, custom_timesteps, custom_shift)
+            schedules.parse_ladder(custom_timesteps, unit="timestep")
         except schedules.LadderError as e:
             return str(e)
         return True

@@ -15,7 +15,7 @@ from ..dsa_core import checkpoint as ckpt
 from ..dsa_core.checkpoint_header import read_header
 from ..dsa_core.checkpoint_keys import head_keys
 from ..dsa_core.confidence_head import META_CONFIG, HeadConfig, head_from_state_dict, load_head
-from . import model_folders
+from . import causal_ar_files, input_checks, model_folders, toy_vae
 from .dsa_types import DSAHead
 from .host_model import SUPPORTED_FAMILIES
 
@@ -65,7 +65,7 @@ class DSAModelLoader(io.ComfyNode):
             inputs=[
                 io.Combo.Input(
                     "generator",
-                    options=folder_paths.get_filename_list("diffusion_models"),
+                    options=model_folders.generator_names(),
                     tooltip="An AR Wan 2.1 text-to-video checkpoint in models/diffusion_models "
                     "(.safetensors; convert original .pt files with python -m dsa_core.convert).",
                 ),
@@ -89,12 +89,12 @@ class DSAModelLoader(io.ComfyNode):
         )
 
     @classmethod
+    @input_checks.validates("generator")
     def validate_inputs(cls, generator) -> bool | str:
-        """The generator file, from its header. Only `generator` is taken: the host repeats a message once per
-        input validate_inputs takes, so the head file is checked when the node runs (before any weight loads);
-        weight_dtype is a list the host checks itself."""
+        """The generator file, from its header (nodes/input_checks.py: one input per validator). The head file
+        and weight_dtype are checked when the node runs, before any weight loads."""
         try:
-            check_generator_file(folder_paths.get_full_path_or_raise("diffusion_models", generator))
+            check_generator_file(model_folders.generator_path(generator))
         except ckpt.CheckpointError as e:
             return f"{e}. DSA Model Loader reads {SUPPORTED_FAMILIES}; other files: load them with their own loader"
         except Exception as e:
@@ -103,7 +103,7 @@ class DSAModelLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, generator, head, weight_dtype) -> io.NodeOutput:
-        path = folder_paths.get_full_path_or_raise("diffusion_models", generator)
+        path = model_folders.generator_path(generator)
         if head not in (HEAD_AUTO, HEAD_NONE):
             config, _ = check_generator_file(path)
             try:
@@ -118,6 +118,8 @@ class DSAModelLoader(io.ComfyNode):
         )
         if model is None:
             raise ckpt.CheckpointError(f"ComfyUI could not detect a model in {generator}")
+        causal_ar_files.give_causal_ar_sampling(model, meta)
+        toy_vae.mark_if_toy(model, meta)
         conf_head = None
         if head == HEAD_AUTO and head_sd:
             conf_head = head_from_state_dict(head_sd, meta, expected_dim=config.dim, source=generator)
@@ -147,6 +149,7 @@ class DSAHeadLoader(io.ComfyNode):
         )
 
     @classmethod
+    @input_checks.validates("head")
     def validate_inputs(cls, head) -> bool | str:
         try:
             check_head_file(folder_paths.get_full_path_or_raise(model_folders.HEADS, head), None)

@@ -5,6 +5,7 @@ the start image of image-to-video, the native sampler's noise, and the schedule 
 from __future__ import annotations
 
 import comfy.utils
+import torch
 from comfy_api.latest import io
 
 from ..dsa_core.noise import NativeARNoise
@@ -51,10 +52,9 @@ def encode_start_image(model, vae, image, width: int, height: int):
             "a start_image needs the Wan 2.1 VAE to encode it: connect a Load VAE "
             "(wan_2.1_vae.safetensors) to the sampler's vae input"
         )
-    if image.ndim != 4 or image.shape[0] < 1:
-        raise DSAInputError(
-            f"start_image has shape {tuple(image.shape)}, expected an IMAGE [frames, height, width, channels]"
-        )
+    problem = start_image_problem(image)
+    if problem:
+        raise DSAInputError(problem)
     if getattr(vae, "latent_channels", 16) != 16:
         raise DSAInputError(
             f"this VAE makes {vae.latent_channels}-channel latents; Wan 2.1 AR models need the Wan "
@@ -68,6 +68,30 @@ def encode_start_image(model, vae, image, width: int, height: int):
             f"{height // 8}, {width // 8}]: use the Wan 2.1 VAE"
         )
     return model.model.latent_format.process_in(raw.float())
+
+
+def start_image_problem(image) -> str | None:
+    """What makes an IMAGE unusable as the one start frame, in words, or None."""
+    if image.ndim != 4:
+        return f"start_image has shape {tuple(image.shape)}, expected an IMAGE [frames, height, width, channels]"
+    n, h, w, c = image.shape
+    if n != 1:
+        return (
+            f"start_image is a batch of {n} images; image-to-video starts from one: pick it with the host's "
+            "ImageFromBatch (batch_index, length 1)"
+            if n
+            else "start_image is an empty batch (0 images): connect a Load Image"
+        )
+    if h < 1 or w < 1:
+        return f"start_image is {w}x{h} pixels: connect a real image (Load Image)"
+    if c not in (3, 4):
+        return (
+            f"start_image has {c} channel{'s' if c != 1 else ''}; the VAE encodes RGB: connect an RGB (or RGBA) "
+            "image, e.g. from Load Image"
+        )
+    if not bool(torch.isfinite(image).all()):
+        return "start_image holds NaN/Inf values: check the nodes that made it"
+    return None
 
 
 def make_noise(noise_source, seed: int, *, total_frames: int, chunk_frames: int, start_frames: int):

@@ -10,6 +10,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..dsa_core import prompt_files
+from . import input_checks
 from .model_folders import PROMPTS as FOLDER
 
 
@@ -32,6 +33,11 @@ class DSAPromptEmbedding(io.ComfyNode):
             ],
             outputs=[io.Conditioning.Output(display_name="conditioning"), io.String.Output(display_name="prompt")],
         )
+
+    @classmethod
+    @input_checks.validates("embedding")
+    def validate_inputs(cls, embedding) -> bool | str:
+        return True  # the file is one of the listed ones (checked by the decorator); its contents when it runs
 
     @classmethod
     def execute(cls, embedding) -> io.NodeOutput:

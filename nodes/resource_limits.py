@@ -1,11 +1,12 @@
 """Resource limits of one sampling call on the host: refuse what cannot fit in memory before allocating it, and
-let an interrupt land between transformer blocks instead of after a whole step.
+let an interrupt land between transformer blocks, and inside a long attention call, instead of after a whole step.
 """
 
 from __future__ import annotations
 
 import comfy.model_management
 
+from ..dsa_core.attention_slices import sliced_attention
 from ..dsa_core.memory_estimate import InsufficientMemory, estimate_sampling_memory, refusal_message
 
 CHUNKED_ATTENTION = {"attention_sub_quad", "attention_split", "attention_basic"}
@@ -47,5 +48,8 @@ def check_memory(
 
 
 def stop_between_blocks(causal_wan) -> None:
-    """The host's interrupt check between transformer blocks (it raises the host's own interrupt)."""
-    causal_wan.between_blocks = comfy.model_management.throw_exception_if_processing_interrupted
+    """The host's interrupt check between transformer blocks and between query slices of a long attention call
+    (it raises the host's own interrupt)."""
+    check = comfy.model_management.throw_exception_if_processing_interrupted
+    causal_wan.between_blocks = check
+    causal_wan.attention = sliced_attention(causal_wan.attention, check)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import torch
 from comfy_api.latest import io
 
-from . import native_ar, sampling, streaming, widget_ranges
+from . import native_ar, sampling, streaming, toy_vae, widget_ranges
 from .dsa_types import DSAState
-from .host_model import DSAInputError
+from .host_model import DSAInputError, wan_config_of
 
 MAX_RES = 8192
 
@@ -44,6 +45,11 @@ def check_video_shape(
             f"try {' or '.join(map(str, ok))}"
         )
     t = latent_frames(length)
+    if start_frames and t <= start_frames:
+        return (
+            f"length {length} is the start image alone: nothing to generate; use length "
+            f"{(start_frames + frames_per_chunk - 1) * 4 + 1} or more"
+        )
     starts = (0, 1) if start_frames is None else (start_frames,)
     if all((t - s) % frames_per_chunk for s in starts):
         s = starts[0]
@@ -54,6 +60,27 @@ def check_video_shape(
         what = f"{t} latent frames" if not s else f"{t} latent frames, {t - s} to generate after the start image"
         fix = f"use length {' or '.join(map(str, ok))}" if ok else "use a smaller frames_per_chunk"
         return f"length {length} gives {what}, not a multiple of frames_per_chunk {frames_per_chunk}: {fix}"
+    return None
+
+
+def latent_problem(samples, config) -> str | None:
+    """What keeps a LATENT from being continued by a Wan 2.1 AR model, in words, or None."""
+    want = f"a Wan 2.1 video latent [batch, {config.in_dim}, frames, height/8, width/8]"
+    if samples.ndim != 5:
+        return f"the latent has shape {tuple(samples.shape)}; the extender needs {want}"
+    if samples.shape[1] != config.in_dim:
+        return (
+            f"the latent has {samples.shape[1]} channels: it comes from another model family's latent (e.g. "
+            f"Mochi 12, LTXV 128, an image model 4); the extender needs {want}: make it with the Wan 2.1 VAE "
+            "(VAE Encode) or a Wan sampler"
+        )
+    _, ph, pw = config.patch_size
+    if samples.shape[2] < 1 or samples.shape[3] % ph or samples.shape[4] % pw or not samples.shape[3]:
+        return (
+            f"the latent has shape {tuple(samples.shape)}; the extender needs {want}, width and height multiples of 16"
+        )
+    if not bool(torch.isfinite(samples).all()):
+        return "the latent holds NaN/Inf values: check the nodes that made it (it would poison every new frame)"
     return None
 
 
@@ -130,18 +157,6 @@ class DSASampler(io.ComfyNode):
         )
 
     @classmethod
-    @widget_ranges.enforce_widget_ranges
-    def validate_inputs(
-        cls, width, height, length, frames_per_chunk, min_steps, max_steps, cache_window, sink_frames
-    ) -> bool | str:
-        ranges = widget_ranges.declared_ranges(cls.define_schema())
-        return (
-            check_video_shape(width, height, length, frames_per_chunk, start_frames=None, ranges=ranges)
-            or sampling.check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk)
-            or True
-        )
-
-    @classmethod
     def execute(
         cls,
         model,
@@ -165,11 +180,18 @@ class DSASampler(io.ComfyNode):
         start_image=None,
         noise=None,
     ) -> io.NodeOutput:
+        ranges = widget_ranges.declared_ranges(cls.define_schema())
+        problem = check_video_shape(
+            width, height, length, frames_per_chunk, start_frames=None, ranges=ranges
+        ) or sampling.check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk)
+        if problem:
+            raise DSAInputError(problem)
+        toy_vae.check_vae_matches_model(vae, model, wan_config_of(model).dim)
         start_latent = None
         if start_image is not None:
             start_latent = native_ar.encode_start_image(model, vae, start_image, width, height)
         start_frames = 0 if start_latent is None else start_latent.shape[2]
-        problem = check_video_shape(width, height, length, frames_per_chunk, start_frames)
+        problem = check_video_shape(width, height, length, frames_per_chunk, start_frames, ranges=ranges)
         if problem:
             raise DSAInputError(problem)
         streaming.check_images_wanted(vae, cls.hidden.prompt, cls.hidden.unique_id, sampling.outputs())
@@ -269,15 +291,6 @@ class DSAExtend(io.ComfyNode):
         )
 
     @classmethod
-    @widget_ranges.enforce_widget_ranges
-    def validate_inputs(
-        cls, add_frames, frames_per_chunk, min_steps, max_steps, cache_window, sink_frames
-    ) -> bool | str:
-        if add_frames % 4:
-            return f"add_frames must be a multiple of 4 (one latent frame = 4 frames): got {add_frames}"
-        return sampling.check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk) or True
-
-    @classmethod
     def execute(
         cls,
         model,
@@ -300,6 +313,12 @@ class DSAExtend(io.ComfyNode):
         latent=None,
         vae=None,
     ) -> io.NodeOutput:
+        if add_frames % 4:
+            raise DSAInputError(f"add_frames must be a multiple of 4 (one latent frame = 4 frames): got {add_frames}")
+        problem = sampling.check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk)
+        if problem:
+            raise DSAInputError(problem)
+        toy_vae.check_vae_matches_model(vae, model, wan_config_of(model).dim)
         if state is None and latent is None:
             raise DSAInputError("connect either a DSA state (from DSA Confidence Sampler / Extender) or a video latent")
         streaming.check_images_wanted(vae, cls.hidden.prompt, cls.hidden.unique_id, sampling.outputs())
@@ -327,11 +346,9 @@ class DSAExtend(io.ComfyNode):
             start = state
         else:
             samples = latent["samples"]
-            if samples.ndim != 5:
-                raise DSAInputError(
-                    f"the latent has shape {tuple(samples.shape)}; the extender needs a video latent "
-                    "[batch, 16, frames, height/8, width/8]"
-                )
+            problem = latent_problem(samples, wan_config_of(model))
+            if problem:
+                raise DSAInputError(problem)
             start = sampling.NewVideo(
                 latent_h=samples.shape[3],
                 latent_w=samples.shape[4],

@@ -150,8 +150,7 @@ def streaming_outputs() -> list:
 
 
 def check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk) -> str | None:
-    """The rules between step and cache widgets (policy, preset and threshold are checked by the host itself:
-    every input a validate_inputs takes gets its message repeated, and loses the host's own checks)."""
+    """The rules between step and cache widgets, checked when the node runs (nodes/input_checks.py says why)."""
     if min_steps > max_steps:
         return f"min_steps ({min_steps}) is above max_steps ({max_steps}): lower min_steps or raise max_steps"
     if cache_window and cache_window < frames_per_chunk:

@@ -12,6 +12,7 @@ from comfy_api.latest import io
 
 from ..dsa_core.streaming_decode import FrameWiseDecoder
 from ..dsa_core.toy.world import decode_to_rgb, encode_rgb
+from .host_model import DSAInputError
 
 TOY_FRAME_RATE = 4  # the toy template saves its video at 4 fps; the live player plays at the same rate
 
@@ -67,3 +68,37 @@ class DSAToyVAE(io.ComfyNode):
     @classmethod
     def execute(cls, scale) -> io.NodeOutput:
         return io.NodeOutput(ToyVAE(scale))
+
+
+# Set on the host's model object (shared by every clone of its MODEL, e.g. after a LoRA) by DSA Model Loader when
+# the file is the toy world's model (its metadata carries dsa.toy.* keys): the toy's latents are its own codec's.
+TOY_MODEL_MARK = "dsa_toy_world"
+REAL_WAN_MIN_DIM = 1536  # Wan 2.1 1.3B; 14B is 5120. The toy and test models are far smaller.
+
+
+def mark_if_toy(model, metadata: dict | None) -> None:
+    if any(str(k).startswith("dsa.toy.") for k in (metadata or {})):
+        setattr(model.model, TOY_MODEL_MARK, True)
+
+
+def vae_mismatch(vae_is_toy: bool, model_is_toy: bool, model_dim: int) -> str | None:
+    """Why this VAE cannot decode (or encode for) this model, in words, or None."""
+    if vae_is_toy and (model_dim >= REAL_WAN_MIN_DIM and not model_is_toy):
+        return (
+            f"the DSA Toy VAE only decodes the bundled toy model's latents, and this MODEL is a Wan 2.1 model "
+            f"(dim {model_dim}): connect the Wan 2.1 VAE (Load VAE, wan_2.1_vae.safetensors) to the vae input"
+        )
+    if model_is_toy and not vae_is_toy:
+        return (
+            "this MODEL is the bundled toy model, whose latents are its own toy codec's: a Wan VAE would decode "
+            "them to meaningless frames; connect DSA Toy VAE to the vae input"
+        )
+    return None
+
+
+def check_vae_matches_model(vae, model, model_dim: int) -> None:
+    if vae is None:
+        return
+    problem = vae_mismatch(isinstance(vae, ToyVAE), bool(getattr(model.model, TOY_MODEL_MARK, False)), model_dim)
+    if problem:
+        raise DSAInputError(problem)

@@ -76,15 +76,12 @@ def sampler(i, pos, model, cond, head, vae=None, **w):
 def decode_and_save(i, pos, latent, prefix, vae_id=4):
     return [
         N(i, "VAEDecode", pos, {}, {"samples": latent, "vae": (vae_id, 0)}),
-        N(
-            i + 1,
-            "SaveAnimatedWEBP",
-            (pos[0] + 340, pos[1]),
-            {"filename_prefix": prefix, "fps": 16.0},
-            {"images": (i, 0)},
-            size=(420, 420),
-        ),
+        save_video(i + 1, (pos[0] + 340, pos[1]), (i, 0), prefix),
     ]
+
+
+def save_video(i, pos, images, prefix):
+    return N(i, "SaveAnimatedWEBP", pos, {"filename_prefix": prefix, "fps": 16.0}, {"images": images}, size=(420, 420))
 
 
 def report(i, pos, rep):
@@ -238,11 +235,13 @@ def causal_forcing(i2v: bool):
     if i2v:
         nodes.append(N(10, "LoadImage", (0, 640), {"image": START_IMAGE}, size=(320, 360)))
         links = {"start_image": (10, 0), "vae": (4, 0)}
-    nodes += [
-        causal_forcing_sampler(5, (440, 0), (3, 0), **links),
-        *decode_and_save(6, (820, 0), (5, 0), "dsa/causal_forcing_" + ("i2v" if i2v else "t2v")),
-        *report(8, (820, 480), (5, 2)),
-    ]
+    prefix = "dsa/causal_forcing_" + ("i2v" if i2v else "t2v")
+    nodes.append(causal_forcing_sampler(5, (440, 0), (3, 0), **links))
+    if i2v:  # the VAE that encodes the start image also decodes each chunk: the sampler's images are the video
+        nodes.append(save_video(7, (820, 0), (5, 3), prefix))
+    else:
+        nodes += decode_and_save(6, (820, 0), (5, 0), prefix)
+    nodes += report(8, (820, 480), (5, 2))
     return nodes
 
 

@@ -102,3 +102,10 @@ def test_memory_estimate_bench_measures_one_size():
     )
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["estimate"] > r["kv"] > 0 and r["peak_growth"] >= 0
+
+
+def test_interrupt_bench_lands_a_stop_inside_attention():
+    from benchmarks import bench_interrupt
+
+    r = bench_interrupt.measure(256, 256, 13, [0.0], "sdpa", layers=1)
+    assert r["queries"] == 3 * 16 * 16 and r["keys"] == 4 * 16 * 16 and r["latencies"][0] is not None

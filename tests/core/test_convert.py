@@ -1,5 +1,9 @@
 """Self-Forcing / CausVid .pt -> safetensors conversion, with weights_only loading."""
 
+import os
+import stat
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -51,7 +55,7 @@ def test_round_trip_each_prefix(tmp_path, two_models, variant):
         assert torch.equal(loaded.state_dict()[k], v), k
     _, meta = load_state_dict_file(out)
     assert meta["source_entry"] == "generator_ema"
-    assert convert(src, out, which="generator", dtype="fp32") == "generator"
+    assert convert(src, out, which="generator", dtype="fp32", overwrite=True) == "generator"
     loaded = load_generator(out)
     for k, v in gen.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v), k
@@ -127,3 +131,66 @@ def test_generator_entry_not_tensors(tmp_path):
     torch.save({"generator": [torch.zeros(1)]}, src)
     with pytest.raises(CheckpointError, match="'generator' entry is a list, not a dict of tensors"):
         convert(src, tmp_path / "o.safetensors")
+
+
+def _causvid_pt(tmp_path, gen, name="causvid.pt"):
+    src = tmp_path / name
+    torch.save({"generator": _wrap(gen.state_dict(), "model")}, src)
+    return src
+
+
+def test_output_that_is_the_input_is_refused_and_the_source_kept(tmp_path, two_models, capsys):
+    src = _causvid_pt(tmp_path, two_models[0])
+    before = src.read_bytes()
+    alias = tmp_path / "alias.pt"
+    alias.symlink_to(src)
+    for dst in (src, tmp_path / "." / "causvid.pt", alias):
+        for extra in ([], ["--overwrite"]):
+            assert main([str(src), str(dst), *extra]) == 2
+            assert "is the input checkpoint" in capsys.readouterr().err
+    assert src.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alias.pt", "causvid.pt"]  # nothing else written
+
+
+def test_existing_output_needs_overwrite(tmp_path, two_models, capsys):
+    src = _causvid_pt(tmp_path, two_models[0])
+    out = tmp_path / "o.safetensors"
+    out.write_bytes(b"someone's file")
+    assert main([str(src), str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == b"someone's file"
+    assert main([str(src), str(out), "--overwrite"]) == 0
+    assert torch.equal(load_state_dict_file(out)[0]["head.head.weight"], two_models[0].head.head.weight.detach())
+
+
+def test_output_in_a_missing_folder_is_one_clear_error(tmp_path, two_models, capsys):
+    src = _causvid_pt(tmp_path, two_models[0])
+    assert main([str(src), str(tmp_path / "no_such_dir" / "o.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "no_such_dir" in err and "Traceback" not in err
+
+
+def test_written_with_normal_permissions_and_atomically(tmp_path, two_models, monkeypatch):
+    import safetensors.torch
+
+    import dsa_core.safe_write as ckpt
+
+    src = _causvid_pt(tmp_path, two_models[0])
+    out = tmp_path / "o.safetensors"
+    old_umask = os.umask(0o022)
+    try:
+        convert(src, out)
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    good = out.read_bytes()
+
+    def dies_half_way(tensors, path, metadata=None):  # a write that fails after writing part of the file
+        Path(path).write_bytes(b"half a file")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(ckpt, "save_file", dies_half_way)
+    with pytest.raises(OSError, match="No space"):
+        convert(src, out, overwrite=True)
+    assert out.read_bytes() == good  # the old output is whole, and no partial file is left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["causvid.pt", "o.safetensors"]
+    assert safetensors.torch.load_file(str(out))

@@ -28,3 +28,18 @@ def test_differs_from_dsa_default_noise_and_from_another_seed():
     a = NativeARNoise(1, total_frames=3, chunk_frames=1).sample(0, 0, shape)
     assert not torch.equal(a, SeededNoise(1).sample(0, 0, shape))
     assert not torch.equal(a, NativeARNoise(2, total_frames=3, chunk_frames=1).sample(0, 0, shape))
+
+
+def test_seeds_near_the_top_of_the_widget_range_wrap_instead_of_overflowing():
+    """seed + 1000*block + step past 2^64 - 1 (the seed widget's maximum) wraps around 2^64; below it the draw is
+    the host's exactly."""
+    top = 2**64 - 1
+    src = NativeARNoise(top, total_frames=7, chunk_frames=3, start_frames=1)
+    shape = (1, 16, 3, 4, 6)
+    torch.manual_seed((top + 1000 + 1) % 2**64)  # block 1, step index 2
+    assert torch.equal(src.sample(4, 2, shape), torch.randn(shape))
+    torch.manual_seed(top)
+    assert torch.equal(src.sample(1, 0, shape), torch.randn((1, 16, 7, 4, 6))[:, :, 1:4])
+    below = NativeARNoise(top - 2000, total_frames=7, chunk_frames=3, start_frames=1)
+    torch.manual_seed(top - 2000 + 1000 + 1)
+    assert torch.equal(below.sample(4, 2, shape), torch.randn(shape))

@@ -83,12 +83,3 @@ def test_bad_files_are_node_errors_from_prompt(server_host, tiny_models, bad_fil
         server_host.queue(g, "tests")
     errors = e.value.body["node_errors"]
     assert "1" in errors and fragment in json.dumps(errors["1"])
-
-
-def test_shape_errors_are_node_errors_from_prompt(server_host, tiny_models):
-    g = dsa_graph(tiny_models["wan_with_head"], tiny_models["prompt_a"], width=40, length=10)
-    with pytest.raises(PromptRejected) as e:
-        server_host.queue(g, "tests")
-    assert "multiples of 16" in json.dumps(e.value.body["node_errors"]["3"])
-    # the server is still serving
-    assert server_host.get_json("/object_info/DSASampler")["DSASampler"]["category"] == "DSA"

@@ -378,3 +378,33 @@ def test_loader_error_names_the_supported_families(inprocess_host, ar_files, mod
     assert not ok
     msg = str(node_errors["1"])
     assert "not a Wan 2.1 checkpoint" in msg and "Causal Forcing" in msg and "Self-Forcing" in msg
+
+
+@pytest.mark.parametrize("loader", ["UNETLoader", "DSAModelLoader"])
+def test_causal_ar_file_walks_its_own_schedule_through_the_dsa_loader_on_every_host(inprocess_host, ar_files, loader):
+    """schedule 'model' on a causal-AR repack: Causal Forcing's shift-5 levels 1.0, 0.9375, 0.8333, 0.625 through
+    DSA Model Loader on every host (it reads the file's metadata); UNETLoader gets them only where the host knows
+    causal-AR files (0.33), and plain Wan 2.1's shift 8 on 0.3.75 (README says so)."""
+    import comfy.model_base
+
+    g = _base(ar_files["causal"], ar_files["prompt"])
+    if loader == "DSAModelLoader":
+        g["1"] = {
+            "class_type": "DSAModelLoader",
+            "inputs": {"generator": ar_files["causal"], "head": "none", "weight_dtype": "default"},
+        }
+    res = _run(inprocess_host, g | {"3": _sampler(["1", 0])})
+    assert res.success, res.error()
+    walked = _report(res, "3")["chunks"][0]["sigmas"]
+    native = hasattr(comfy.model_base, "WAN21_CausalAR")
+    if loader == "DSAModelLoader" or native:
+        assert walked == pytest.approx([1.0, 0.9375, 5 / 6, 0.625], rel=1e-6)
+    else:
+        assert walked == pytest.approx([1.0, 0.96, 0.8889, 0.7273], abs=1e-4)  # Wan 2.1's shift 8
+    # a plain Wan 2.1 file through the DSA loader keeps the host's shift 8
+    g["1"] = {
+        "class_type": "DSAModelLoader",
+        "inputs": {"generator": ar_files["plain"], "head": "none", "weight_dtype": "default"},
+    }
+    res = _run(inprocess_host, g | {"3": _sampler(["1", 0])})
+    assert _report(res, "3")["chunks"][0]["sigmas"][1] == pytest.approx(0.96, abs=1e-4)

@@ -118,5 +118,9 @@ def test_causal_forcing_i2v_template_runs_end_to_end(inprocess_host, server_host
     assert latent.shape == (1, 16, 3, 4, 4) and torch.isfinite(latent).all()
     save = next(k for k, n in prompt.items() if n["class_type"] == "SaveAnimatedWEBP")
     assert len(res.ui[save]["images"]) == 1 and res.ui[save]["images"][0]["filename"].endswith(".webp")
+    # the video is decoded once, chunk by chunk by the sampler (its VAE also encodes the start image)
+    assert prompt[save]["inputs"]["images"] == [sampler, 3]
+    assert not [n for n in prompt.values() if n["class_type"] == "VAEDecode"]
+    assert res.outputs[sampler][3][0].shape == (9, 32, 32, 3)
     report = res.outputs[sampler][2][0]
     assert [c["frame_start"] for c in report["chunks"]] == [1, 2] and report["extra_nfe"] == 1
