@@ -34,7 +34,7 @@ import comfy.model_management
 import torch
 from torch import Tensor
 
-from ..dsa_core.streaming_decode import CausalWanDecoder, DecodeState, FrameBuffer
+from ..dsa_core.streaming_decode import CausalMemBlockDecoder, CausalWanDecoder, DecodeState, FrameBuffer
 from .host_model import DSAInputError
 from .toy_vae import ToyVAE
 
@@ -60,8 +60,14 @@ def wan_decoder(vae) -> CausalWanDecoder:
         kind = type(fsm).__module__ + "." + type(fsm).__name__ if fsm is not None else type(vae).__name__
         raise DSAInputError(
             f"this VAE ({kind}) is not the Wan 2.1 VAE: connect wan_2.1_vae.safetensors from Load "
-            "VAE (DSA models use Wan 2.1's 16-channel latent; the toy model uses DSA Toy VAE), or "
-            "disconnect vae and decode with VAE Decode"
+            "VAE, or a Wan 2.1 tiny VAE (taew2_1, lighttaew2_1) for a fast live view (DSA models use Wan 2.1's "
+            "16-channel latent; the toy model uses DSA Toy VAE), or disconnect vae and decode with VAE Decode"
+            + (
+                ""
+                if host_has_tiny_vae()
+                else ". This ComfyUI has no tiny video autoencoders (no comfy/taesd/taehv.py): update ComfyUI to "
+                "stream through taew2_1 / lighttaew2_1"
+            )
         )
     import comfy.ldm.wan.vae as wan_vae
 
@@ -69,9 +75,50 @@ def wan_decoder(vae) -> CausalWanDecoder:
     return CausalWanDecoder.for_host(wan_vae, fsm, device=vae.device, dtype=vae.vae_dtype, source=weakref.ref(fsm))
 
 
+TINY_VAE_MODULE = "comfy.taesd.taehv"  # the host's TAEHV family (taew2_1, lighttaew2_1): comfy/taesd/taehv.py
+WAN21_LATENT_CHANNELS = 16
+
+
+def host_has_tiny_vae() -> bool:
+    """Whether this ComfyUI can load the tiny video autoencoders (its comfy/taesd/taehv.py)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(TINY_VAE_MODULE) is not None
+    except ImportError:
+        return False
+
+
+def tiny_decoder(vae) -> CausalMemBlockDecoder:
+    """dsa_core's streaming decoder over a host TAEHV-family VAE (taew2_1, lighttaew2_1): its memory per block
+    carried across chunks; its latent scaling (``process_in``) and output handling (``process_output``) the
+    host's, so the frames are the host's VAE Decode's."""
+    fsm = vae.first_stage_model
+    if fsm.latent_channels != WAN21_LATENT_CHANNELS:
+        raise DSAInputError(
+            f"this tiny VAE decodes {fsm.latent_channels}-channel latents, not Wan 2.1's 16: connect a Wan 2.1 tiny "
+            "VAE (taew2_1 or lighttaew2_1 from Load VAE) or the Wan 2.1 VAE"
+        )
+
+    def to_frames(out: Tensor) -> Tensor:
+        return vae.process_output(out.float()).movedim(1, -1)
+
+    return CausalMemBlockDecoder(
+        fsm,
+        device=vae.device,
+        dtype=vae.vae_dtype,
+        process_in=fsm.process_in,
+        to_frames=to_frames,
+        source=weakref.ref(fsm),
+    )
+
+
 def decoder_for(vae):
     if isinstance(vae, ToyVAE):
         return vae.streaming_decoder()
+    fsm = getattr(vae, "first_stage_model", None)
+    if fsm is not None and type(fsm).__module__ == TINY_VAE_MODULE:
+        return tiny_decoder(vae)
     return wan_decoder(vae)
 
 
