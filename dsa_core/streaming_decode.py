@@ -238,9 +238,10 @@ class FrameBuffer:
             self.data = torch.empty(
                 b, max(self.total, n), h, w, c, device=self.device or frames.device, dtype=self.dtype
             )
-        if self.count + n > self.data.shape[1]:  # more than announced: grow (never happens in a planned run)
+        if self.count + n > self.data.shape[1]:  # more than announced (a live run): grow geometrically
+            size = max(self.count + n, 2 * self.data.shape[1])
             grown = torch.empty(
-                self.data.shape[0], self.count + n, *self.data.shape[2:], device=self.data.device, dtype=self.dtype
+                self.data.shape[0], size, *self.data.shape[2:], device=self.data.device, dtype=self.dtype
             )
             grown[:, : self.count] = self.data[:, : self.count]
             self.data = grown
@@ -291,6 +292,7 @@ class CausalMemBlockDecoder:
     as the host gives a TAEHV's frames, float, unclamped)."""
 
     spatial = 8
+    pairs = False  # one latent frame at a time, always
 
     def __init__(
         self,
@@ -373,5 +375,8 @@ class CausalMemBlockDecoder:
         out, state = self.decode_raw(state, latent)
         return self.to_frames(out), state
 
-    def flush(self, state: DecodeState) -> tuple[None, DecodeState]:
+    def flush_raw(self, state: DecodeState) -> tuple[None, DecodeState]:
         return None, state  # frame by frame: nothing is ever held back
+
+    def flush(self, state: DecodeState) -> tuple[None, DecodeState]:
+        return None, state

@@ -140,17 +140,21 @@ class ChunkStream:
         latent_format,
         server,
         t_start: float,
-        total_latent_frames: int,
+        total_latent_frames: int | None,
         resume: DecodedVideo | None = None,
         frame_rate: float | None = None,
+        capacity_latent_frames: int | None = None,
     ):
+        """``total_latent_frames``: the video's length, where the run ends (None: open-ended, a live run, which
+        calls ``end``); ``capacity_latent_frames``: what the frame buffer is first sized for (default the total)."""
         self.vae, self.decoder = vae, decoder_for(vae)
         self.node_id, self.fmt, self.server, self.t_start = node_id, latent_format, server, t_start
         self.out_device = comfy.model_management.intermediate_device()
         self.frame_rate = frame_rate or getattr(vae, "frame_rate", WAN_FRAME_RATE)
         self.state = self.decoder.start()
         self.total_latent_frames = total_latent_frames
-        self.images = FrameBuffer(self.decoder.video_frames(total_latent_frames, self.state), self.out_device)
+        capacity = capacity_latent_frames or total_latent_frames or 0
+        self.images = FrameBuffer(self.decoder.video_frames(capacity, self.state), self.out_device)
         self.first_frame_s = None
         self.last_frame_s = None
         self.new_frames = 0
@@ -185,12 +189,23 @@ class ChunkStream:
         self._load(raw)
         t = time.perf_counter()
         frames, self.state = self.decoder.decode(self.state, raw)
-        if self.state.latent_frames >= self.total_latent_frames:
+        if self.total_latent_frames is not None and self.state.latent_frames >= self.total_latent_frames:
             # the run's end: a held-back frame is decoded alone for this run's images; self.state (what the
             # DSA_STATE keeps) stays from before, so a continuation pairs that frame with its next one
             tail, _ = self.decoder.flush(self.state)
             if tail is not None:
                 frames = torch.cat([frames, tail], 1)
+        self._emit(frames, chunk, t)
+
+    def end(self, chunk: int | None) -> None:
+        """An open-ended run's end (a live run stopped): the frame a pairing host holds back decoded alone, as a
+        planned run's last chunk does; ``self.state`` stays from before that flush (a continuation pairs it)."""
+        t = time.perf_counter()
+        tail, _ = self.decoder.flush(self.state)
+        if tail is not None:
+            self._emit(tail, chunk, t)
+
+    def _emit(self, frames: Tensor, chunk: int | None, t: float) -> None:
         frames = frames.to(self.out_device)
         now = time.perf_counter()
         self.decode_s += now - t
@@ -210,7 +225,7 @@ class ChunkStream:
     def _send(self, frames: Tensor, start: int, chunk: int | None) -> None:
         if self.server is None:
             return
-        first_total = self.decoder.video_frames(self.total_latent_frames, DecodeState())
+        first_total = self.decoder.video_frames(self.total_latent_frames or 0, DecodeState())
         self.server.send_sync(
             FRAMES_EVENT,
             {
