@@ -124,3 +124,15 @@ def test_vae_message_says_when_the_host_has_no_tiny_vaes(inprocess_host, monkeyp
     with pytest.raises(Exception) as e:
         pack.decoder_for(vae)
     assert "This ComfyUI has no tiny video autoencoders" in str(e.value) and "update ComfyUI" in str(e.value)
+
+
+def test_tiny_vs_wan_benchmark_runs(inprocess_host):
+    """benchmarks/bench_tiny_vae.py at the tiniest size (its figures are measured by running it, never here): both
+    decoders give the Wan frame count chunk by chunk and the report prints the per-chunk ratio."""
+    from benchmarks import bench_tiny_vae
+
+    r = bench_tiny_vae.measure((32, 32), chunks=2, wan_dim=8, threads=1)
+    assert r["frames"] == {"wan": 1 + 4 * 5, "tiny": 1 + 4 * 5}
+    assert all(t > 0 for ts in r["times"].values() for t in ts) and len(r["times"]["tiny"]) == 2
+    text = bench_tiny_vae.report(r, (32, 32), 2, 8, 1, "?")
+    assert "Wan / tiny" in text and "ratio median" in text
