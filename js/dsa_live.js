@@ -76,12 +76,18 @@ function nodeFor(detail) {
 function addControls(node) {
   liveState(node);
   const prompt = node.widgets?.find((w) => w.name === "live_prompt");
-  node.addWidget("button", "apply prompt", null, () => {
+  // buttons are controls, not inputs: never in the prompt or the saved workflow's widget values
+  const button = (label, onClick) => {
+    const w = node.addWidget("button", label, null, onClick, { serialize: false });
+    w.serialize = false;
+    return w;
+  };
+  button("apply prompt", () => {
     const text = String(prompt?.value ?? "").trim();
     if (!text) { liveState(node).message = "type a prompt in live_prompt first"; drawMarks(node); return; }
     send(node, "prompt", { text });
   });
-  node.addWidget("button", "stop", null, () => send(node, "stop", {}));
+  button("stop", () => send(node, "stop", {}));
   const thr = node.widgets?.find((w) => w.name === "threshold");
   if (thr) {
     let timer = null;
@@ -103,6 +109,7 @@ async function catchUp(node) {
   const r = await api.fetchApi(`/dsa/live/${node.id}`);
   if (!r.ok) return;
   const snap = await r.json();
+  if (!snap.ran) return;
   const s = liveState(node);
   s.running = snap.running;
   // the snapshot keeps a long run's latest chunks: the chart starts at the first one it has

@@ -7,7 +7,7 @@ updates after every chunk under the session's lock. A finished run's session sta
 so a page loaded after the run still shows it.
 
 Routes (the pack's own, nodes/routes.py registers them):
-  GET  /dsa/live/{node}          the snapshot (404 when the node never ran live in this server)
+  GET  /dsa/live/{node}          the snapshot ({"ran": false} when the node never ran live in this server)
   POST /dsa/live/{node}/prompt   {"text": ...}: a new prompt from the next chunk on (400 with a message when it
                                  cannot be used: no text encoder and no stored prompt of that name)
   POST /dsa/live/{node}/threshold {"value": 0..1}
@@ -148,7 +148,10 @@ def register_routes(routes, web) -> None:
 
     @routes.get("/dsa/live/{node}")
     async def live_state(request):
-        return web.json_response(_session(request).snapshot())
+        s = get_session(request.match_info["node"])
+        if s is None:  # a page asks for every live node it shows: not having run is an answer, not an error
+            return web.json_response({"node": request.match_info["node"], "ran": False, "running": False})
+        return web.json_response({**s.snapshot(), "ran": True})
 
     @routes.post("/dsa/live/{node}/prompt")
     async def live_prompt(request):
