@@ -10,7 +10,9 @@ lighttaew2_1), and decoded chunk by chunk through the pack's streaming decoders 
 CausalWanDecoder in the host's frame grouping, CausalMemBlockDecoder), as the sampler does with a vae connected.
 Speed does not depend on the weights' values. The two decoders alternate chunk by chunk (Wan chunk 0, tiny chunk 0,
 Wan chunk 1, ...) so a change in the machine's load hits both alike; the ratio is per chunk, within this one run.
-The first chunk (3 latent frames -> 9 frames) and later chunks (-> 12 frames) are reported apart.
+The first chunk (3 latent frames -> 9 frames) and later chunks (-> 12 frames) are reported apart. On hosts that
+decode the Wan VAE's latent frames in pairs (ComfyUI 0.33) a chunk's odd last frame is decoded with the next chunk
+(the last chunk's time includes it, as the end of a video does): per-chunk Wan times then shift by one frame.
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ def measure(size: tuple[int, int], chunks: int, wan_dim: int, threads: int) -> d
             for name in ("wan", "tiny"):
                 t = time.perf_counter()
                 out, states[name] = decs[name].decode(states[name], piece)
+                if c == chunks - 1:  # the video's end: a frame a pairing host held back is decoded now
+                    tail, _ = decs[name].flush(states[name])
+                    frames[name] += 0 if tail is None else tail.shape[1]
                 times[name].append(time.perf_counter() - t)
                 frames[name] += out.shape[1]
                 del out
