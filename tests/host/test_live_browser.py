@@ -123,6 +123,7 @@ def test_live_node_plays_takes_a_typed_prompt_and_stops(page):  # noqa: F811
     log = page.driver.execute_script(f"return window.__dsa.players[{node_id}].log")
     counts = [c for _, c in log]
     assert counts == sorted(counts) and len(set(counts)) >= 5
+    assert page.driver.execute_script(f"return window.__dsa.players[{node_id}].fps") == 4  # the toy's frame rate
     # a typed prompt, applied: it takes effect at a later chunk and the background turns grey
     type_prompt(page, node_id, "cyan disc drifting up on grey")
     press(page, node_id, "apply prompt")

@@ -222,3 +222,20 @@ def test_live_needs_a_rolling_window(inprocess_host):
     g = live_graph(cache_window=0)
     with pytest.raises(AssertionError, match="cache_window"):
         inprocess_host.run(g)
+
+
+def test_cancel_interrupts_a_live_run(inprocess_host):
+    """ComfyUI's Cancel (the host's interrupt) stops a live run inside its chunk, as for any node: no outputs, and
+    the session says it was cancelled, so a page loaded later does not show it as still playing."""
+    import comfy.model_management as mm
+
+    t, errors = steer("3", [(2, lambda s: mm.interrupt_current_processing(True))])
+    try:
+        res = inprocess_host.run(live_graph(seed=11))
+    finally:
+        mm.interrupt_current_processing(False)
+    t.join(30)
+    assert not errors, errors
+    assert not res.success
+    snap = live_module().get_session("3").snapshot()
+    assert snap["running"] is False and snap["stop_reason"] == "cancelled" and snap["chunks_done"] >= 2
