@@ -36,7 +36,10 @@ in them share one generator, so one compilation): +overlap = the decode of chunk
 chunk n+1 is denoised on the current one (StreamingVAEDecoder.submit; without CUDA the serial path), FPS and the
 first chunk's latency still count until every stream is done; +cudnn = torch.backends.cudnn.benchmark while the
 decode launches; +cl = the VAE's 3-D conv weights and input in channels_last_3d. An overlapped row's latency and VAE
-ms/chunk come from CUDA events (GPU clock) and it has no DiT-only FPS.
+ms/chunk come from CUDA events (GPU clock) and it has no DiT-only FPS. +tiny = the host's tiny video decoder
+(comfy/taesd/taehv.py, taew2_1 / lighttaew2_1's architecture, random weights) through the pack's streaming decoder
+(dsa_core.streaming_decode.CausalMemBlockDecoder) instead of the Wan VAE (combinable: +tiny+overlap; +cl then puts
+its 2-D conv weights channels-last).
 --budget-s bounds the whole process: each variant gets a share of what is left (twice as much for one that
 decodes), counted from the end of its warm-up; repeats stop early when it is spent (at least one measured run per
 mode, then the timed run).
@@ -80,7 +83,7 @@ from dsa_core.attention import sdpa_attention, xformers_attention, xformers_avai
 from dsa_core.causal_wan import CausalWan  # noqa: E402
 from dsa_core.config import WAN21_T2V_1_3B, WanConfig  # noqa: E402
 from dsa_core.kv_cache import tokens_per_frame  # noqa: E402
-from dsa_core.streaming_decode import CausalWanDecoder  # noqa: E402
+from dsa_core.streaming_decode import CausalMemBlockDecoder, CausalWanDecoder  # noqa: E402
 from dsa_core.wan_model import WanDiT, init_random_weights  # noqa: E402
 
 SMOKE_CFG = WanConfig(dim=256, ffn_dim=512, num_heads=2, num_layers=2)
@@ -146,6 +149,7 @@ VAE_OPTIONS = {  # variant suffix -> label; each switches one thing about the st
     "overlap": "overlap",
     "cudnn": "cudnn-benchmark",
     "cl": "channels-last",
+    "tiny": "tiny-TAEHV",
 }
 
 
@@ -174,22 +178,34 @@ class StreamingVAEDecoder:
       (``torch.channels_last_3d``, NDHWC), so cuDNN can pick its NDHWC kernels; ``close`` puts the weights back.
     """
 
-    def __init__(self, vae, *, overlap=False, cudnn_benchmark=False, channels_last=False, keep_frames=False):
-        import comfy.ldm.wan.vae as wv
-
+    def __init__(
+        self, vae, *, overlap=False, cudnn_benchmark=False, channels_last=False, keep_frames=False, tiny=False
+    ):
         self.vae = vae
-        self.decoder = CausalWanDecoder.for_host(wv, vae)
+        if tiny:  # ``vae`` is the host's TAEHV (build_tiny_vae): the pack's tiny-VAE streaming decoder
+            self.decoder = CausalMemBlockDecoder(vae, process_in=vae.process_in)
+        else:
+            import comfy.ldm.wan.vae as wv
+
+            self.decoder = CausalWanDecoder.for_host(wv, vae)
         self.pairs = self.decoder.pairs
         self.device = self.decoder.device
         self.cudnn_benchmark, self.channels_last, self.keep_frames = cudnn_benchmark, channels_last, keep_frames
         self.options = tuple(
-            k for k, on in (("overlap", overlap), ("cudnn", cudnn_benchmark), ("cl", channels_last)) if on
+            k
+            for k, on in (("overlap", overlap), ("cudnn", cudnn_benchmark), ("cl", channels_last), ("tiny", tiny))
+            if on
         )
+        self.conv_ndim = 4 if tiny else 5  # the decoder's convolutions: 2-D per frame (TAEHV) or causal 3-D (Wan)
         # a second stream only where streams exist: on the CPU the overlapped path is the serial one
         self.stream = torch.cuda.Stream(self.device) if overlap and self.device.type == "cuda" else None
         if channels_last:
-            self._conv_weights_format(torch.channels_last_3d)
+            self._conv_weights_format(self._channels_last)
         self.reset()
+
+    @property
+    def _channels_last(self):
+        return torch.channels_last if self.conv_ndim == 4 else torch.channels_last_3d
 
     @property
     def overlapped(self) -> bool:
@@ -198,7 +214,8 @@ class StreamingVAEDecoder:
     def _conv_weights_format(self, fmt):
         with torch.no_grad():
             for p in self.vae.parameters():
-                if p.ndim == 5:  # Conv3d weights (CausalConv3d: every temporal conv and the 1x1x1 projections)
+                # Conv3d weights (CausalConv3d: every temporal conv and the 1x1x1 projections); TAEHV: Conv2d
+                if p.ndim == self.conv_ndim:
                     p.data = p.data.contiguous(memory_format=fmt)
 
     def close(self):
@@ -256,7 +273,7 @@ class StreamingVAEDecoder:
             if side is not None:
                 start = torch.cuda.Event(enable_timing=True)
                 start.record(side)
-            if self.channels_last:
+            if self.channels_last and self.conv_ndim == 5:  # TAEHV takes one 2-D frame at a time: weights only
                 z = z.contiguous(memory_format=torch.channels_last_3d)
             out = self.decode(z)
             if last:
@@ -337,6 +354,20 @@ def build_vae(comfy, dim, device, dtype):
                 p.fill_(1.0)
             else:
                 p.zero_()
+    return vae.to(device=device, dtype=dtype).eval()
+
+
+def build_tiny_vae(comfy, device, dtype):
+    """The host's TAEHV for Wan 2.1's 16 latent channels (comfy/taesd/taehv.py: taew2_1 / lighttaew2_1's
+    architecture), random weights N(0, 1/fan_in), biases N(0, 0.05) (the host's layers skip weight init)."""
+    from comfy.taesd.taehv import TAEHV
+
+    vae = TAEHV(latent_channels=16, show_progress_bar=False)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in vae.named_parameters():
+            scale = 0.05 if name.endswith("bias") else p[0].numel() ** -0.5
+            p.copy_(torch.randn(p.shape, generator=g) * scale)
     return vae.to(device=device, dtype=dtype).eval()
 
 
@@ -799,6 +830,7 @@ def run(args):
 
     names = list(variants)
     models = {}
+    tiny_vae = None  # built on first use by a +tiny variant
     for n, key in enumerate(names):
         attn, cmode = variants[key]
         t = time.perf_counter()
@@ -825,8 +857,14 @@ def run(args):
         try:
             if vae is not None and key in vae_keys:
                 opts = variant_parts(key)[1]
+                if "tiny" in opts and tiny_vae is None:
+                    tiny_vae = build_tiny_vae(comfy, device, dtype)
                 decoder = StreamingVAEDecoder(
-                    vae, overlap="overlap" in opts, cudnn_benchmark="cudnn" in opts, channels_last="cl" in opts
+                    tiny_vae if "tiny" in opts else vae,
+                    overlap="overlap" in opts,
+                    cudnn_benchmark="cudnn" in opts,
+                    channels_last="cl" in opts,
+                    tiny="tiny" in opts,
                 )
             base = variant_parts(key)[0]
             if base not in models:  # variants differing only in VAE options share the model (one compilation)

@@ -19,7 +19,12 @@ A ``DecodeState`` is immutable: ``decode`` returns a new state and never writes 
 decoder replaces cache entries, it never writes into cached tensors), so a state held by a cached node output can
 be continued by any number of branches.
 
-Decoders return frames as [B, T, H, W, 3] float32 in [0, 1] on the decoder's device.
+The TAEHV family of tiny video decoders (taew2_1, lighttaew2_1: ``CausalMemBlockDecoder``) is causal too, with
+a memory of one frame per block instead of a convolution cache; it decodes latent frame by latent frame, gives the
+same frame count and alignment as the Wan VAE, and its state travels in the same immutable ``DecodeState``.
+
+Decoders return frames as [B, T, H, W, 3] float32 on the decoder's device: in [0, 1] for the Wan VAE; a tiny
+decoder's as its host gives them (unclamped).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 WAN_TEMPORAL = 4
@@ -232,9 +238,10 @@ class FrameBuffer:
             self.data = torch.empty(
                 b, max(self.total, n), h, w, c, device=self.device or frames.device, dtype=self.dtype
             )
-        if self.count + n > self.data.shape[1]:  # more than announced: grow (never happens in a planned run)
+        if self.count + n > self.data.shape[1]:  # more than announced (a live run): grow geometrically
+            size = max(self.count + n, 2 * self.data.shape[1])
             grown = torch.empty(
-                self.data.shape[0], self.count + n, *self.data.shape[2:], device=self.data.device, dtype=self.dtype
+                self.data.shape[0], size, *self.data.shape[2:], device=self.data.device, dtype=self.dtype
             )
             grown[:, : self.count] = self.data[:, : self.count]
             self.data = grown
@@ -260,3 +267,116 @@ def decode_chunks(
     if tail is not None:
         out.append(tail)
     return torch.cat(out, 1), state
+
+
+def memblock_video_frames(latent_frames: int, first: bool, temporal: int, trim: int) -> int:
+    """Frames a TAEHV-family decoder gives for ``latent_frames`` latent frames: ``temporal`` per latent frame, the
+    first ``trim`` of the video dropped (taew2_1 / lighttaew2_1: 4 and 3, the Wan VAE's 1 + 4 * (T - 1))."""
+    if latent_frames <= 0:
+        return 0
+    return temporal * latent_frames - (trim if first else 0)
+
+
+class CausalMemBlockDecoder:
+    """A TAEHV-family tiny video decoder (madebyollin's taehv / taew2_1, LightX2V's lighttaew2_1) run chunk by
+    chunk. Such a decoder is a sequence of per-frame 2-D blocks; its ``MemBlock``s also see their own input of the
+    previous frame (their temporal memory) and its ``TGrow``s turn one frame into ``stride`` frames. Walking every
+    latent frame through the blocks depth first (each grown frame to the end before its successor), with one memory
+    tensor per MemBlock carried in the ``DecodeState``, gives the frames of the decoder's own sequential
+    whole-video pass; the first ``frames_to_trim`` frames of a video are dropped as it drops them (so 4 * T - 3
+    frames: the Wan VAE's count and alignment). Nothing is ever held back (``flush`` has nothing to do).
+
+    ``model``: the host's TAEHV module (``decoder``, ``frames_to_trim``, ``patch_size``), blocks recognised by class
+    name (dsa_core imports no host); ``process_in``: the model's latent scaling, applied to the raw VAE latent as
+    its ``decode`` applies it; ``to_frames``: decoder output [B, 3, T, H, W] -> frames [B, T, H, W, 3] (default:
+    as the host gives a TAEHV's frames, float, unclamped)."""
+
+    spatial = 8
+    pairs = False  # one latent frame at a time, always
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        device=None,
+        dtype=None,
+        process_in: Callable[[Tensor], Tensor] | None = None,
+        to_frames: Callable[[Tensor], Tensor] | None = None,
+        source=None,
+    ):
+        self.model, self.blocks = model, list(model.decoder)
+        self.kinds = [type(b).__name__ for b in self.blocks]
+        if "MemBlock" not in self.kinds:
+            raise ValueError("not a TAEHV-family decoder: no MemBlock in its decoder")
+        p = next(model.parameters())
+        self.device = torch.device(device) if device is not None else p.device
+        self.dtype = dtype or p.dtype
+        self.process_in = process_in or (lambda x: x)
+        self.to_frames = to_frames or (lambda out: out.float().movedim(1, -1))
+        self.patch = int(getattr(model, "patch_size", 1))
+        self.trim = int(model.frames_to_trim)
+        self.temporal = 1
+        for b, kind in zip(self.blocks, self.kinds):
+            if kind == "TGrow":
+                self.temporal *= int(b.stride)
+        self.source = source
+
+    def start(self) -> DecodeState:
+        return DecodeState(cache=(None,) * len(self.blocks), source=self.source)
+
+    def video_frames(self, latent_frames: int, state: DecodeState) -> int:
+        return memblock_video_frames(latent_frames, state.latent_frames == 0, self.temporal, self.trim)
+
+    def _frame(self, x: Tensor, mem: list) -> list[Tensor]:
+        """One latent frame [B, C, h, w] through every block; ``mem`` updated (entries replaced, never written)."""
+        out, todo, batch = [], [(x, 0)], x.shape[0]
+        while todo:
+            x, i = todo.pop()
+            if i == len(self.blocks):
+                out.append(F.pixel_shuffle(x, self.patch) if self.patch > 1 else x)
+                continue
+            block, kind = self.blocks[i], self.kinds[i]
+            if kind == "MemBlock":
+                past = mem[i] if mem[i] is not None else torch.zeros_like(x)
+                y = block(x, past)
+                mem[i] = x.detach().clone()
+                todo.append((y, i + 1))
+            elif kind == "TGrow":
+                y = block(x)
+                grown = y.view(batch, block.stride * y.shape[1], *y.shape[2:]).chunk(block.stride, 1)
+                todo.extend((g, i + 1) for g in reversed(grown))  # the first grown frame goes on first
+            else:
+                todo.append((block(x), i + 1))
+        return out
+
+    @torch.no_grad()
+    def decode_raw(self, state: DecodeState, latent: Tensor) -> tuple[Tensor, DecodeState]:
+        """latent [B, C, T, h, w] (raw VAE space) -> (decoder output [B, 3, T', H, W], the new state)."""
+        if latent.ndim != 5:
+            raise ValueError(f"expected a video latent [B, C, T, H, W], got shape {tuple(latent.shape)}")
+        mem = list(state.cache) if state.cache else [None] * len(self.blocks)
+        x = self.process_in(latent.to(device=self.device, dtype=self.dtype))
+        frames = []
+        for t in range(x.shape[2]):
+            frames += self._frame(x[:, :, t], mem)
+        out = (
+            torch.stack(frames, 2)
+            if frames
+            else x.new_zeros(x.shape[0], 3, 0, *(self.spatial * s for s in x.shape[3:]))
+        )
+        if state.latent_frames == 0:
+            out = out[:, :, self.trim :]
+        return out, DecodeState(
+            tuple(mem), state.latent_frames + latent.shape[2], state.video_frames + out.shape[2], self.source
+        )
+
+    def decode(self, state: DecodeState, latent: Tensor) -> tuple[Tensor, DecodeState]:
+        """latent [B, C, T, h, w] (raw VAE space) -> (frames [B, T', H, W, 3], the new state)."""
+        out, state = self.decode_raw(state, latent)
+        return self.to_frames(out), state
+
+    def flush_raw(self, state: DecodeState) -> tuple[None, DecodeState]:
+        return None, state  # frame by frame: nothing is ever held back
+
+    def flush(self, state: DecodeState) -> tuple[None, DecodeState]:
+        return None, state

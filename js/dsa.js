@@ -8,7 +8,7 @@ import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const EXT = "comfyui-dsa";
-const DSA_NODES = new Set(["DSASampler", "DSAExtend"]);
+const DSA_NODES = new Set(["DSASampler", "DSAExtend", "DSALive"]);  // DSALive: dsa_live.js adds its controls
 const COLOURS = { confident: "#50c878", max_steps: "#eb963c", fixed: "#6e96f0" };
 const THRESHOLD_HELP =
   "One scale, 0..1: a chunk stops refining once its least confident frame reaches the threshold. " +

@@ -5,6 +5,7 @@ from typing_extensions import override
 
 from . import error_names, input_checks, routes
 from .ladder_node import DSANoiseLadder
+from .live_node import DSALive
 from .loader_nodes import DSAHeadLoader, DSAModelLoader
 from .prompt_embedding_node import DSAPromptEmbedding
 from .report_node import DSAStepReport
@@ -23,6 +24,7 @@ NODES: list[type[io.ComfyNode]] = [
     DSAPromptEmbedding,
     DSAToyDecode,
     DSAToyVAE,
+    DSALive,
 ]
 
 routes.register_with_host()

@@ -135,7 +135,8 @@ def streaming_inputs() -> list:
             tooltip="Optional: the Wan 2.1 VAE (Load VAE; DSA Toy VAE for the toy model). Each chunk is "
             "decoded as soon as it is generated: the frames play live on this node and come "
             "out as images, no separate VAE Decode needed. On the sampler it also encodes "
-            "start_image.",
+            "start_image. A Wan 2.1 tiny VAE (taew2_1, lighttaew2_1) decodes many times faster "
+            "for a live view; decode the latent with the Wan 2.1 VAE for the final video.",
         )
     ]
 

@@ -34,7 +34,7 @@ import comfy.model_management
 import torch
 from torch import Tensor
 
-from ..dsa_core.streaming_decode import CausalWanDecoder, DecodeState, FrameBuffer
+from ..dsa_core.streaming_decode import CausalMemBlockDecoder, CausalWanDecoder, DecodeState, FrameBuffer
 from .host_model import DSAInputError
 from .toy_vae import ToyVAE
 
@@ -60,8 +60,14 @@ def wan_decoder(vae) -> CausalWanDecoder:
         kind = type(fsm).__module__ + "." + type(fsm).__name__ if fsm is not None else type(vae).__name__
         raise DSAInputError(
             f"this VAE ({kind}) is not the Wan 2.1 VAE: connect wan_2.1_vae.safetensors from Load "
-            "VAE (DSA models use Wan 2.1's 16-channel latent; the toy model uses DSA Toy VAE), or "
-            "disconnect vae and decode with VAE Decode"
+            "VAE, or a Wan 2.1 tiny VAE (taew2_1, lighttaew2_1) for a fast live view (DSA models use Wan 2.1's "
+            "16-channel latent; the toy model uses DSA Toy VAE), or disconnect vae and decode with VAE Decode"
+            + (
+                ""
+                if host_has_tiny_vae()
+                else ". This ComfyUI has no tiny video autoencoders (no comfy/taesd/taehv.py): update ComfyUI to "
+                "stream through taew2_1 / lighttaew2_1"
+            )
         )
     import comfy.ldm.wan.vae as wan_vae
 
@@ -69,9 +75,50 @@ def wan_decoder(vae) -> CausalWanDecoder:
     return CausalWanDecoder.for_host(wan_vae, fsm, device=vae.device, dtype=vae.vae_dtype, source=weakref.ref(fsm))
 
 
+TINY_VAE_MODULE = "comfy.taesd.taehv"  # the host's TAEHV family (taew2_1, lighttaew2_1): comfy/taesd/taehv.py
+WAN21_LATENT_CHANNELS = 16
+
+
+def host_has_tiny_vae() -> bool:
+    """Whether this ComfyUI can load the tiny video autoencoders (its comfy/taesd/taehv.py)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(TINY_VAE_MODULE) is not None
+    except ImportError:
+        return False
+
+
+def tiny_decoder(vae) -> CausalMemBlockDecoder:
+    """dsa_core's streaming decoder over a host TAEHV-family VAE (taew2_1, lighttaew2_1): its memory per block
+    carried across chunks; its latent scaling (``process_in``) and output handling (``process_output``) the
+    host's, so the frames are the host's VAE Decode's."""
+    fsm = vae.first_stage_model
+    if fsm.latent_channels != WAN21_LATENT_CHANNELS:
+        raise DSAInputError(
+            f"this tiny VAE decodes {fsm.latent_channels}-channel latents, not Wan 2.1's 16: connect a Wan 2.1 tiny "
+            "VAE (taew2_1 or lighttaew2_1 from Load VAE) or the Wan 2.1 VAE"
+        )
+
+    def to_frames(out: Tensor) -> Tensor:
+        return vae.process_output(out.float()).movedim(1, -1)
+
+    return CausalMemBlockDecoder(
+        fsm,
+        device=vae.device,
+        dtype=vae.vae_dtype,
+        process_in=fsm.process_in,
+        to_frames=to_frames,
+        source=weakref.ref(fsm),
+    )
+
+
 def decoder_for(vae):
     if isinstance(vae, ToyVAE):
         return vae.streaming_decoder()
+    fsm = getattr(vae, "first_stage_model", None)
+    if fsm is not None and type(fsm).__module__ == TINY_VAE_MODULE:
+        return tiny_decoder(vae)
     return wan_decoder(vae)
 
 
@@ -93,17 +140,21 @@ class ChunkStream:
         latent_format,
         server,
         t_start: float,
-        total_latent_frames: int,
+        total_latent_frames: int | None,
         resume: DecodedVideo | None = None,
         frame_rate: float | None = None,
+        capacity_latent_frames: int | None = None,
     ):
+        """``total_latent_frames``: the video's length, where the run ends (None: open-ended, a live run, which
+        calls ``end``); ``capacity_latent_frames``: what the frame buffer is first sized for (default the total)."""
         self.vae, self.decoder = vae, decoder_for(vae)
         self.node_id, self.fmt, self.server, self.t_start = node_id, latent_format, server, t_start
         self.out_device = comfy.model_management.intermediate_device()
         self.frame_rate = frame_rate or getattr(vae, "frame_rate", WAN_FRAME_RATE)
         self.state = self.decoder.start()
         self.total_latent_frames = total_latent_frames
-        self.images = FrameBuffer(self.decoder.video_frames(total_latent_frames, self.state), self.out_device)
+        capacity = capacity_latent_frames or total_latent_frames or 0
+        self.images = FrameBuffer(self.decoder.video_frames(capacity, self.state), self.out_device)
         self.first_frame_s = None
         self.last_frame_s = None
         self.new_frames = 0
@@ -138,12 +189,23 @@ class ChunkStream:
         self._load(raw)
         t = time.perf_counter()
         frames, self.state = self.decoder.decode(self.state, raw)
-        if self.state.latent_frames >= self.total_latent_frames:
+        if self.total_latent_frames is not None and self.state.latent_frames >= self.total_latent_frames:
             # the run's end: a held-back frame is decoded alone for this run's images; self.state (what the
             # DSA_STATE keeps) stays from before, so a continuation pairs that frame with its next one
             tail, _ = self.decoder.flush(self.state)
             if tail is not None:
                 frames = torch.cat([frames, tail], 1)
+        self._emit(frames, chunk, t)
+
+    def end(self, chunk: int | None) -> None:
+        """An open-ended run's end (a live run stopped): the frame a pairing host holds back decoded alone, as a
+        planned run's last chunk does; ``self.state`` stays from before that flush (a continuation pairs it)."""
+        t = time.perf_counter()
+        tail, _ = self.decoder.flush(self.state)
+        if tail is not None:
+            self._emit(tail, chunk, t)
+
+    def _emit(self, frames: Tensor, chunk: int | None, t: float) -> None:
         frames = frames.to(self.out_device)
         now = time.perf_counter()
         self.decode_s += now - t
@@ -163,7 +225,7 @@ class ChunkStream:
     def _send(self, frames: Tensor, start: int, chunk: int | None) -> None:
         if self.server is None:
             return
-        first_total = self.decoder.video_frames(self.total_latent_frames, DecodeState())
+        first_total = self.decoder.video_frames(self.total_latent_frames or 0, DecodeState())
         self.server.send_sync(
             FRAMES_EVENT,
             {

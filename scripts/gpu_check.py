@@ -14,11 +14,14 @@ names them; the whole run ends by --budget-s, later parts get what is left or ar
   vae_overlap  bench_gpu.py --variants compile+overlap+cudnn+cl,compile+overlap,compile+cudnn,compile+cl,
                modes fixed-4 and adaptive-3: the VAE decode on a second CUDA stream beside the DiT, cudnn.benchmark
                and channels-last for the VAE, one at a time and all together (one compilation shared)
+  tiny_vae     bench_gpu.py --variants compile+tiny,compile+tiny+overlap, modes fixed-4 and adaptive-3: the host's
+               tiny video decoder (TAEHV, taew2_1's architecture) streaming each chunk, serial (DiT+decode FPS
+               against its own DiT-only FPS) and on a second CUDA stream
   bench        benchmarks/bench_gpu.py: sdpa (+ VAE), sdpa-flash, xformers, host attention (DiT only)
   cuda_graphs  bench_gpu.py --variants cuda-graphs (the same with CUDA graphs, + VAE); not in the device default
-Default parts: env,cuda_tests,compile,vae_overlap,bench on the device (node_compile and cuda_graphs on request:
---parts env,compile,node_compile puts the graph's compile beside the benchmark's own, at most about 7 min); the dry
-run adds node_compile and cuda_graphs (all parts).
+Default parts: env,cuda_tests,compile,vae_overlap,tiny_vae,bench on the device (node_compile and cuda_graphs on
+request: --parts env,compile,node_compile puts the graph's compile beside the benchmark's own, at most about 7 min);
+the dry run adds node_compile and cuda_graphs (all parts).
 Setup before them: the ComfyUI tarball in .gpu/ is unpacked to a temp folder (DSA_COMFY_DIR), the wheels in
 .gpu/wheels are installed with pip --no-index --target into a temp folder put on PYTHONPATH.
 Output folder: $OUT if set, else ./gpu-check-out. Schema: benchmarks/README.md ("gpu_check.json").
@@ -52,14 +55,17 @@ BOXES = {
     "compile": (110, 150),
     "node_compile": (240, 240),
     "vae_overlap": (180, 150),
+    "tiny_vae": (100, 120),
     "bench": (150, 150),
     "cuda_graphs": (110, 60),
 }
-DEVICE_PARTS = "env,cuda_tests,compile,vae_overlap,bench"  # the plain command on the GPU machine
+DEVICE_PARTS = "env,cuda_tests,compile,vae_overlap,tiny_vae,bench"  # the plain command on the GPU machine
 DRY_RUN_PARTS = DEVICE_PARTS + ",node_compile,cuda_graphs"  # the dry run: every part, so none can rot
 # the VAE levers all together (first: it gets the most time), then each alone, on the fastest DiT measured so far
 # (torch.compile; its serial-decode baseline is the compile part)
 VAE_OVERLAP_VARIANTS = "compile+overlap+cudnn+cl,compile+overlap,compile+cudnn,compile+cl"
+TINY_VAE_VARIANTS = "compile+tiny,compile+tiny+overlap"  # serial first: its DiT-only FPS is the target's reference
+TINY_VS_DIT = 0.9  # with the tiny decoder, DiT+decode FPS >= this x DiT-only FPS (fixed-4)
 TARGETS = [  # (key, mode, metric, comparison, value): the issue's targets for Wan 2.1 1.3B, 480x832, bf16, H100/H200
     ("fixed-4 FPS >= 25", "fixed-4", "fps", ">=", 25.0),
     ("adaptive-3 FPS >= 30", "adaptive-3", "fps", ">=", 30.0),
@@ -336,9 +342,11 @@ def bench_rows(bench_json: dict, part: str) -> list:
 
 
 def check_targets(rows: list, gpu: bool) -> list:
+    """The Wan VAE targets from the Wan VAE rows (a tiny decoder's rows cannot meet them), then the tiny decoder's:
+    its best fixed-4 DiT+decode FPS over the DiT-only FPS of its serial row (the same compiled generator)."""
     out = []
     for key, mode, metric, cmp, value in TARGETS:
-        cands = [r for r in rows if r.get("mode") == mode and r.get("vae")]
+        cands = [r for r in rows if r.get("mode") == mode and r.get("vae") and "tiny" not in r.get("vae_options", [])]
         field = {"fps": "fps_median", "latency_s": "latency_s_median"}[metric]
         best = None
         for r in cands:
@@ -347,6 +355,18 @@ def check_targets(rows: list, gpu: bool) -> list:
         got = None if best is None else best[field]
         met = None if got is None or not gpu else (got >= value if cmp == ">=" else got <= value)
         out.append({"target": key, "value": got, "variant": None if best is None else best["variant"], "met": met})
+    tiny = [r for r in rows if r.get("mode") == "fixed-4" and "tiny" in r.get("vae_options", []) and "error" not in r]
+    dit = max((r["dit_fps_median"] for r in tiny if r.get("dit_fps_median")), default=None)
+    best = max(tiny, key=lambda r: r["fps_median"], default=None)
+    got = None if best is None or not dit else round(best["fps_median"] / dit, 3)
+    out.append(
+        {
+            "target": f"tiny VAE: fixed-4 FPS (DiT+decode) >= {TINY_VS_DIT} x DiT-only FPS",
+            "value": got,
+            "variant": None if best is None else best["variant"],
+            "met": None if got is None or not gpu else got >= TINY_VS_DIT,
+        }
+    )
     return out
 
 
@@ -550,6 +570,18 @@ def main(argv=None) -> int:
         ]
         + small
         + (["--compile-backend", "eager"] if dry else []),
+        "tiny_vae": [
+            py,
+            "benchmarks/bench_gpu.py",
+            "--variants",
+            TINY_VAE_VARIANTS,
+            "--modes",
+            "fixed-4,adaptive-3",
+            "--repeats",
+            "2",
+        ]
+        + small
+        + (["--compile-backend", "eager"] if dry else []),
         "cuda_graphs": [py, "benchmarks/bench_gpu.py", "--variants", "cuda-graphs"] + small,
         # what a graph gets: UNETLoader -> TorchCompileModel -> DSA Sampler in the host, beside the uncompiled MODEL
         # (the dry run: TorchCompileModel's cudagraphs backend, which on the CPU compiles without CUDA graphs)
@@ -577,7 +609,7 @@ def main(argv=None) -> int:
         penv = dict(env)
         argv_ = list(parts[name])
         bench_json = work / "parts" / f"{name}.json"
-        if name in ("bench", "compile", "node_compile", "vae_overlap", "cuda_graphs"):
+        if name in ("bench", "compile", "node_compile", "vae_overlap", "tiny_vae", "cuda_graphs"):
             bench_json.unlink(missing_ok=True)
             argv_ += ["--json", str(bench_json), "--budget-s", str(max(10, int(timeout - 30)))]
         if name == "cuda_tests":

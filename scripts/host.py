@@ -75,7 +75,7 @@ TREE_IGNORE_TOP = {
 }
 PACK_NAME = "ComfyUI-DSA"
 # Model folders the host reads from a test or demo models directory (the pack's own: dsa, dsa_prompts).
-MODEL_FOLDERS = ("diffusion_models", "vae", "loras", "text_encoders", "dsa", "dsa_prompts")
+MODEL_FOLDERS = ("diffusion_models", "vae", "loras", "text_encoders", "dsa", "dsa_prompts", "vae_approx")
 
 
 def tree_source() -> Path | None:

@@ -309,6 +309,84 @@ def toy_demo():
     ]
 
 
+TINY_VAE = "lighttaew2_1.safetensors"  # LightX2V's tiny Wan 2.1 VAE; Load VAE lists it from models/vae_approx
+
+REALTIME_NOTE = f"""## DSA: real-time preview
+The sampler decodes each chunk with a **tiny VAE** as soon as it is generated: the video plays on the sampler
+while it is made, at a fraction of the Wan VAE's cost per chunk. The final video is decoded from the sampler's
+latent with the full Wan 2.1 VAE (VAE Decode), so its quality is the Wan VAE's.
+
+Files as in the text-to-video template, plus `models/vae_approx/{TINY_VAE}` (LightX2V's tiny Wan 2.1 VAE, from
+its Autoencoders repository on Hugging Face; ComfyUI's own comfy/taesd/taehv.py runs it). taew2_1 works the same
+from `models/vae`."""
+
+
+def realtime_preview():
+    return [
+        N(100, "MarkdownNote", (-460, 0), text=REALTIME_NOTE, size=(420, 360)),
+        loader(1, (0, 0)),
+        clip(2, (0, 160)),
+        text(3, (0, 320), PROMPT_A),
+        N(4, "VAELoader", (0, 520), {"vae_name": VAE}),
+        N(11, "VAELoader", (0, 620), {"vae_name": TINY_VAE}),
+        sampler(5, (440, 0), (1, 0), (3, 0), (1, 1), vae=(11, 0), policy="confidence", threshold_preset="balanced"),
+        *decode_and_save(6, (820, 0), (5, 0), "dsa/realtime"),
+        *report(8, (820, 480), (5, 2)),
+    ]
+
+
+TOY_LIVE_NOTE = """## DSA Live on the toy model: steer the video while it plays
+Press Run: the toy video plays on DSA Live until you press **stop** (or max_frames). While it plays, type a stored
+prompt into live_prompt and press **apply prompt**, e.g. `cyan disc drifting up on grey` or `red square drifting
+right on black` (the toy model has no text encoder: a real model's graph connects Load CLIP to the clip input and
+takes any prompt), or move the threshold. Each change is marked on the chart at the chunk it took effect at. Stop
+returns the video: it is saved, and an extender could continue its state."""
+
+
+def toy_live():
+    return [
+        N(100, "MarkdownNote", (-460, 0), text=TOY_LIVE_NOTE, size=(420, 300)),
+        N(
+            1,
+            "DSAModelLoader",
+            (0, 0),
+            {
+                "generator": TOY_GENERATOR,
+                "head": "auto (embedded in the generator file, else none)",
+                "weight_dtype": "default",
+            },
+        ),
+        N(2, "DSAPromptEmbedding", (0, 160), {"embedding": TOY_PROMPT}),
+        N(10, "DSAToyVAE", (0, 300), {"scale": 8}),
+        N(
+            5,
+            "DSALive",
+            (380, 0),
+            {
+                "seed": 4,
+                "width": 64,
+                "height": 64,
+                "max_frames": 0,
+                "policy": "confidence",
+                "threshold_preset": "custom",
+                "threshold": 0.5,
+                "cache_window": 6,
+            },
+            {"model": (1, 0), "positive": (2, 0), "head": (1, 1), "vae": (10, 0)},
+            size=(340, 900),
+        ),
+        N(
+            7,
+            "SaveAnimatedWEBP",
+            (760, 0),
+            {"filename_prefix": "dsa/toy_live", "fps": 4.0},
+            {"images": (5, 3)},
+            size=(420, 420),
+        ),
+        *report(8, (760, 480), (5, 2)),
+    ]
+
+
 WORKFLOWS = {
     "dsa_text_to_video": text_to_video,
     "dsa_long_video_prompt_switch": long_video,
@@ -316,6 +394,8 @@ WORKFLOWS = {
     "dsa_toy_demo": toy_demo,
     "dsa_causal_forcing_i2v": lambda: causal_forcing(i2v=True),
     "dsa_causal_forcing_t2v": lambda: causal_forcing(i2v=False),
+    "dsa_realtime_preview": realtime_preview,
+    "dsa_toy_live": toy_live,
 }
 
 

@@ -102,6 +102,9 @@ def workflow_model_files(models_dir, session_dir, server_host):
     write_head(models_dir / "dsa" / make_workflows.HEAD)
     for folder, name in (("text_encoders", make_workflows.TEXT_ENCODER), ("vae", make_workflows.VAE)):
         (models_dir / folder / name).write_bytes(b"")
+    tiny_vae = models_dir / "vae_approx" / make_workflows.TINY_VAE
+    if not tiny_vae.exists():  # the tiny-VAE streaming tests may have written a real one under this name
+        tiny_vae.write_bytes(b"")
     from PIL import Image
 
     for base in ("inproc-base", "server/base"):  # the --base-directory of each host tier

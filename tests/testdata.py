@@ -96,3 +96,29 @@ def write_tiny_wan_vae(path: Path, seed: int = 0) -> Path:
     from a shape). Needs the host on sys.path."""
     save_file({k: v.contiguous() for k, v in random_wan_vae(8, seed).state_dict().items()}, str(path))
     return path
+
+
+def random_tiny_vae(seed: int = 0, channels: int = 16):
+    """The host's own TAEHV (comfy/taesd/taehv.py: taew2_1 / lighttaew2_1's architecture) for ``channels`` latent
+    channels with seeded random weights, since the host builds it uninitialised: weights N(0, 1/fan_in), biases
+    N(0, 0.05). Needs the host on sys.path."""
+    import comfy.taesd.taehv as taehv
+
+    vae = taehv.TAEHV(latent_channels=channels)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in vae.named_parameters():
+            if name.endswith("bias"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * p[0].numel() ** -0.5)
+    return vae
+
+
+def write_tiny_video_vae(path: Path, seed: int = 0, dtype=torch.float32) -> Path:
+    """A random TAEHV-family VAE for Wan 2.1 as safetensors, as Load VAE recognises it (key ``decoder.22.bias``):
+    float32 is taken as lighttaew2_1 (no latent scaling), float16 as taehv (HunyuanVideo's scaling). Name it
+    ``lighttaew2_1.safetensors`` / ``taehv.safetensors`` in models/vae_approx, or anything in models/vae."""
+    sd = random_tiny_vae(seed).state_dict()
+    save_file({k: v.to(dtype).contiguous() for k, v in sd.items()}, str(path))
+    return path

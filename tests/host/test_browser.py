@@ -20,7 +20,7 @@ WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 READY = "window.app && window.app.graph && window.__dsa && window.__dsa.loaded && window.LiteGraph"
 VUE_SETTING = "Comfy.VueNodes.Enabled"
 RENDERERS = ("canvas", "vue")
-DSA_NODE_TYPES = ("DSASampler", "DSAExtend")
+DSA_NODE_TYPES = ("DSASampler", "DSAExtend", "DSALive")
 
 
 @pytest.fixture(scope="module", params=RENDERERS)

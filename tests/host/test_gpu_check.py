@@ -36,8 +36,17 @@ def test_gpu_check_dry_run_writes_its_report(tmp_path):
     report = json.loads((out / "gpu_check.json").read_text())
     assert report["schema"] == "dsa-gpu-check/1" and report["mode"] == "dry-run"
     parts = {p["name"]: p for p in report["parts"]}
-    assert list(parts) == ["env", "cuda_tests", "compile", "vae_overlap", "bench", "node_compile", "cuda_graphs"]
-    for name in ("env", "cuda_tests", "compile", "vae_overlap", "bench", "node_compile"):
+    assert list(parts) == [
+        "env",
+        "cuda_tests",
+        "compile",
+        "vae_overlap",
+        "tiny_vae",
+        "bench",
+        "node_compile",
+        "cuda_graphs",
+    ]
+    for name in ("env", "cuda_tests", "compile", "vae_overlap", "tiny_vae", "bench", "node_compile"):
         assert parts[name]["status"] == "passed", (name, parts[name])
     assert parts["cuda_graphs"]["status"] == "skipped" and "n/a on CPU" in parts["cuda_graphs"]["reason"]
     assert all(v.startswith("ok") for v in report["env"]["comfy_imports"].values()), report["env"]
@@ -60,6 +69,8 @@ def test_gpu_check_dry_run_writes_its_report(tmp_path):
         ("sdpa + torch.compile; VAE channels-last", "fixed-4"),
         (NODE, "fixed-4"),
         (NODE_COMPILE, "fixed-4"),
+        ("sdpa + torch.compile; VAE tiny-TAEHV", "fixed-4"),
+        ("sdpa + torch.compile; VAE tiny-TAEHV+overlap", "adaptive-2"),
     } <= variants, variants
     for r in rows:
         assert "error" not in r, r
@@ -81,13 +92,21 @@ def test_gpu_check_dry_run_writes_its_report(tmp_path):
     assert any(n.startswith("node_compile: node: graphs compiled per run [null") for n in notes), notes
     assert any("compiled vs uncompiled latent: max |diff| / max |uncompiled| = 0.00e+00" in n for n in notes), notes
     assert [r["part"] for r in rows if r["variant"] == overlap][0] == "vae_overlap"
+    tiny = [r for r in rows if r["part"] == "tiny_vae"]
+    assert {tuple(r["vae_options"]) for r in tiny} == {("tiny",), ("overlap", "tiny")}
     assert "Lq * (12 d^2 + 4 d f)" in report["bench"]["flop_formula"]
     assert [t["target"] for t in report["targets"]] == [
         "fixed-4 FPS >= 25",
         "adaptive-3 FPS >= 30",
         "first decoded chunk <= 0.4 s",
+        "tiny VAE: fixed-4 FPS (DiT+decode) >= 0.9 x DiT-only FPS",
     ]
     assert all(t["met"] is None for t in report["targets"])  # no verdict from a CPU run
+    assert all(
+        "tiny" not in (t["variant"] or "") for t in report["targets"][:3]
+    )  # the Wan VAE targets: Wan VAE rows only
+    ratio = report["targets"][3]
+    assert ratio["variant"].startswith("sdpa + torch.compile; VAE tiny-TAEHV") and 0 < ratio["value"] < 1
     md = (out / "gpu_check.md").read_text()
     assert "| cuda_tests | passed |" in md and "sdpa + torch.compile" in md and "| vae_overlap | passed |" in md
     assert "VAE ms/chunk" in md and overlap in md
@@ -134,11 +153,12 @@ def bench_decode():
     dit = init_random_weights(WanDiT(cfg), seed=0).eval()
     text = torch.randn(1, 8, cfg.text_dim, generator=torch.Generator().manual_seed(1))
     vae = bench_gpu.build_vae(comfy, 8, "cpu", torch.float32)
+    tiny = bench_gpu.build_tiny_vae(comfy, "cpu", torch.float32)
     model = bench_gpu.make_model(dit, cfg, sdpa_attention, None)
 
     @torch.no_grad()
     def run(**options):
-        dec = bench_gpu.StreamingVAEDecoder(vae, keep_frames=True, **options)
+        dec = bench_gpu.StreamingVAEDecoder(tiny if options.get("tiny") else vae, keep_frames=True, **options)
         try:
             rows = bench_gpu.bench_variant(
                 dit,
@@ -160,7 +180,7 @@ def bench_decode():
         finally:
             dec.close()
 
-    run.vae = vae
+    run.vae, run.tiny = vae, tiny
     return run
 
 
@@ -204,3 +224,40 @@ def test_bench_variant_keys_take_vae_options():
     for bad in ("compile+fast", "nope+overlap", "sdpa+overlap+overlap"):
         with pytest.raises(SystemExit, match="unknown variants"):
             bench_gpu._wanted_variants(bench_gpu.parse(["--smoke", "--variants", bad]))
+
+
+def test_bench_tiny_decode_equals_the_hosts_decode():
+    """The speed table's tiny decoder (the host's TAEHV through the pack's streaming decoder, memory carried across
+    chunks) gives exactly the host's whole-video TAEHV.decode."""
+    import host_env
+
+    host_env.import_comfy_cpu()
+    import comfy
+
+    from benchmarks.bench_gpu import StreamingVAEDecoder, build_tiny_vae
+
+    vae = build_tiny_vae(comfy, "cpu", torch.float32)
+    z = torch.randn(1, 16, 7, 4, 6, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        whole = vae.decode(z)
+        dec = StreamingVAEDecoder(vae, tiny=True)
+        streamed = torch.cat([dec.decode(z[:, :, s : s + 3]) for s in range(0, 7, 3)], 2)
+    assert dec.flush() is None and dec.options == ("tiny",)
+    assert streamed.shape == whole.shape == (1, 3, 1 + 4 * 6, 32, 48) and whole.std() > 0.05
+    assert torch.equal(streamed, whole)
+
+
+def test_bench_tiny_options_give_the_serial_frames(bench_decode):
+    """The tiny decoder in the bench's own sampling run: overlapped (serial on the CPU) and channels-last give its
+    serial frames; the Wan VAE frame count; the generator's run is the Wan VAE run's."""
+    from benchmarks.bench_common import video_frames
+
+    ref, ref_row, _ = bench_decode()
+    tiny, tiny_row, dec = bench_decode(tiny=True)
+    assert tiny.shape == ref.shape and tiny.shape[2] == video_frames(12, True) and tiny.std() > 0.05
+    assert tiny_row["steps"] == ref_row["steps"] and tiny_row["vae_options"] == ["tiny"] and tiny_row["dit_fps"]
+    over, over_row, _ = bench_decode(tiny=True, overlap=True)
+    assert torch.equal(over, tiny) and over_row["vae_options"] == ["overlap", "tiny"]
+    cl, _, _ = bench_decode(tiny=True, channels_last=True)
+    torch.testing.assert_close(cl, tiny, rtol=1e-5, atol=1e-5)
+    assert all(p.is_contiguous() for p in bench_decode.tiny.parameters())  # close() gave the shared VAE back
