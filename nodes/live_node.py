@@ -20,7 +20,7 @@ from comfy_api.latest import io
 from ..dsa_core import prompt_files
 from ..dsa_core.ar_sampler import SamplingInterrupted, prepare_state
 from ..dsa_core.live import run_live
-from . import live_session, resource_limits, sampling, streaming, widget_ranges
+from . import live_session, resource_limits, sampling, streaming
 from .host_model import DSAInputError, load_causal_wan, text_context, wan_config_of
 from .model_folders import PROMPTS
 from .sampler_nodes import check_video_shape
@@ -151,15 +151,6 @@ class DSALive(io.ComfyNode):
             ],
             outputs=sampling.outputs(),
             hidden=[io.Hidden.unique_id, io.Hidden.prompt],
-        )
-
-    @classmethod
-    @widget_ranges.enforce_widget_ranges
-    def validate_inputs(cls, width, height, frames_per_chunk, min_steps, max_steps, cache_window, sink_frames):
-        return (
-            check_video_shape(width, height, 4 * frames_per_chunk - 3, frames_per_chunk)
-            or sampling.check_policy_widgets(min_steps, max_steps, cache_window, sink_frames, frames_per_chunk)
-            or True
         )
 
     @classmethod
