@@ -87,13 +87,15 @@ def test_trivial_baselines_and_energy_distance():
     from dsa_core.toy.evaluate import trivial_baselines
 
     scenes = [W.Scene("square", "red", "drifting left", "black"), W.Scene("disc", "yellow", "drifting up", "grey")]
-    b = trivial_baselines(scenes, n_per_prompt=16, fitter=W.SceneFitter(real_videos=64))
+    b = trivial_baselines(scenes, n_per_prompt=32, fitter=W.SceneFitter(real_videos=128))
     assert set(b) == {"real videos", "frozen first frame"}
     assert b["real videos"]["cond"] < 1e-10 and b["frozen first frame"]["event_rate"] == 0.0
     # a frozen frame ignores motion (cond > 0 for the drifting prompt) and never makes events: the energy
     # distance puts it far above the real videos' sampling noise
     assert b["frozen first frame"]["cond"] > 1e-4
+    # world v3 videos vary less (36 starts), so the real videos' sampling noise needs 32 per prompt to sit far below
     assert abs(b["real videos"]["energy"]) < 0.5 * b["frozen first frame"]["energy"], b
+    assert b["real videos"]["event_rate"] > 0.1  # real videos make the teleports that are due
 
 
 def test_energy_distance_ranks_collapse_below_real_samples():
