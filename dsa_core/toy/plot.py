@@ -123,6 +123,8 @@ def quality_vs_nfe(
     lx, ly = width - r - 360, t + 10
     shown = [(k, v) for k, v in SERIES.items() if any(p["kind"] == k for p in pts)]
     n = len(shown) + 1
+    if metric == "valid":  # the good runs sit at the top: the legend goes to the bottom right
+        ly = height - b - 18 * n - 14
     d.rectangle([lx - 8, ly - 8, width - r - 8, ly + 18 * n], fill=BG, outline=GRID)
     for i, (kind, (colour, label)) in enumerate(shown):
         d.line([(lx, ly + 18 * i + 5), (lx + 24, ly + 18 * i + 5)], fill=colour, width=3)
