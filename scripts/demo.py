@@ -47,8 +47,8 @@ def build_prompt(object_info: dict, prompt_file: str | None, threshold: str | No
 
 
 def chunk_events(prompt_path: Path, video_path: Path) -> list[str] | None:
-    """What each chunk of the saved video shows, judged by the toy world (dsa_core.toy.world): 'start',
-    'none' (a continuation) or the event ('recolour' / 'jump') whose allowed continuation is nearest."""
+    """Each chunk's kind read from its context by the toy world (dsa_core.toy.world.context_kind): 'first',
+    'continuation' or 'event' (an event is due: the shape is at the wall it drifts towards)."""
     import numpy as np
     from PIL import Image, ImageSequence
 
@@ -63,7 +63,7 @@ def chunk_events(prompt_path: Path, video_path: Path) -> list[str] | None:
         frames = [np.asarray(f.convert("RGB"), dtype=np.float64) / 255.0 for f in ImageSequence.Iterator(im)]
     half = W.PIXEL_SCALE // 2
     rgb = np.stack([f[half :: W.PIXEL_SCALE, half :: W.PIXEL_SCALE] for f in frames])  # back to latent resolution
-    return [c.kind for c in W.SceneFitter().chunk_scores(scene, W.encode_rgb(rgb)[0])]
+    return [c.context for c in W.SceneFitter().chunk_scores(scene, W.encode_rgb(rgb)[0])]
 
 
 def main(argv=None) -> int:
@@ -116,7 +116,9 @@ def main(argv=None) -> int:
         conf = ", ".join(f"{c:.2f}" for c in d["record"]["confidence"] if c is not None)
         ev = ""
         if events is not None and i < len(events):
-            ev = {"start": "first chunk (no context)", "none": "continuation"}.get(events[i], f"EVENT ({events[i]})")
+            ev = {"first": "first chunk (no context)", "continuation": "continuation"}.get(
+                events[i], "EVENT due (at the wall: teleport)"
+            )
         print(
             f"  chunk {d['chunk'] + 1}/{d['num_chunks']}: {d['record']['steps']} steps "
             f"({d['record']['stop_reason']}), {ev}; confidence after each step: {conf}"

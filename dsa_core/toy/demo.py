@@ -28,19 +28,27 @@ from ..schedules import extended_ladder, self_forcing_ladder
 from . import demo_assets, write_gif
 from .world import decode_to_rgb
 
+CONTEXT_NAMES = {
+    "first": "first chunk (no context)",
+    "continuation": "continuation (context: nothing due)",
+    "event": "EVENT due (context: at the wall, it teleports)",
+    None: "?",
+}
+
 
 def chunk_lines(prompt: str, latent, rec) -> list[str]:
-    """Per chunk: its steps and what the toy world says it holds (first chunk, continuation, or an event)."""
+    """Per chunk: its steps, its kind read from its CONTEXT by the toy world (first chunk, continuation, or an
+    event due), and whether the generated chunk is valid (sharp frames forming an allowed continuation)."""
     from . import world as W
 
     try:
-        kinds = [c.kind for c in W.SceneFitter().chunk_scores(W.scene_from_prompt(prompt), latent)]
+        scores = W.SceneFitter().chunk_scores(W.scene_from_prompt(prompt), latent)
     except ValueError:  # not a toy-world prompt
-        kinds = [None] * len(rec.chunks)
-    names = {"start": "first chunk (no context)", "none": "continuation", None: "?"}
+        scores = [None] * len(rec.chunks)
     return [
-        f"  chunk {i + 1}: {c.steps} steps ({c.stop_reason}), {names.get(k, f'EVENT ({k})')}"
-        for i, (c, k) in enumerate(zip(rec.chunks, kinds))
+        f"  chunk {i + 1}: {c.steps} steps ({c.stop_reason}), {CONTEXT_NAMES[sc.context if sc else None]}"
+        + ("" if sc is None else ", valid" if sc.valid else ", not valid")
+        for i, (c, sc) in enumerate(zip(rec.chunks, scores))
     ]
 
 

@@ -14,6 +14,10 @@ SERIES = {  # kind -> (colour, legend)
     "heuristic": ((120, 120, 120), "heuristic policy (x0 change, no head)"),
     "index": ((150, 60, 180), "per-chunk-index schedule (chosen on selection half)"),
     "oracle": ((200, 40, 40), "oracle allocation (upper bound)"),
+    "motion": ((0, 150, 160), "motion-aware schedule (steps by context kind)"),
+    "confidence": ((20, 150, 70), "perfect model + posterior top weight (threshold sweep)"),
+    "position_schedule": ((150, 60, 180), "best per-position schedule"),
+    "motion_schedule": ((0, 150, 160), "best motion-aware schedule"),
 }
 
 
@@ -42,16 +46,19 @@ def _axes(d, width, height, left, r, t, b, x0, x1, y0, y1, font, xlabel, ylabel)
     return px
 
 
-def quality_vs_nfe(rows: list[dict], title: str = "", width: int = 980, height: int = 620) -> Image.Image:
-    """Held-out cond error (lower is better, drawn downwards so better is lower) against NFE per chunk, with
-    95% bootstrap intervals as error bars in both directions; controls as hollow markers."""
+def quality_vs_nfe(
+    rows: list[dict], title: str = "", width: int = 980, height: int = 620, metric: str = "cond"
+) -> Image.Image:
+    """A held-out quality number against NFE per chunk, with 95% bootstrap intervals as error bars in both
+    directions; controls as hollow markers. ``metric``: 'cond' (lower is better) or 'valid' (the share of valid
+    videos, higher is better)."""
     img = Image.new("RGB", (width, height), BG)
     d = ImageDraw.Draw(img)
     font = ImageFont.load_default()
     left, r, t, b = 80, 30, 40, 60
-    pts = [row for row in rows if row["heldout"].get("cond") and row["heldout"]["cond"][0] == row["heldout"]["cond"][0]]
+    pts = [r for r in rows if r["heldout"].get(metric) and r["heldout"][metric][0] == r["heldout"][metric][0]]
     xs = [p["heldout"]["nfe_per_chunk"][k] for p in pts for k in (1, 2)]
-    ys = [p["heldout"]["cond"][k] for p in pts for k in (1, 2)]
+    ys = [p["heldout"][metric][k] for p in pts for k in (1, 2)]
     x0, x1 = min(1.5, min(xs) - 0.2), max(xs) + 0.3
     pad = 0.05 * (max(ys) - min(ys) or 1e-3)
     y0, y1 = max(0.0, min(ys) - pad), max(ys) + pad
@@ -69,14 +76,16 @@ def quality_vs_nfe(rows: list[dict], title: str = "", width: int = 980, height: 
         y1,
         font,
         "NFE per chunk (steps + 1 cache-commit pass)",
-        "cond error: MSE to the nearest allowed continuation (held-out half; lower is better)",
+        "cond error: MSE to the nearest allowed continuation (held-out half; lower is better)"
+        if metric == "cond"
+        else "valid videos: every chunk sharp and an allowed continuation (held-out half; higher is better)",
     )
     if title:
         d.text((left, 2), title, fill=FG, font=font)
 
     def marker(p, colour, hollow=False):
         h = p["heldout"]
-        (xm, xl, xh), (ym, yl, yh) = h["nfe_per_chunk"], h["cond"]
+        (xm, xl, xh), (ym, yl, yh) = h["nfe_per_chunk"], h[metric]
         X, Y = px(xm, ym)
         XL, _ = px(xl, ym)
         XH, _ = px(xh, ym)
@@ -92,7 +101,7 @@ def quality_vs_nfe(rows: list[dict], title: str = "", width: int = 980, height: 
 
     for kind, (colour, _) in SERIES.items():
         sel = sorted([p for p in pts if p["kind"] == kind], key=lambda p: p["heldout"]["nfe_per_chunk"][0])
-        P = [px(p["heldout"]["nfe_per_chunk"][0], p["heldout"]["cond"][0]) for p in sel]
+        P = [px(p["heldout"]["nfe_per_chunk"][0], p["heldout"][metric][0]) for p in sel]
         if len(P) > 1:
             d.line(P, fill=colour, width=2)
         for p in sel:
@@ -112,12 +121,15 @@ def quality_vs_nfe(rows: list[dict], title: str = "", width: int = 980, height: 
         if p["kind"].endswith("_random"):
             marker(p, SERIES[p["kind"][:-7]][0], hollow=True)
     lx, ly = width - r - 360, t + 10
-    n = len(SERIES) + 1
+    shown = [(k, v) for k, v in SERIES.items() if any(p["kind"] == k for p in pts)]
+    n = len(shown) + 1
+    if metric == "valid":  # the good runs sit at the top: the legend goes to the bottom right
+        ly = height - b - 18 * n - 14
     d.rectangle([lx - 8, ly - 8, width - r - 8, ly + 18 * n], fill=BG, outline=GRID)
-    for i, (kind, (colour, label)) in enumerate(SERIES.items()):
+    for i, (kind, (colour, label)) in enumerate(shown):
         d.line([(lx, ly + 18 * i + 5), (lx + 24, ly + 18 * i + 5)], fill=colour, width=3)
         d.text((lx + 30, ly + 18 * i), label, fill=FG, font=font)
-    d.text((lx, ly + 18 * len(SERIES)), "hollow: matched-random control of a run; bars: 95% CIs", fill=FG, font=font)
+    d.text((lx, ly + 18 * len(shown)), "hollow: matched-random control of a run; bars: 95% CIs", fill=FG, font=font)
     return img
 
 

@@ -14,6 +14,7 @@ prompts are dropped (all-zero context) so classifier-free guidance is available.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +47,7 @@ class TeacherConfig:
     seed: int = 0
     causal_frac: float = 0.0  # fraction of batches trained block-causally (see sample_causal_sigmas)
     causal_clean: float = 0.6  # in those, the probability that a context chunk is clean
+    time_limit_s: float | None = None  # stop early after this many seconds (a device run's time box)
 
 
 def clean_context(u: torch.Tensor, g: torch.Generator, p: float) -> torch.Tensor:
@@ -92,22 +94,31 @@ def new_toy_model(seed: int = 0, config: WanConfig = TOY_CONFIG) -> WanDiT:
 
 
 def train_teacher(
-    tc: TeacherConfig, model: WanDiT | None = None, show_progress: bool = True, log=None
+    tc: TeacherConfig, model: WanDiT | None = None, show_progress: bool = True, log=None, device=None
 ) -> tuple[WanDiT, list[float]]:
+    """Flow-matching training; ``device`` (e.g. 'cuda') runs the model there while the batches and every
+    random draw stay on the CPU generator (the same draws on every device). Returns the model on the CPU."""
     g = torch.Generator().manual_seed(tc.seed)
     model = model or new_toy_model(tc.seed)
-    model.train().requires_grad_(True)
+    dev = torch.device(device or "cpu")
+    model.to(dev).train().requires_grad_(True)
     obj = FlowMatchObjective(model)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=(0.9, 0.99), weight_decay=0.01)
 
-    def lr_factor(i):  # linear warm-up, then cosine down to 0.1
-        cosine = 0.5 * (1 + torch.cos(torch.tensor(i / tc.steps * 3.14159)).item())
+    def lr_factor(frac, i):  # linear warm-up, then cosine down to 0.1 over the run (steps or time box)
+        cosine = 0.5 * (1 + torch.cos(torch.tensor(min(frac, 1.0) * 3.14159)).item())
         return min(1.0, (i + 1) / tc.warmup) * (0.1 + 0.9 * cosine)
 
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     losses = []
     bar = progress(total=tc.steps, desc="teacher", disable=not show_progress)
+    t_start = time.time()
     for i in range(tc.steps):
+        elapsed = time.time() - t_start
+        if tc.time_limit_s is not None and elapsed > tc.time_limit_s:
+            break
+        frac = i / tc.steps if tc.time_limit_s is None else max(i / tc.steps, elapsed / tc.time_limit_s)
+        for group in opt.param_groups:
+            group["lr"] = tc.lr * lr_factor(frac, i)
         x0, ctx, _ = W.make_batch(tc.batch, g)
         drop = torch.rand(tc.batch, generator=g) < tc.drop_prompt
         ctx[drop] = 0.0
@@ -117,18 +128,18 @@ def train_teacher(
         else:
             s = sample_training_sigmas(tc.batch, x0.shape[2], W.CHUNK_FRAMES, g, tc.shift, tc.per_chunk_frac)
         eps = torch.randn(x0.shape, generator=g)
+        x0, ctx, s, eps = (t.to(dev) for t in (x0, ctx, s, eps))
         loss = obj(x0, ctx, s, eps, causal_chunk=W.CHUNK_FRAMES if causal else None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        sched.step()
         losses.append(float(loss.detach()))
         bar.update(1)
         if i % 20 == 0:
             bar.set_postfix_str(f"loss {sum(losses[-20:]) / len(losses[-20:]):.4f}")
     bar.close()
-    return model.eval().requires_grad_(False), losses
+    return model.cpu().eval().requires_grad_(False), losses
 
 
 def _sampling_start(model: WanDiT, context: torch.Tensor, steps: int, seed: int, shift: float, frames: int):

@@ -1,28 +1,27 @@
-"""The toy world (v2): synthetic videos made by code in which chunk difficulty varies for a visible reason,
-a fixed linear "codec" into a 16-channel latent space, and prompt embeddings built from the scene
-attributes (toy-scale reproduction, not the paper's data). Everything is deterministic code; no video
-data is downloaded or stored.
+"""The toy world (v3, "wall teleport"): synthetic videos made by code in which a chunk's difficulty is
+visible in its context, a fixed linear "codec" into a 16-channel latent space, and prompt embeddings built
+from the scene attributes (toy-scale reproduction, not the paper's data). Everything is deterministic
+code; no video data is downloaded or stored.
 
 Scenes. One shape (square or disc, side/diameter 3 latent pixels) of one of 7 colours on a black or grey
 background, in an 8 x 8 latent-pixel frame, 12 latent frames = 4 chunks of 3. Motions: ``still`` or
-``drifting <dir>`` (0.25 px/frame in the stated direction; the shape stops at the wall). Positions live on
-a 0.25 px grid (21 x 21 centres), so every frame is one of 7 x 441 renders per shape and background.
+``drifting <dir>`` (0.25 px/frame in the stated direction). Positions live on a 0.25 px grid (21 x 21
+centres), so every frame is one of 7 x 441 renders per shape and background.
 
-Chunks and events. The first chunk starts at a uniformly random grid position (not in the prompt), so it
-is uncertain. Every later chunk is a *continuation* (fully determined by the last frame before it, i.e.
-by what the KV cache holds) unless an *event* happens at its first frame, which the prompt does not
-determine. At each chunk boundary, independently:
+Chunks. The first chunk starts at one of the 36 *whole-pixel* positions (grid indices 0, 4, .., 20 on
+each axis), uniformly (not in the prompt): 36 allowed chunks. A drifting shape stops at the wall it moves
+towards; if the last frame before a chunk shows it AT that wall, an *event is due*: at that chunk's first
+frame it teleports to one of the whole-pixel positions at least TELEPORT_MIN px (Chebyshev) away from the
+wall position (uniformly, 30 of the 36 for a wall position off the corners) and keeps its motion. There
+are no other events; still shapes never teleport; the colour never changes. Every other later chunk is a
+*continuation*: exactly one allowed chunk, fixed by the last frame before it (what the KV cache holds).
 
-  P(no event)  = 1 - EVENT_P             = 0.60  the motion simply continues
-  P(recolour)  = EVENT_P * 1/2            = 0.20  the shape takes one of the 6 other colours (uniform)
-  P(jump)      = EVENT_P * 1/2            = 0.20  the shape jumps (a cut) to a grid position at least
-                                                  JUMP_MIN px away from where it would have been (uniform),
-                                                  then keeps its motion
-
-So a video holds on average 3 x 0.4 = 1.2 events, and 78% of videos hold at least one. ``continuations``
-enumerates every allowed next chunk given the state at the end of the prefix, with its exact probability;
-``sample_video`` draws from exactly that enumeration, so the per-chunk conditional metric
-(``SceneFitter.chunk_scores``) is exact.
+So a chunk's kind (first / event due / continuation) is read from its CONTEXT (``context_kind``), not
+from the generated chunk, and the event timing is not random: it is where the shape is. The start
+position spreads the wall arrivals so that the share of chunks with an event due is nearly flat over
+chunk positions (``event_due_share``: 0.133 / 0.148 / 0.164 for chunks 2-4, exact), so a per-position step
+schedule cannot exploit timing. ``continuations`` enumerates every allowed next chunk with its exact
+probability; ``sample_video`` draws from exactly that enumeration, so the metrics are exact.
 
 Rendering: 4x4 supersampled coverage per latent pixel (anti-aliased, so sub-pixel motion is visible).
 
@@ -34,8 +33,14 @@ one video frame (no temporal compression, unlike Wan's VAE).
 
 Prompts. A fixed random vector (seeded from the word) for each attribute word, one token per slot
 [colour, shape, motion, direction, background], zero-padded to PROMPT_TOKENS = 8 tokens of 4096 channels
-(Wan's UMT5 width; Wan also zero-pads its context). The colour is the shape's colour at the start. The
-all-zero context is the "empty prompt" used for classifier-free-guidance dropout.
+(Wan's UMT5 width; Wan also zero-pads its context). The all-zero context is the "empty prompt" used for
+classifier-free-guidance dropout.
+
+Quality (``SceneFitter``). The primary number is *validity*: a chunk is valid when it is sharp (every
+frame within VALID_TOL RGB MSE of a clean render) and consistent (the fitted per-frame states form an
+allowed continuation of the fitted prefix); a video is valid when all its chunks are. ``conditional``
+(MSE to the nearest allowed continuation) is kept as a secondary number; it is blur-tolerant (a blur over
+all start positions can score better than a sharp render one pixel off).
 """
 
 from __future__ import annotations
@@ -64,9 +69,11 @@ GRID = 0.25  # centres are multiples of this (latent pixels)
 HALF = 1.5  # half side / radius of a shape
 LO, HI = HALF, LATENT_W - HALF  # centre range
 NPOS = int(round((HI - LO) / GRID)) + 1  # 21 grid values per axis
-EVENT_P = 0.4  # probability of an event at each chunk boundary (see the module docstring)
-EVENT_KINDS = {"recolour": 0.5, "jump": 0.5}
-JUMP_MIN = 2.0  # a jump lands at least this far (px, Chebyshev) from where the shape would have been
+WHOLE = tuple(range(0, NPOS, int(round(1 / GRID))))  # grid indices of whole-pixel centres (6 per axis)
+TELEPORT_MIN = 2.0  # a teleport lands at least this far (px, Chebyshev) from the wall position
+EVENT_KINDS = {"teleport": 1.0}  # the only event
+VALID_TOL = 1e-3  # RGB MSE (RMS ~0.03) of a frame to its nearest clean render for the frame to count as sharp
+CHUNK_KINDS = ("first", "event", "continuation")  # read from the context (``context_kind``)
 
 COLOURS = {
     "red": (0.9, 0.15, 0.15),
@@ -161,7 +168,7 @@ class State:
 @dataclass
 class Continuations:
     """Every allowed chunk given a prefix: positions [N, F] (index iy * NPOS + ix), colours [N, F],
-    exact probabilities [N] (sum 1), kinds [N] ('start' | 'none' | 'recolour' | 'jump')."""
+    exact probabilities [N] (sum 1), kinds [N] ('start' | 'none' | 'teleport')."""
 
     positions: np.ndarray
     colours: np.ndarray
@@ -190,38 +197,74 @@ def _track(ix: np.ndarray, iy: np.ndarray, motion: str, frames: int) -> np.ndarr
     return ys * NPOS + xs
 
 
+def at_wall(scene: Scene, prev: State) -> bool:
+    """The shape in ``prev`` touches the wall it drifts towards (so an event is due next chunk)."""
+    vx, vy = velocity(scene.motion)
+    return (
+        (vx > 0 and prev.ix == NPOS - 1)
+        or (vx < 0 and prev.ix == 0)
+        or (vy > 0 and prev.iy == NPOS - 1)
+        or (vy < 0 and prev.iy == 0)
+    )
+
+
+def context_kind(scene: Scene, prev: State | None) -> str:
+    """A chunk's kind from its context alone: 'first' (no prefix), 'event' (the prefix ends at the wall
+    the shape drifts towards: it teleports now) or 'continuation' (one allowed chunk)."""
+    if prev is None:
+        return "first"
+    return "event" if at_wall(scene, prev) else "continuation"
+
+
 def continuations(scene: Scene, prev: State | None, frames: int = CHUNK_FRAMES) -> Continuations:
     """The exact distribution of the next chunk (``frames`` frames) given the last frame's state ``prev``
-    (None: the first chunk, which starts anywhere in the prompt's colour)."""
-    grid = np.arange(NPOS)
+    (None: the first chunk, which starts at any whole-pixel position in the prompt's colour)."""
+    whole = np.array(WHOLE)
     if prev is None:
-        ix, iy = np.meshgrid(grid, grid)
+        ix, iy = np.meshgrid(whole, whole)
         ix, iy = ix.ravel(), iy.ravel()
         pos = _track(ix, iy, scene.motion, frames)
         col = np.full(pos.shape, COLOUR_NAMES.index(scene.colour))
         return Continuations(pos, col, np.full(len(pos), 1.0 / len(pos)), ["start"] * len(pos))
     vx, vy = velocity(scene.motion)
     nx, ny = min(max(prev.ix + vx, 0), NPOS - 1), min(max(prev.iy + vy, 0), NPOS - 1)  # where it would be
-    own = _track(np.array([nx]), np.array([ny]), scene.motion, frames)
-    others = [c for c in range(len(COLOUR_NAMES)) if c != prev.colour]
-    jx, jy = np.meshgrid(grid, grid)
-    far = np.maximum(np.abs(jx - nx), np.abs(jy - ny)) * GRID >= JUMP_MIN
-    jx, jy = jx[far], jy[far]
-    jumps = _track(jx, jy, scene.motion, frames)
-    pos = np.concatenate([own, np.repeat(own, len(others), 0), jumps])
-    col = np.concatenate(
-        [
-            np.full((1, frames), prev.colour),
-            np.repeat(np.array(others)[:, None], frames, 1),
-            np.full((len(jumps), frames), prev.colour),
-        ]
-    )
-    p_rec, p_jump = EVENT_P * EVENT_KINDS["recolour"], EVENT_P * EVENT_KINDS["jump"]
-    probs = np.concatenate(
-        [[1.0 - EVENT_P], np.full(len(others), p_rec / len(others)), np.full(len(jumps), p_jump / len(jumps))]
-    )
-    kinds = ["none"] + ["recolour"] * len(others) + ["jump"] * len(jumps)
-    return Continuations(pos, col, probs, kinds)
+    if not at_wall(scene, prev):
+        pos = _track(np.array([nx]), np.array([ny]), scene.motion, frames)
+        return Continuations(pos, np.full(pos.shape, prev.colour), np.ones(1), ["none"])
+    jx, jy = np.meshgrid(whole, whole)
+    far = np.maximum(np.abs(jx - nx), np.abs(jy - ny)) * GRID >= TELEPORT_MIN
+    pos = _track(jx[far], jy[far], scene.motion, frames)
+    col = np.full(pos.shape, prev.colour)
+    return Continuations(pos, col, np.full(len(pos), 1.0 / len(pos)), ["teleport"] * len(pos))
+
+
+@lru_cache(maxsize=None)
+def event_due_share(frames: int = NUM_FRAMES, chunk: int = CHUNK_FRAMES) -> tuple:
+    """Exact probability, per chunk position, that an event is due (all scenes' motions equally likely,
+    as ``random_scene`` draws them), by propagating the state distribution through ``continuations``."""
+    shares = []
+    for motion in MOTIONS:
+        scene = Scene(SHAPES[0], COLOUR_NAMES[0], motion, "black")
+        dist, mine = {None: 1.0}, []
+        for _ in range(frames // chunk):
+            nxt, due = {}, 0.0
+            for prev, p in dist.items():
+                if prev is not None and at_wall(scene, prev):
+                    due += p
+                c = continuations(scene, prev, chunk)
+                for i, q in enumerate(c.probs):
+                    st = state_of(c.positions, c.colours, i)
+                    nxt[st] = nxt.get(st, 0.0) + p * float(q)
+            mine.append(due)
+            dist = nxt
+        shares.append(mine)
+    return tuple(float(np.mean([m[c] for m in shares])) for c in range(frames // chunk))
+
+
+def world_event_rate() -> float:
+    """The world's share of later chunks (2..) with an event due."""
+    later = event_due_share()[1:]
+    return sum(later) / len(later)
 
 
 def state_of(positions: np.ndarray, colours: np.ndarray, i: int, j: int = -1) -> State:
@@ -255,7 +298,7 @@ def render_states(scene: Scene, positions: np.ndarray, colours: np.ndarray) -> n
 
 def sample_video(scene: Scene, g: torch.Generator, frames: int = NUM_FRAMES, with_events: bool = False):
     """One random clean RGB video [T, H, W, 3] of a scene; with ``with_events`` also the list of chunk
-    kinds ('start', then 'none' / 'recolour' / 'jump' per later chunk)."""
+    kinds ('start', then 'none' / 'teleport' per later chunk)."""
     pos, col, kinds = sample_states(scene, g, frames)
     video = render_states(scene, pos, col)
     return (video, kinds) if with_events else video
@@ -346,19 +389,32 @@ def make_batch(batch: int, g: torch.Generator, frames: int = NUM_FRAMES, scenes=
 # ---- the reproduction's quality metrics ---------------------------------------------------------
 @dataclass
 class ChunkScore:
-    """One chunk of one generated video, scored against the world (RGB MSE units, lower is better).
+    """One chunk of one generated video, scored against the world.
 
-    conditional: MSE of the chunk to the nearest continuation the world allows given the generated prefix
-        (the prefix's last frame fitted to the nearest state; the first chunk: any start position).
-    realism: mean over the chunk's frames of the MSE to the nearest frame the scene can show at all
-        (any position, any colour): is each frame a clean render, whatever the story.
-    event: the nearest allowed continuation is an event (recolour or jump); False for the first chunk.
+    valid: ``sharp`` and ``consistent`` (the primary quality measure). sharp: every frame is within
+        VALID_TOL RGB MSE of a clean render (its nearest state). consistent: those fitted per-frame states
+        are exactly one of the allowed continuations of the fitted prefix (its last frame's state).
+    conditional: RGB MSE of the chunk to the nearest continuation the world allows given the generated
+        prefix (secondary; blur-tolerant: a hedge between continuations scores well while rendering none).
+    realism: mean over the chunk's frames of the MSE to the nearest frame the scene can show at all.
+    event: the context says an event is due (``context_kind`` == 'event').
+    kind: the kind of the nearest allowed continuation ('start' | 'none' | 'teleport').
+    context: the chunk's kind read from its context ('first' | 'event' | 'continuation').
+    destination: for a consistent event chunk, the whole-pixel position index it teleported to, else -1.
     """
 
     conditional: float
     realism: float
     event: bool
     kind: str
+    context: str = "first"
+    sharp: bool = False
+    consistent: bool = False
+    destination: int = -1
+
+    @property
+    def valid(self) -> bool:
+        return self.sharp and self.consistent
 
 
 class SceneFitter:
@@ -375,39 +431,62 @@ class SceneFitter:
             self._cache[key] = torch.tensor(t.reshape(-1, *t.shape[2:]), dtype=torch.float32)  # [7*441, H, W, 3]
         return self._cache[key]
 
+    def _flat_table(self, scene: Scene) -> tuple[Tensor, Tensor]:
+        key = ("flat", scene.shape, scene.background)
+        if key not in self._cache:
+            t = self._table(scene).flatten(1)
+            self._cache[key] = t, t.pow(2).sum(1)
+        return self._cache[key]
+
     def fit_state(self, scene: Scene, frame_rgb: Tensor) -> tuple[State, float]:
         """Nearest state (and its MSE) for one RGB frame [H, W, 3]."""
-        err = (self._table(scene) - frame_rgb[None]).pow(2).flatten(1).mean(1)
-        i = int(err.argmin())
-        c, p = divmod(i, NPOS * NPOS)
-        return State(p % NPOS, p // NPOS, c), float(err[i])
+        pos, col, err = self.fit_frames(scene, frame_rgb[None])
+        return State(int(pos[0]) % NPOS, int(pos[0]) // NPOS, int(col[0])), float(err[0])
+
+    def fit_frames(self, scene: Scene, rgb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Every frame's nearest clean render: rgb [T, H, W, 3] -> (position index [T], colour [T], MSE [T])."""
+        table, sq = self._flat_table(scene)
+        flat = rgb.flatten(1).float()
+        d2 = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ table.T + sq[None]
+        best = d2.min(1)
+        col, pos = best.indices // (NPOS * NPOS), best.indices % (NPOS * NPOS)
+        return pos, col, best.values.clamp_min(0) / flat.shape[1]
 
     def chunk_scores(self, scene: Scene, latent: Tensor, chunks=None, realism: bool = True) -> list[ChunkScore]:
         """latent [16, T, H, W] (one video) -> a ChunkScore per chunk (``chunks``: only these; ``realism``
-        False skips that term, reported as nan)."""
+        is kept for callers; the per-frame fit it needs is always computed, validity needs it)."""
         rgb = latent_to_rgb_small(latent[None])[0]  # [T, H, W, 3]
         n = rgb.shape[0] // self.chunk
-        real = torch.full((rgb.shape[0],), float("nan"))
-        if realism:
-            table = self._table(scene).flatten(1)
-            flat = rgb.flatten(1)
-            d2 = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ table.T + table.pow(2).sum(1)[None]
-            real = d2.min(1).values.clamp_min(0) / flat.shape[1]
+        fpos, fcol, real = self.fit_frames(scene, rgb)
         out = []
         for ci in chunks if chunks is not None else range(n):
             f0 = ci * self.chunk
             seg = rgb[f0 : f0 + self.chunk]
-            prev = None if ci == 0 else self.fit_state(scene, rgb[f0 - 1])[0]
+            prev = None if ci == 0 else State(int(fpos[f0 - 1]) % NPOS, int(fpos[f0 - 1]) // NPOS, int(fcol[f0 - 1]))
             cont = continuations(scene, prev, self.chunk)
             cand = torch.as_tensor(cont.frames(scene), dtype=torch.float32)  # [N, F, H, W, 3]
             err = (cand - seg[None]).pow(2).flatten(1).mean(1)
             i = int(err.argmin())
+            mine_p, mine_c = fpos[f0 : f0 + self.chunk].numpy(), fcol[f0 : f0 + self.chunk].numpy()
+            match = np.flatnonzero((cont.positions == mine_p[None]).all(1) & (cont.colours == mine_c[None]).all(1))
+            ctx = context_kind(scene, prev)
             out.append(
                 ChunkScore(
-                    float(err[i]), float(real[f0 : f0 + self.chunk].mean()), cont.kinds[i] in EVENT_KINDS, cont.kinds[i]
+                    conditional=float(err[i]),
+                    realism=float(real[f0 : f0 + self.chunk].mean()),
+                    event=ctx == "event",
+                    kind=cont.kinds[i],
+                    context=ctx,
+                    sharp=bool((real[f0 : f0 + self.chunk] <= VALID_TOL).all()),
+                    consistent=len(match) > 0,
+                    destination=int(mine_p[0]) if ctx == "event" and len(match) else -1,
                 )
             )
         return out
+
+    def valid_video(self, scene: Scene, latent: Tensor) -> bool:
+        """Every chunk valid (sharp and an allowed continuation of its fitted prefix)."""
+        return all(c.valid for c in self.chunk_scores(scene, latent))
 
     def fit_error(self, scene: Scene, latent: Tensor) -> float:
         """Mean over chunks of the conditional error (0 for every real video)."""

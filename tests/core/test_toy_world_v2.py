@@ -1,4 +1,4 @@
-"""The toy world's exact continuations, its per-chunk metric, the evaluation statistics, the batched
+"""The toy world's (v3) exact continuations, its validity and per-chunk metrics, the evaluation statistics, the batched
 evaluation sampler and the step-rank head label that cannot collapse to the step index."""
 
 from collections import Counter
@@ -33,64 +33,83 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_continuations_are_an_exact_distribution():
     scene = W.Scene("square", "red", "drifting right", "black")
     first = W.continuations(scene, None)
-    assert len(first) == W.NPOS**2 and first.probs.sum() == pytest.approx(1.0)
-    assert set(first.kinds) == {"start"}
-    prev = W.State(5, 7, W.COLOUR_NAMES.index("red"))
-    c = W.continuations(scene, prev)
-    assert c.probs.sum() == pytest.approx(1.0)
-    kinds = Counter(c.kinds)
-    assert kinds["none"] == 1 and kinds["recolour"] == len(W.COLOURS) - 1 and kinds["jump"] > 100
-    p = {k: float(c.probs[[i for i, kk in enumerate(c.kinds) if kk == k]].sum()) for k in kinds}
-    assert p["none"] == pytest.approx(1 - W.EVENT_P)
-    assert p["recolour"] == pytest.approx(W.EVENT_P / 2) and p["jump"] == pytest.approx(W.EVENT_P / 2)
-    # the continuation moves one grid step (0.25 px) per frame to the right, colour kept
-    none = c.positions[c.kinds.index("none")]
-    assert [int(v) % W.NPOS for v in none] == [6, 7, 8] and all(int(v) // W.NPOS == 7 for v in none)
-    # jumps land at least JUMP_MIN px away from where the shape would have been
-    for i in np.flatnonzero(np.array(c.kinds) == "jump"):
-        x, y = int(c.positions[i, 0]) % W.NPOS, int(c.positions[i, 0]) // W.NPOS
-        assert max(abs(x - 6), abs(y - 7)) * W.GRID >= W.JUMP_MIN
-    # drifting stops at the wall
-    wall = W.continuations(scene, W.State(W.NPOS - 1, 0, 0))
-    assert [int(v) % W.NPOS for v in wall.positions[0]] == [W.NPOS - 1] * W.CHUNK_FRAMES
+    assert len(first) == 36 and first.probs.sum() == pytest.approx(1.0)  # the 36 whole-pixel positions
+    assert set(first.kinds) == {"start"} and all(int(p) % W.NPOS % 4 == 0 for p in first.positions[:, 0])
+    red = W.COLOUR_NAMES.index("red")
+    # away from the wall: exactly one allowed chunk, one grid step (0.25 px) per frame to the right
+    c = W.continuations(scene, W.State(5, 8, red))
+    assert len(c) == 1 and c.kinds == ["none"] and c.probs[0] == 1.0
+    assert [int(v) % W.NPOS for v in c.positions[0]] == [6, 7, 8] and all(int(v) // W.NPOS == 8 for v in c.positions[0])
+    assert W.context_kind(scene, W.State(5, 8, red)) == "continuation" and W.context_kind(scene, None) == "first"
+    # at the wall it drifts towards: a teleport to a whole-pixel position >= TELEPORT_MIN px away, motion kept
+    wall = W.State(W.NPOS - 1, 8, red)
+    assert W.context_kind(scene, wall) == "event"
+    t = W.continuations(scene, wall)
+    assert len(t) == 30 and set(t.kinds) == {"teleport"} and t.probs.sum() == pytest.approx(1.0)
+    for row in t.positions:
+        x, y = int(row[0]) % W.NPOS, int(row[0]) // W.NPOS
+        assert x % 4 == 0 and y % 4 == 0 and max(abs(x - (W.NPOS - 1)), abs(y - 8)) * W.GRID >= W.TELEPORT_MIN
+        assert [int(v) % W.NPOS for v in row] == [min(x + i, W.NPOS - 1) for i in range(3)]
+    assert (t.colours == red).all()  # colours never change
+    # the other walls are no event for a shape drifting right, and still shapes never teleport
+    assert W.context_kind(scene, W.State(0, 8, red)) == "continuation"
+    still = W.Scene("square", "red", "still", "black")
+    assert W.context_kind(still, W.State(W.NPOS - 1, 8, red)) == "continuation"
+    assert len(W.continuations(still, W.State(W.NPOS - 1, 8, red))) == 1
 
 
-def test_sampled_videos_follow_the_enumeration_and_its_event_rate():
-    scene = W.Scene("disc", "cyan", "still", "grey")
+def test_event_due_share_is_flat_over_chunk_positions():
+    """A per-position schedule cannot exploit the events' timing: the share of chunks with an event due is
+    0 / 0.133 / 0.148 / 0.164 (exact), and sampled videos agree."""
+    share = W.event_due_share()
+    assert share[0] == 0.0 and share[1:] == pytest.approx((0.1333, 0.1478, 0.1638), abs=1e-3)
+    assert max(share[1:]) - min(share[1:]) < 0.04
+    g = torch.Generator().manual_seed(0)
+    due = Counter()
+    for _ in range(1500):
+        _, _, kinds = W.sample_states(W.random_scene(g), g)
+        due.update(i for i, k in enumerate(kinds) if k == "teleport")
+    for i in (1, 2, 3):
+        assert abs(due[i] / 1500 - share[i]) < 0.03  # 1500 videos: sd ~0.009
+
+
+def test_sampled_videos_follow_the_enumeration_and_are_valid():
+    scene = W.Scene("disc", "cyan", "drifting up", "grey")
     g = torch.Generator().manual_seed(0)
     fitter = W.SceneFitter()
     kinds = Counter()
-    for _ in range(300):
+    for _ in range(60):
         video, ks = W.sample_video(scene, g, with_events=True)
         kinds.update(ks[1:])
         assert ks[0] == "start" and video.shape == (W.NUM_FRAMES, W.LATENT_H, W.LATENT_W, 3)
-    n = sum(kinds.values())
-    assert abs((kinds["recolour"] + kinds["jump"]) / n - W.EVENT_P) < 0.05  # 900 boundaries: sd ~0.016
-    assert abs(kinds["recolour"] - kinds["jump"]) / n < 0.06
-    # a real video scores 0 on every chunk and its events are recognised as such
-    for _ in range(10):
-        video, ks = W.sample_video(scene, g, with_events=True)
         sc = fitter.chunk_scores(scene, W.encode_rgb(video)[0])
-        assert all(s.conditional < 1e-10 and s.realism < 1e-6 for s in sc)
-        assert [s.kind for s in sc] == ks and [s.event for s in sc] == [k in W.EVENT_KINDS for k in ks]
+        assert all(s.conditional < 1e-10 and s.realism < 1e-6 and s.valid for s in sc)
+        assert [s.kind for s in sc] == ks
+        assert [s.context for s in sc] == ["first"] + ["event" if k == "teleport" else "continuation" for k in ks[1:]]
+        assert all((s.destination >= 0) == (s.context == "event") for s in sc)
+    assert kinds["teleport"] > 5 and kinds["none"] > 100
 
 
-def test_conditional_metric_penalises_what_the_world_does_not_allow():
+def test_validity_rejects_blur_and_wrong_stories_that_cond_tolerates():
+    """cond is blur-tolerant (the conditional mean of the first chunk scores well while rendering nothing);
+    validity is not: every frame must be a clean render and the states an allowed continuation."""
     g = torch.Generator().manual_seed(2)
     scene = W.Scene("square", "yellow", "drifting down", "black")
-    while True:
-        video, ks = W.sample_video(scene, g, with_events=True)
-        if ks[1] == "none":
-            break
     fitter = W.SceneFitter()
+    video = W.sample_video(scene, g)
     lat = W.encode_rgb(video)[0]
+    # the blur of all 36 starts (the exact model's step-1 output for the first chunk)
+    blur = lat.clone()
+    blur[:, :3] = W.encode_rgb(W.continuations(scene, None).frames(scene)).mean(0)
+    sb = fitter.chunk_scores(scene, blur)[0]
+    assert not sb.sharp and not sb.valid
+    # a sharp square one pixel off in the first chunk: sharp, consistent as a start (any whole-pixel start)...
     frozen = W.encode_rgb(np.repeat(video[:1], W.NUM_FRAMES, 0))[0]  # a clean frame that stops moving
     s = fitter.chunk_scores(scene, frozen)
-    assert s[0].conditional > 1e-4 and all(c.realism < 1e-6 for c in s)  # realistic frames, wrong story
+    assert all(c.sharp for c in s) and not all(c.valid for c in s)  # realistic frames, wrong story
+    assert not fitter.valid_video(scene, frozen) and fitter.valid_video(scene, lat)
     noisy = fitter.chunk_scores(scene, lat + 0.3 * torch.randn(lat.shape, generator=g))
-    assert all(c.conditional > 5e-4 for c in noisy)
-    wrong = fitter.chunk_scores(W.Scene("square", "yellow", "drifting down", "grey"), lat)
-    assert all(c.realism > 1e-2 for c in wrong)  # wrong background: no frame of that scene looks like this
+    assert not any(c.valid for c in noisy)
 
 
 def test_energy_distance_catches_a_generator_that_never_makes_events():
@@ -109,6 +128,22 @@ def test_energy_distance_catches_a_generator_that_never_makes_events():
     assert e_calm > 2 * abs(e_real)
     with pytest.raises(ValueError, match="at least 2"):
         fitter.energy_distance(scene, W.encode_rgb(np.stack(real[:1])))
+
+
+def test_teleport_coverage_scores_one_spot_and_no_teleport_badly():
+    from dsa_core.toy.evaluate import teleport_coverage
+
+    def res(p, dests, valid=True):
+        n = len(dests)
+        return VideoResult(p, 0, [1] * n, [2] * n, [0.0] * n, [0.0] * n, [False] * n, ["none"] * n,
+                           valid=[valid] * n, context=["event"] * n, destinations=dests)  # fmt: skip
+
+    spread = [res(p, [(7 * i + p) % 36 for i in range(4)]) for p in range(6)]
+    one_spot = [res(p, [3, 3, 3, 3]) for p in range(6)]
+    never = [res(p, [-1] * 4, valid=False) for p in range(6)]
+    scenes = [W.Scene("square", "red", "drifting right", "black")] * 6
+    c_spread, c_one, c_never = (teleport_coverage(scenes, r)["coverage"] for r in (spread, one_spot, never))
+    assert c_spread > 0.8 and c_one < 0.4 and c_never == 0.0
 
 
 # ---- statistics -------------------------------------------------------------------------------------
@@ -354,13 +389,13 @@ def test_exact_denoiser_is_the_posterior_mean_of_the_allowed_continuations():
     from dsa_core.toy.exact_denoiser import posterior_mean
 
     scene = W.Scene("disc", "blue", "drifting left", "grey")
-    cont = W.continuations(scene, W.State(10, 10, 2))
+    cont = W.continuations(scene, None)
     renders = W.encode_rgb(cont.frames(scene)).flatten(1)
     log_prior = torch.log(torch.as_tensor(cont.probs, dtype=torch.float32))
     prior_mean = torch.as_tensor(cont.probs, dtype=torch.float32) @ renders
     torch.testing.assert_close(posterior_mean(torch.randn(renders.shape[1]), 1.0, renders, log_prior), prior_mean)
     g = torch.Generator().manual_seed(0)
-    i = 5  # a recolour: at low noise the posterior picks it out of every allowed chunk
+    i = 5  # one start position: at low noise the posterior picks it out of every allowed chunk
     x_s = 0.9 * renders[i] + 0.1 * torch.randn(renders.shape[1], generator=g)
     torch.testing.assert_close(posterior_mean(x_s, 0.1, renders, log_prior), renders[i], atol=1e-4, rtol=0)
 
@@ -377,3 +412,14 @@ def test_perfect_model_reference_needs_steps_and_then_renders_the_world_exactly(
     assert first["chunks"] == 3 and first["last_minus_first"][0] < 0 and first["share_improved"] == 1.0
     assert first["share_exact"] == 1.0 and 1 < first["steps_to_exact"] <= 6  # never exact after one step
     assert 0.4 < ref["steps_to_exact_nfe_ratio_vs_fixed4"] <= 7 / 5
+
+
+def test_teacher_check_scores_the_teachers_own_euler_samples(tiny_dit):
+    """The 'can the teacher render?' measurement: validity of its own Euler samples per video and chunk kind (a
+    random network renders nothing valid)."""
+    from dsa_core.toy.teacher_check import teacher_validity
+
+    res = teacher_validity(tiny_dit, [W.Scene("square", "red", "drifting right", "black")], [0, 1], steps=2)
+    assert res["videos"] == 2 and res["steps"] == 2 and res["valid"][0] == 0.0
+    assert set(res["valid_by_kind"]) == set(W.CHUNK_KINDS) and res["chunks_by_kind"]["first"] == 2
+    assert sum(res["chunks_by_kind"].values()) == 2 * W.NUM_CHUNKS
