@@ -124,6 +124,7 @@ class DSASampler(io.ComfyNode):
                 *sampling.optional_inputs(),
                 *sampling.streaming_inputs(),
                 *native_ar.sampler_inputs(),
+                *sampling.budget_inputs(),
             ],
             outputs=sampling.outputs(),
             hidden=[io.Hidden.unique_id, io.Hidden.prompt],
@@ -164,6 +165,7 @@ class DSASampler(io.ComfyNode):
         vae=None,
         start_image=None,
         noise=None,
+        mean_steps=2.5,
     ) -> io.NodeOutput:
         start_latent = None
         if start_image is not None:
@@ -185,6 +187,7 @@ class DSASampler(io.ComfyNode):
             sink_frames=sink_frames,
             ladder_sigmas=ladder,
             noise=noise,
+            mean_steps=mean_steps,
         )
         start = sampling.NewVideo(
             latent_h=height // 8, latent_w=width // 8, chunk_frames=frames_per_chunk, context_latents=start_latent
@@ -263,6 +266,7 @@ class DSAExtend(io.ComfyNode):
                     tooltip="Or an existing Wan video latent to continue (used when no state is connected).",
                 ),
                 *sampling.streaming_inputs(),
+                *sampling.budget_inputs(),
             ],
             outputs=sampling.outputs(),
             hidden=[io.Hidden.unique_id, io.Hidden.prompt],
@@ -299,6 +303,7 @@ class DSAExtend(io.ComfyNode):
         state=None,
         latent=None,
         vae=None,
+        mean_steps=2.5,
     ) -> io.NodeOutput:
         if state is None and latent is None:
             raise DSAInputError("connect either a DSA state (from DSA Confidence Sampler / Extender) or a video latent")
@@ -322,6 +327,7 @@ class DSAExtend(io.ComfyNode):
             sink_frames=sink_frames,
             ladder_sigmas=ladder,
             recache=recache,
+            mean_steps=mean_steps,
         )
         if state is not None:
             start = state
