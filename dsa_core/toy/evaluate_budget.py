@@ -175,6 +175,8 @@ def render_readme(rep: dict) -> str:
         "steps, chosen on the selection half. NFE per chunk = steps + 1 cache commit. `cond`: MSE to the nearest "
         "continuation the world allows (lower is better).",
         "",
+        "![quality vs NFE](quality_vs_nfe.png)",
+        "",
         "| sampler | NFE / chunk | mean steps | cond error | energy distance | event rate | steps event / "
         "continuation | steps by chunk 1/2/3/4 | vs random control |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -229,7 +231,13 @@ def main(argv=None) -> int:
         "halves": {k: [list(p) for p in v] for k, v in halves.items()},
     }
     (out / "results.json").write_text(json.dumps(rep, indent=1))
-    (out / "README.md").write_text(render_readme(rep))
+    from .plot import quality_vs_nfe
+    from .reproduce import write_readme
+
+    quality_vs_nfe(rep["rows"], title="toy presets by cost and step budget: held-out half, 95% bootstrap CIs").save(
+        out / "quality_vs_nfe.png"
+    )
+    write_readme(out / "README.md", render_readme(rep))  # a hand-written reading below HAND_MARK is kept
     print(f"wrote {out / 'results.json'} and {out / 'README.md'} ({rep['seconds']:.0f} s)")
     return 0
 

@@ -14,6 +14,9 @@ SERIES = {  # kind -> (colour, legend)
     "heuristic": ((120, 120, 120), "heuristic policy (x0 change, no head)"),
     "index": ((150, 60, 180), "per-chunk-index schedule (chosen on selection half)"),
     "oracle": ((200, 40, 40), "oracle allocation (upper bound)"),
+    "preset": ((0, 160, 160), "presets by cost of the shipped head (calibration table)"),
+    "budget": ((200, 160, 20), "step budget (mean steps per chunk)"),
+    "budget_schedule": ((120, 80, 40), "index schedule at a budget's NFE (chosen on selection)"),
 }
 
 
