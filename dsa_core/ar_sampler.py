@@ -211,6 +211,7 @@ def denoise_chunk(
     ci, fs = work.next_chunk_index, work.cache.frames_written
     shape = (b, c, work.chunk_frames, work.latent_h, work.latent_w)
     rec = ChunkRecord(chunk_index=ci, frame_start=fs, num_frames=work.chunk_frames)
+    rec.threshold = getattr(policy, "threshold", None)
     x = work.noise.sample(fs, 0, shape, device=device, dtype=dtype)
     x0_prev = None
     for k in range(max_steps):
@@ -233,7 +234,7 @@ def denoise_chunk(
         rec.confidence.append(c_min)
         reason = policy.decide(steps, c_min if policy.confidence_source else None)
         if reason is None and steps == max_steps:
-            reason = "fixed" if isinstance(policy, FixedSteps) else "max_steps"
+            reason = "fixed" if isinstance(policy, FixedSteps) else policy.cap_reason
         if finite is None and reason is not None:  # no confidence was read: check the chunk's output once
             finite = bool(torch.isfinite(x0).all().tolist())
         if finite is not None:
@@ -320,7 +321,8 @@ def sample_video(
 
     model: causal_wan.CausalWan. text: its TextContext (optional when continuing ``state``; a different
     one switches the prompt with ``recache``). ladder: default Self-Forcing's 4 levels. policy: default
-    FixedSteps (Self-Forcing). noise: a NoiseSource, default SeededNoise(seed), or the state's when
+    FixedSteps (Self-Forcing); a BudgetPolicy reads and updates the state's allowance (``ARState.allowance``),
+    so a continuation keeps the lineage's mean. noise: a NoiseSource, default SeededNoise(seed), or the state's when
     continuing. head: the ConfidenceHead (needed by ConfidencePolicy; with other policies it only fills
     the record when ``record_confidence``). context_latents: clean frames committed first (t = 0) as
     context, see ar_state.prime_with_latents. prompt_schedule: {absolute chunk index: TextContext}, a
@@ -367,12 +369,13 @@ def sample_video(
             work, passes = switch_prompt(model, work, prompt_schedule[ci], recache)
             record.extra_nfe += passes
         t_chunk = time.perf_counter()
+        chunk_policy = policy.for_chunk(ladder, work.allowance, num_chunks - n)
         try:
             x0, rec = denoise_chunk(
                 model,
                 work,
                 ladder,
-                policy,
+                chunk_policy,
                 head=head,
                 record_confidence=record_confidence,
                 callback=callback,
@@ -387,6 +390,7 @@ def sample_video(
             done = torch.cat(new_frames, 2) if new_frames else work.latents[:, :, :0]
             raise SamplingInterrupted(done, record) from None
         commit_chunk(model, work, x0, rec)
+        work.allowance = policy.after_chunk(work.allowance, rec.steps)
         steps_done += rec.steps
         new_frames.append(x0)
         _sync(work.device)
@@ -395,5 +399,7 @@ def sample_video(
         if chunk_callback is not None:
             chunk_callback(ChunkInfo(ci, n, num_chunks, rec.frame_start, x0, rec))
     record.wall_time_s = time.perf_counter() - t_run
+    if work.allowance.chunks:
+        record.allowance = work.allowance.to_dict()
     latent = torch.cat(new_frames, 2) if new_frames else work.latents[:, :, :0]
     return latent, work, record

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from .kv_cache import KVCache
+from .policies import BudgetAllowance
 
 RECACHE_NONE = "none"
 RECACHE_ALL = "all"
@@ -36,6 +37,7 @@ class ARState:
     next_chunk_index: int = 0  # generated chunks so far in this lineage (prompt_schedule keys on it)
     noise: object = None  # the noise source used so far (continuations reuse it by default)
     nfe: int = 0  # generator forwards spent on this lineage (all calls)
+    allowance: BudgetAllowance = field(default_factory=BudgetAllowance)  # what budget chunks spent (policies.py)
     meta: dict = field(default_factory=dict)
 
     @property

@@ -8,7 +8,9 @@ then a 3-layer SiLU MLP and a sigmoid. About 0.85 M parameters at the 1.3B shape
 generator) and a few hundred kFLOPs per frame: negligible next to one generator step.
 
 Files: safetensors, keys under ``confidence_head.`` (so a generator file and a head file can be shipped
-separately or merged), the HeadConfig as JSON in the metadata under ``dsa.head_config``.
+separately or merged), the HeadConfig as JSON in the metadata under ``dsa.head_config``, and the head's
+calibration table (what each threshold costs, calibration.py) under ``dsa.calibration`` when it was measured:
+a loaded head carries it as ``head.calibration`` (None without one).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from torch import nn
 
+from .calibration import META_HEAD, table_from_metadata
 from .checkpoint_keys import HEAD_PREFIX, CheckpointError, head_keys, looks_like_generator, refuse_pickle, require_file
 from .safe_write import write_safetensors
 
@@ -59,6 +62,7 @@ class ConfidenceHead(nn.Module):
         if isinstance(config, int):
             config = HeadConfig(dim=config)
         self.config = config
+        self.calibration = None  # calibration.CalibrationTable of this head, when its file holds one
         kw = {"device": device, "dtype": dtype}
         self.fc1 = nn.Linear(config.dim + config.time_dim, config.hidden_dim, **kw)
         self.fc2 = nn.Linear(config.hidden_dim, config.hidden_dim, **kw)
@@ -158,6 +162,10 @@ def head_from_state_dict(
         head.load_state_dict(head_sd, strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{source}: confidence head weights do not match its config {config}: {e}") from None
+    try:
+        head.calibration = table_from_metadata(metadata, META_HEAD)
+    except ValueError as e:
+        raise CheckpointError(f"{source}: {e}") from None
     return head.eval().requires_grad_(False)
 
 

@@ -8,6 +8,11 @@ The numbers are never rescaled; THRESHOLD_PRESETS names a few of them.
 - ConfidencePolicy: DSA's rule with the learned head (reconstruction of the rule, see docs/method.md).
 - HeuristicPolicy: a training-free stand-in that reads how much x0_hat changed between the last two
   steps. It is a HEURISTIC, not DSA's learned confidence; use it only when no head is available.
+- BudgetPolicy: a mean number of steps per chunk; the confidence (head or heuristic) decides which chunks stop
+  early and which spend what earlier chunks saved (the allowance, carried in the AR state across calls).
+
+Presets are defined by cost where a head (or a generator, for the heuristic) carries a calibration table
+(calibration.py): ``threshold_from_preset(name, table=...)``. Without one they keep THRESHOLD_PRESETS.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from dataclasses import dataclass
 
 import torch
 
+from .calibration import CalibrationTable
 from .schedules import Ladder
 
-# Reconstruction: uncalibrated starting points, not from the paper (a trained head's scale decides
-# what they mean in practice).
+# Reconstruction: uncalibrated starting points, not from the paper, used only for a head (or generator) without a
+# calibration table; with one, presets are resolved by cost (calibration.PRESET_COST).
 THRESHOLD_PRESETS = {
     "quality": 0.9,
     "balanced": 0.75,
@@ -42,8 +48,9 @@ def validate_threshold(threshold: float) -> float:
     return t
 
 
-def threshold_from_preset(name_or_value, custom: float | None = None) -> float:
+def threshold_from_preset(name_or_value, custom: float | None = None, table: CalibrationTable | None = None) -> float:
     """A preset name ('quality', 'balanced', 'fast') or a number in [0, 1]; 'custom' means ``custom``.
+    With a calibration ``table`` a preset is the table's threshold of that cost, else THRESHOLD_PRESETS.
     The one place a preset is resolved (nodes, demo and CLIs call this)."""
     if isinstance(name_or_value, str):
         key = name_or_value.strip().lower()
@@ -51,6 +58,8 @@ def threshold_from_preset(name_or_value, custom: float | None = None) -> float:
             if custom is None:
                 raise ValueError("threshold preset 'custom' needs a threshold value")
             return validate_threshold(custom)
+        if table is not None and key in table.presets:
+            return table.presets[key]
         if key in THRESHOLD_PRESETS:
             return THRESHOLD_PRESETS[key]
         try:
@@ -65,10 +74,21 @@ def threshold_from_preset(name_or_value, custom: float | None = None) -> float:
 
 class StepPolicy:
     """Base class. ``confidence_source`` says what the sampler must compute after each step
-    (None, 'head' or 'heuristic'); ``decide`` says whether the chunk stops after ``steps_done``."""
+    (None, 'head' or 'heuristic'); ``decide`` says whether the chunk stops after ``steps_done``.
+    ``for_chunk`` / ``after_chunk`` let a policy with a running state (the budget) hand the sampler one plain
+    policy per chunk; the state itself is the caller's (ARState.allowance), never the policy's."""
 
     name = "base"
     confidence_source: str | None = None
+    cap_reason = "max_steps"  # the stop reason when a chunk reaches this policy's max_steps
+
+    def for_chunk(self, ladder: Ladder, allowance: "BudgetAllowance", remaining: int) -> "StepPolicy":
+        """The policy of the next chunk, given the lineage's allowance and the chunks left in this call."""
+        return self
+
+    def after_chunk(self, allowance: "BudgetAllowance", steps: int) -> "BudgetAllowance":
+        """The allowance after a chunk of ``steps`` steps (unchanged for policies without a budget)."""
+        return allowance
 
     def max_steps(self, ladder: Ladder) -> int:
         raise NotImplementedError
@@ -186,6 +206,116 @@ class HeuristicPolicy(ConfidencePolicy):
         return d
 
 
+BUDGET_TOLERANCE = 0.1  # steps: how far below the budget a call's mean may end when whole steps allow
+
+
+@dataclass(frozen=True)
+class BudgetAllowance:
+    """What the budget chunks of one AR lineage have spent, carried explicitly in ARState.allowance so that a
+    continuation (the extender) keeps the mean. ``granted``: the sum of their per-chunk budgets."""
+
+    chunks: int = 0
+    granted: float = 0.0
+    steps: int = 0
+
+    @property
+    def saved(self) -> float:
+        """Steps earlier chunks left unspent: what a later chunk may spend beyond the budget."""
+        return self.granted - self.steps
+
+    @property
+    def mean_steps(self) -> float:
+        return self.steps / self.chunks if self.chunks else 0.0
+
+    def spend(self, budget: float, steps: int) -> "BudgetAllowance":
+        return BudgetAllowance(self.chunks + 1, self.granted + float(budget), self.steps + int(steps))
+
+    def to_dict(self) -> dict:
+        return {"chunks": self.chunks, "granted": self.granted, "steps": self.steps, "saved": self.saved}
+
+
+class BudgetPolicy(StepPolicy):
+    """A mean of ``mean_steps`` steps per chunk (reconstruction, docs/method.md). Per chunk:
+    - cap = floor(budget + saved): a chunk goes past the budget only with allowance earlier chunks saved, so the
+      lineage's mean never exceeds the budget;
+    - floor: min_steps, raised near the end of a call only as far as needed for the call to end no more than
+      BUDGET_TOLERANCE below the budget (when whole steps allow it);
+    - between the two the confidence decides: the chunk stops once it reaches a threshold, the one the
+      calibration table expects to spend budget + saved / remaining steps per chunk (without a table: the given
+      ``threshold``). ``confidence``: 'head' or 'heuristic'.
+    The allowance is the caller's: ``for_chunk`` reads it, ``after_chunk`` returns the next one."""
+
+    name = "budget"
+
+    def __init__(
+        self,
+        mean_steps: float,
+        min_steps: int = 1,
+        max_steps: int | None = None,
+        *,
+        confidence: str = CONFIDENCE_HEAD,
+        threshold: float = THRESHOLD_PRESETS["balanced"],
+        table: CalibrationTable | None = None,
+    ):
+        b = float(mean_steps)
+        if math.isnan(b) or b < int(min_steps):
+            raise ValueError(
+                f"mean_steps {mean_steps} is below min_steps {min_steps}: raise mean_steps or lower min_steps"
+            )
+        if max_steps is not None and b > int(max_steps):
+            raise ValueError(f"mean_steps {mean_steps} is above max_steps {max_steps}: lower it or raise max_steps")
+        if confidence not in (CONFIDENCE_HEAD, CONFIDENCE_HEURISTIC):
+            raise ValueError(f"a budget's confidence is 'head' or 'heuristic', got {confidence!r}")
+        self.mean_steps = b
+        self.min_steps = int(min_steps)
+        self.max_steps_ = None if max_steps is None else int(max_steps)
+        self.confidence_source = confidence
+        self.threshold = validate_threshold(threshold)
+        self.table = table
+
+    def max_steps(self, ladder: Ladder) -> int:
+        n = len(ladder) if self.max_steps_ is None else self.max_steps_
+        if n > len(ladder):
+            raise ValueError(f"max_steps {n} exceeds the ladder's {len(ladder)} levels")
+        if self.mean_steps > n:
+            raise ValueError(f"mean_steps {self.mean_steps} is above the {n} steps a chunk can take")
+        return n
+
+    def decide(self, steps_done, confidence):
+        raise TypeError("a budget decides chunk by chunk: run the policy that for_chunk returns")
+
+    def for_chunk(self, ladder, allowance, remaining):
+        allowance = allowance or BudgetAllowance()
+        n, b, eps = self.max_steps(ladder), self.mean_steps, 1e-9
+        remaining = max(1, int(remaining))
+        cap = min(n, math.floor(b + allowance.saved + eps))
+        chunks_end = allowance.chunks + remaining
+        low_total = allowance.granted + b * remaining - BUDGET_TOLERANCE * chunks_end
+        need = low_total - allowance.steps - (remaining - 1) * n
+        floor = min(cap, max(self.min_steps, math.ceil(need - eps)))
+        target = min(cap, max(floor, b + allowance.saved / remaining))
+        thr = self.threshold if self.table is None else self.table.threshold_for_mean_steps(target)
+        kind = HeuristicPolicy if self.confidence_source == CONFIDENCE_HEURISTIC else ConfidencePolicy
+        chunk = kind(thr, floor, cap)
+        if cap < n:
+            chunk.cap_reason = "budget"
+        return chunk
+
+    def after_chunk(self, allowance, steps):
+        return (allowance or BudgetAllowance()).spend(self.mean_steps, steps)
+
+    def to_dict(self):
+        return {
+            "name": self.name,
+            "mean_steps": self.mean_steps,
+            "min_steps": self.min_steps,
+            "max_steps": self.max_steps_,
+            "confidence": self.confidence_source,
+            "threshold": None if self.table is not None else self.threshold,
+            "calibrated": self.table is not None,
+        }
+
+
 def heuristic_confidence(x0_prev: torch.Tensor | None, x0: torch.Tensor) -> torch.Tensor | None:
     """Per-frame [B, T] heuristic confidence from two successive x0_hat [B, C, T, H, W]:
     1 - ||x0 - x0_prev|| / ||x0|| per frame, clipped to [0, 1]. None when there is no previous step.
@@ -206,14 +336,22 @@ def make_policy(
     max_steps: int | None = None,
     steps: int | None = None,
     custom_threshold: float | None = None,
+    table: CalibrationTable | None = None,
+    mean_steps: float | None = None,
+    budget_confidence: str = CONFIDENCE_HEAD,
 ) -> StepPolicy:
-    """One entry point for nodes: kind in {'fixed', 'confidence', 'heuristic'}; threshold may be a
-    preset name, 'custom' (then ``custom_threshold`` is used) or a number in [0, 1]."""
+    """One entry point for nodes: kind in {'fixed', 'confidence', 'heuristic', 'budget'}; threshold may be a
+    preset name (resolved with ``table`` when given), 'custom' (then ``custom_threshold`` is used) or a number in
+    [0, 1]. 'budget' needs ``mean_steps``; its confidence is ``budget_confidence`` ('head' or 'heuristic')."""
     if kind == "fixed":
         return FixedSteps(steps)
-    thr = threshold_from_preset(threshold, custom_threshold)
+    thr = threshold_from_preset(threshold, custom_threshold, table)
     if kind == "confidence":
         return ConfidencePolicy(thr, min_steps, max_steps)
     if kind == "heuristic":
         return HeuristicPolicy(thr, min_steps, max_steps)
-    raise ValueError(f"unknown policy {kind!r}; choose 'fixed', 'confidence' or 'heuristic'")
+    if kind == "budget":
+        if mean_steps is None:
+            raise ValueError("the budget policy needs mean_steps (the mean steps per chunk to spend)")
+        return BudgetPolicy(mean_steps, min_steps, max_steps, confidence=budget_confidence, threshold=thr, table=table)
+    raise ValueError(f"unknown policy {kind!r}; choose 'fixed', 'confidence', 'heuristic' or 'budget'")

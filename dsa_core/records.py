@@ -23,7 +23,8 @@ class ChunkRecord:
     timesteps: list = field(default_factory=list)  # 1000 * sigma
     confidence: list = field(default_factory=list)  # min over frames after each step (None if not computed)
     frame_confidence: list = field(default_factory=list)  # per step: per-frame confidences (batch-min)
-    stop_reason: str = ""  # 'fixed' | 'confident' | 'max_steps'
+    stop_reason: str = ""  # 'fixed' | 'confident' | 'max_steps' | 'budget' (the allowance was spent)
+    threshold: float | None = None  # the confidence threshold this chunk ran under (a budget's varies by chunk)
     nfe: int = 0  # steps + 1 commit pass
     wall_time_s: float = 0.0
     head_time_s: float = 0.0  # time spent in the confidence head (or heuristic) for this chunk
@@ -42,6 +43,7 @@ class RunRecord:
     extra_nfe: int = 0  # t = 0 passes outside chunks (priming context, recache on prompt switch)
     wall_time_s: float = 0.0
     interrupted: bool = False
+    allowance: dict | None = None  # budget runs: the lineage's BudgetAllowance after this call (policies.py)
 
     @property
     def chunk_nfe(self) -> int:
@@ -95,6 +97,7 @@ class RunRecord:
             "extra_nfe": self.extra_nfe,
             "wall_time_s": self.wall_time_s,
             "interrupted": self.interrupted,
+            "allowance": self.allowance,
             "total_nfe": self.total_nfe,
             "fixed_nfe": self.fixed_nfe,
             "speedup": self.speedup,

@@ -18,8 +18,10 @@ COLOURS = {
     "max_steps": (235, 150, 60),
     "fixed": (110, 150, 240),
     "interrupted": (200, 80, 80),
+    "budget": (200, 120, 240),
 }
 THRESH = (240, 90, 90)
+BUDGET = (200, 160, 20)
 
 
 def _font():
@@ -64,6 +66,12 @@ def draw_step_chart(report: dict, width: int = 768, height: int = 432) -> Image.
     for x in range(pad_l, width - pad_r, 10):
         d.line([(x, yb), (x + 5, yb)], fill=FG, width=2)
     d.text((width - pad_r - 70, yb - 12), f"fixed = {base_steps}", fill=FG, font=font)
+    budget = (report.get("policy") or {}).get("mean_steps")
+    if budget is not None:  # policy budget: its mean steps per chunk
+        y = bottom - (bottom - top) * float(budget) / max_steps
+        for x in range(pad_l, width - pad_r, 6):
+            d.line([(x, y), (x + 3, y)], fill=BUDGET, width=2)
+        d.text((pad_l + 4, y - 12), f"budget {float(budget):g}", fill=BUDGET, font=font)
 
     # Bottom panel: confidence after each step.
     top, bottom = mid + 8, height - 22

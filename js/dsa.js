@@ -9,7 +9,7 @@ import { api } from "../../scripts/api.js";
 
 const EXT = "comfyui-dsa";
 const DSA_NODES = new Set(["DSASampler", "DSAExtend", "DSALive"]);  // DSALive: dsa_live.js adds its controls
-const COLOURS = { confident: "#50c878", max_steps: "#eb963c", fixed: "#6e96f0" };
+const COLOURS = { confident: "#50c878", max_steps: "#eb963c", fixed: "#6e96f0", budget: "#c878f0" };
 const THRESHOLD_HELP =
   "One scale, 0..1: a chunk stops refining once its least confident frame reaches the threshold. " +
   "Higher = more steps and quality, lower = faster.";
@@ -64,13 +64,14 @@ function draw(node) {
     ? `${r.mean_steps_per_frame.toFixed(2)} steps/frame · NFE ${r.total_nfe} vs ${r.fixed_nfe} fixed · x${r.speedup.toFixed(2)}`
     : n ? `${n} chunk${n > 1 ? "s" : ""} so far` : "DSA: run the graph to see where the steps go";
   ctx.fillText(head, 4, 11);
+  drawExpected(ctx, st, W);
   const notes = patchNotes(r);
-  window.__dsa.charts[node.id] = { chunks: n, summary: st.summary, notes };
+  window.__dsa.charts[node.id] = { chunks: n, summary: st.summary, notes, ...expectedSummary(st) };
   if (!n) return drawNotes(ctx, notes, W, H);
   const maxSteps = Math.max(st.baseSteps, ...st.chunks.map((c) => c.steps));
   const col = (W - padL - padR) / n;
   // steps per chunk
-  const t0 = 16, b0 = mid - 4;
+  const t0 = 26, b0 = mid - 4;
   ctx.fillStyle = "#888";
   ctx.fillText("steps", 0, t0 + 8);
   st.chunks.forEach((c, i) => {
@@ -83,6 +84,7 @@ function draw(node) {
   ctx.setLineDash([4, 3]);
   ctx.beginPath(); ctx.moveTo(padL, yb); ctx.lineTo(W - padR, yb); ctx.stroke();
   ctx.setLineDash([]);
+  drawBudgetLine(ctx, st, padL, W - padR, t0, b0, maxSteps);
   // confidence after each step
   const t1 = mid + 6, b1 = H - 4;
   ctx.fillStyle = "#888";
@@ -105,6 +107,7 @@ function draw(node) {
     });
     ctx.stroke();
   });
+  window.__dsa.charts[node.id] = { chunks: n, summary: st.summary, notes, ...expectedSummary(st) };
   drawNotes(ctx, notes, W, H);
 }
 
@@ -131,7 +134,7 @@ function drawNotes(ctx, notes, W, H) {    // on top of the chart's foot, in ambe
 function addChart(node) {
   const canvas = document.createElement("canvas");
   canvas.width = 300;
-  canvas.height = 140;
+  canvas.height = 150;
   canvas.className = "dsa-step-chart";
   canvas.title = "Where the steps went: bars = steps per chunk (dashed = fixed schedule), lines = confidence after each step, red = threshold. " + THRESHOLD_HELP;
   canvas.style.width = "100%";
@@ -155,21 +158,174 @@ function wirePresets(node) {
   if (!preset || !thr) return;
   const onPreset = preset.callback;
   preset.callback = function (value, ...rest) {
-    if (value in PRESETS && thr.value !== PRESETS[value]) setLikeUser(thr, PRESETS[value]);
+    const presets = presetsOf(node);
+    if (value in presets && thr.value !== presets[value]) setLikeUser(thr, presets[value]);
     chartState(node).threshold = thr.value;
     draw(node);
     return onPreset?.call(this, value, ...rest);
   };
   const onThr = thr.callback;
   thr.callback = function (value, ...rest) {
-    if (preset.value !== "custom" && PRESETS[preset.value] !== value) setLikeUser(preset, "custom");
+    const presets = presetsOf(node);
+    if (preset.value !== "custom" && !(Math.abs(presets[preset.value] - value) < PRESET_MATCH)) setLikeUser(preset, "custom");
     chartState(node).threshold = value;
     draw(node);
     return onThr?.call(this, value, ...rest);
   };
   presetsReady.then(() => {
-    if (preset.value in PRESETS) thr.value = PRESETS[preset.value];
+    const presets = presetsOf(node);
+    if (preset.value in presets) thr.value = presets[preset.value];
   });
+}
+
+// ---- expected cost ---------------------------------------------------------------------------------------
+// Before a run the node shows what it should cost (mean steps per chunk, speed-up over the fixed schedule), read by
+// the server from the calibration table of the head (or of the generator, for the heuristic) the node is wired to:
+// POST /dsa/expected, the same function the node's report uses. After a run the measured figure stands beside it.
+// A calibrated head resolves the presets by cost, so the preset/threshold sync uses the node's own presets.
+const PRESET_MATCH = 0.005;
+const BUDGET_LINE = "#f0d250";
+const EXPECTED_WIDGETS = ["policy", "threshold_preset", "threshold", "mean_steps", "max_steps", "schedule"];
+const LOADER_TYPES = new Set(["DSAModelLoader", "DSAHeadLoader"]);
+
+function presetsOf(node) {
+  return node.__dsaPresets || PRESETS;
+}
+
+function widgetValue(node, name) {
+  return node?.widgets?.find((w) => w.name === name)?.value;
+}
+
+// The node an input is linked from, following pass-through nodes (LoRA loaders, patches) along their first input of
+// the same type until a node of one of ``types``.
+function upstream(node, inputName, types, depth = 0) {
+  const slot = node?.inputs?.findIndex((i) => i.name === inputName);
+  if (slot === undefined || slot < 0 || depth > 16) return null;
+  const from = node.getInputNode?.(slot);
+  if (!from) return null;
+  if (types.has(from.comfyClass ?? from.type)) return from;
+  const type = node.inputs[slot].type;
+  const next = from.inputs?.find((i) => i.type === type && i.link != null);
+  return next ? upstream(from, next.name, types, depth + 1) : null;
+}
+
+function expectedQuery(node) {
+  const q = Object.fromEntries(EXPECTED_WIDGETS.map((n) => [n, widgetValue(node, n)]));
+  const modelLoader = upstream(node, "model", new Set(["DSAModelLoader"]));
+  const headLoader = upstream(node, "head", LOADER_TYPES);
+  q.generator = widgetValue(modelLoader, "generator") ?? null;
+  q.head = widgetValue(headLoader, "head") ?? null;
+  if (headLoader?.comfyClass === "DSAModelLoader" || headLoader?.type === "DSAModelLoader") {
+    q.generator = q.generator ?? widgetValue(headLoader, "generator");
+  }
+  q.has_head = !!headLoader;
+  return q;
+}
+
+function refreshExpected(node) {
+  clearTimeout(node.__dsaExpectedTimer);
+  node.__dsaExpectedTimer = setTimeout(async () => {
+    const st = chartState(node);
+    try {
+      const r = await api.fetchApi("/dsa/expected", { method: "POST", body: JSON.stringify(expectedQuery(node)) });
+      const e = await r.json();
+      st.expected = r.ok ? e : null;
+      if (r.ok) {
+        node.__dsaPresets = e.presets;
+        const preset = node.widgets?.find((w) => w.name === "threshold_preset");
+        const thr = node.widgets?.find((w) => w.name === "threshold");
+        if (preset && thr && preset.value in e.presets && thr.value !== e.presets[preset.value]) {
+          setLikeUser(thr, e.presets[preset.value]);
+        }
+      }
+    } catch (err) {
+      st.expected = null;
+    }
+    st.expectedSeq = (st.expectedSeq || 0) + 1;
+    draw(node);
+    node.setDirtyCanvas?.(true, true);
+  }, 60);
+}
+
+function refreshAllExpected() {
+  for (const n of app.graph?._nodes || []) if (DSA_NODES.has(n.comfyClass)) refreshExpected(n);
+}
+
+function wireExpected(node) {
+  for (const name of EXPECTED_WIDGETS) {
+    const w = node.widgets?.find((x) => x.name === name);
+    if (!w) continue;
+    const cb = w.callback;
+    w.callback = function (...args) {
+      const out = cb?.apply(this, args);
+      refreshExpected(node);
+      return out;
+    };
+  }
+  const onConn = node.onConnectionsChange;
+  node.onConnectionsChange = function (...args) {
+    const out = onConn?.apply(this, args);
+    refreshExpected(node);
+    return out;
+  };
+  refreshExpected(node);
+}
+
+function wireLoader(node) {
+  for (const w of node.widgets || []) {
+    const cb = w.callback;
+    w.callback = function (...args) {
+      const out = cb?.apply(this, args);
+      refreshAllExpected();
+      return out;
+    };
+  }
+}
+
+function fmtExpected(e) {
+  return `${e.mean_steps.toFixed(2)} steps/chunk · x${e.speedup.toFixed(2)}`;
+}
+
+// The chart's second line: expected before the run; expected and measured after it.
+function drawExpected(ctx, st, W) {
+  const e = st.expected, r = st.report;
+  let text;
+  if (e && e.mean_steps !== null && e.mean_steps !== undefined) {
+    text = `expected ${fmtExpected(e)} (${e.source}${e.calibrated ? " table" : ""})`;
+  } else if (e) {
+    text = e.note ? "expected: no calibration table (presets uncalibrated)" : "expected: -";
+  } else {
+    text = "";
+  }
+  if (r && r.mean_steps_per_chunk !== undefined) {
+    text += `${text ? " · " : ""}measured ${r.mean_steps_per_chunk.toFixed(2)} steps/chunk · x${r.speedup.toFixed(2)}`;
+  }
+  ctx.fillStyle = "#bbb";
+  ctx.fillText(text, 4, 22, W - 8);
+}
+
+function expectedSummary(st) {
+  const e = st.expected, r = st.report;
+  return {
+    expected: e ? { mean_steps: e.mean_steps, speedup: e.speedup, nfe_ratio: e.nfe_ratio, source: e.source,
+                    calibrated: e.calibrated, threshold: e.threshold, note: e.note } : null,
+    expectedSeq: st.expectedSeq || 0,
+    measured: r ? { mean_steps: r.mean_steps_per_chunk, speedup: r.speedup } : null,
+    budget: st.budget ?? null,
+  };
+}
+
+// A budget run: its mean steps per chunk as a line across the steps bars.
+function drawBudgetLine(ctx, st, x0, x1, top, bottom, maxSteps) {
+  if (st.policy !== "budget" || st.budget === null || st.budget === undefined) return;
+  const y = Math.round(bottom - ((bottom - top) * st.budget) / maxSteps) + 0.5;   // a crisp 1 px line
+  ctx.strokeStyle = BUDGET_LINE;
+  ctx.lineWidth = 1;
+  ctx.setLineDash([2, 2]);
+  ctx.beginPath(); ctx.moveTo(x0, y); ctx.lineTo(x1, y); ctx.stroke();
+  ctx.setLineDash([]);
+  ctx.fillStyle = BUDGET_LINE;
+  ctx.fillText(`budget ${st.budget}`, x1 - 58, y - 2);
 }
 
 function nodeFor(detail) {
@@ -303,10 +459,15 @@ function endPlayer(node) {
 app.registerExtension({
   name: `${EXT}.steps`,
   async nodeCreated(node) {
+    if (LOADER_TYPES.has(node.comfyClass)) wireLoader(node);
     if (!DSA_NODES.has(node.comfyClass)) return;
     addPlayer(node);
     addChart(node);
     wirePresets(node);
+    wireExpected(node);
+  },
+  loadedGraphNode(node) {
+    if (DSA_NODES.has(node.comfyClass)) refreshExpected(node);
   },
   async setup() {
     api.addEventListener("dsa.frames", ({ detail }) => onFrames(detail));
@@ -329,6 +490,8 @@ app.registerExtension({
         st.threshold = detail.threshold;
         st.baseSteps = detail.base_steps;
         st.policy = detail.policy;
+        st.budget = detail.budget ?? null;
+        if (detail.expected) st.expected = detail.expected;
       }
       draw(node);
       node.setDirtyCanvas?.(true, true);

@@ -220,7 +220,7 @@ def run_node(*, node_id, model, positive, head, settings, latent_h, latent_w, ch
     t_start = time.perf_counter()
     config = wan_config_of(model)
     ladder = settings.ladder(model)
-    step_policy = settings.step_policy(ladder, head)
+    step_policy = settings.step_policy(ladder, head, model)
     cw, device, dtype = load_causal_wan(model)
     resource_limits.check_memory(
         model,

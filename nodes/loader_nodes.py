@@ -12,12 +12,14 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..dsa_core import checkpoint as ckpt
+from ..dsa_core.calibration import META_HEURISTIC, table_from_metadata
 from ..dsa_core.checkpoint_header import read_header
 from ..dsa_core.checkpoint_keys import head_keys
 from ..dsa_core.confidence_head import META_CONFIG, HeadConfig, head_from_state_dict, load_head
 from . import causal_ar_files, input_checks, model_folders, toy_vae
 from .dsa_types import DSAHead
 from .host_model import SUPPORTED_FAMILIES
+from .sampling import HEURISTIC_TABLE
 
 HEAD_AUTO = "auto (embedded in the generator file, else none)"
 HEAD_NONE = "none"
@@ -120,6 +122,9 @@ class DSAModelLoader(io.ComfyNode):
             raise ckpt.CheckpointError(f"ComfyUI could not detect a model in {generator}")
         causal_ar_files.give_causal_ar_sampling(model, meta)
         toy_vae.mark_if_toy(model, meta)
+        heuristic = table_from_metadata(meta, META_HEURISTIC)
+        if heuristic is not None:  # what the heuristic policy's thresholds cost on this generator (calibration.py)
+            model.set_attachments(HEURISTIC_TABLE, heuristic)
         conf_head = None
         if head == HEAD_AUTO and head_sd:
             conf_head = head_from_state_dict(head_sd, meta, expected_dim=config.dim, source=generator)

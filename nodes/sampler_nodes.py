@@ -151,6 +151,7 @@ class DSASampler(io.ComfyNode):
                 *sampling.optional_inputs(),
                 *sampling.streaming_inputs(),
                 *native_ar.sampler_inputs(),
+                *sampling.budget_inputs(),
             ],
             outputs=sampling.outputs(),
             hidden=[io.Hidden.unique_id, io.Hidden.prompt],
@@ -179,6 +180,7 @@ class DSASampler(io.ComfyNode):
         vae=None,
         start_image=None,
         noise=None,
+        mean_steps=2.5,
     ) -> io.NodeOutput:
         ranges = widget_ranges.declared_ranges(cls.define_schema())
         problem = check_video_shape(
@@ -207,6 +209,7 @@ class DSASampler(io.ComfyNode):
             sink_frames=sink_frames,
             ladder_sigmas=ladder,
             noise=noise,
+            mean_steps=mean_steps,
         )
         start = sampling.NewVideo(
             latent_h=height // 8, latent_w=width // 8, chunk_frames=frames_per_chunk, context_latents=start_latent
@@ -285,6 +288,7 @@ class DSAExtend(io.ComfyNode):
                     tooltip="Or an existing Wan video latent to continue (used when no state is connected).",
                 ),
                 *sampling.streaming_inputs(),
+                *sampling.budget_inputs(),
             ],
             outputs=sampling.outputs(),
             hidden=[io.Hidden.unique_id, io.Hidden.prompt],
@@ -312,6 +316,7 @@ class DSAExtend(io.ComfyNode):
         state=None,
         latent=None,
         vae=None,
+        mean_steps=2.5,
     ) -> io.NodeOutput:
         if add_frames % 4:
             raise DSAInputError(f"add_frames must be a multiple of 4 (one latent frame = 4 frames): got {add_frames}")
@@ -341,6 +346,7 @@ class DSAExtend(io.ComfyNode):
             sink_frames=sink_frames,
             ladder_sigmas=ladder,
             recache=recache,
+            mean_steps=mean_steps,
         )
         if state is not None:
             start = state

@@ -16,14 +16,15 @@ import latent_preview
 import torch
 from comfy_api.latest import io
 
-from ..dsa_core import policies, schedules
+from ..dsa_core import calibration, expected_cost, policies, schedules
 from ..dsa_core.ar_sampler import SamplingInterrupted, sample_video
 from ..dsa_core.ar_state import ARState
 from . import host_patches, native_ar, resource_limits, streaming
 from .dsa_types import DSAHead, DSAReport, DSAState
 from .host_model import DSAInputError, load_causal_wan, model_schedule_sigmas, text_context, wan_config_of
 
-POLICIES = ["confidence", "fixed", "heuristic"]
+POLICIES = ["confidence", "fixed", "heuristic", "budget"]
+HEURISTIC_TABLE = "dsa_calibration_heuristic"  # MODEL attachment: the generator file's heuristic table (loader)
 PRESETS = list(policies.THRESHOLD_PRESETS) + [policies.CUSTOM_PRESET]
 SCHEDULES = ["self_forcing", "causvid", "model"]  # "model": the MODEL's own sampling (native_ar.py)
 RECACHE = ["none", "recent", "all"]
@@ -44,7 +45,9 @@ def policy_inputs() -> list:
             default="confidence",
             tooltip="confidence: DSA, the head decides each chunk's steps. fixed: every chunk takes "
             "max_steps (4 = Self-Forcing). heuristic: no head needed, stops when the denoised "
-            "estimate stops changing (a training-free heuristic, not DSA's learned confidence).",
+            "estimate stops changing (a training-free heuristic, not DSA's learned confidence). "
+            "budget: a mean of mean_steps steps per chunk; the head (else the heuristic) decides which "
+            "chunks stop early and which spend what earlier chunks saved.",
         ),
         io.Combo.Input(
             "threshold_preset",
@@ -98,6 +101,23 @@ def policy_inputs() -> list:
             tooltip="With a rolling window: the first latent frames kept in the cache for good "
             "(attention sinks), so long videos stay anchored to their start.",
         ),
+    ]
+
+
+def budget_inputs() -> list:
+    """Appended after every other input, optional (saved workflows and API prompts without it keep working)."""
+    return [
+        io.Float.Input(
+            "mean_steps",
+            default=2.5,
+            min=1.0,
+            max=12.0,
+            step=0.1,
+            optional=True,
+            tooltip="policy budget: the mean denoising steps per chunk the video may spend (4 = the fixed "
+            "Self-Forcing cost; 2.5 = 70 % of its NFE). Confident chunks stop early, hard chunks spend what "
+            "earlier chunks saved; the mean never ends above it, and an extender continuing the state keeps it.",
+        )
     ]
 
 
@@ -191,6 +211,7 @@ class SamplingSettings:
     ladder_sigmas: torch.Tensor | None = None  # the optional 'ladder' input (host SIGMAS)
     recache: str = "none"
     noise: str | None = None  # native_ar.NOISE_SOURCES (None = DSA's per-chunk noise)
+    mean_steps: float = 2.5  # policy 'budget'
 
     def ladder(self, model) -> schedules.Ladder:
         """The noise levels: a connected ladder, the MODEL's own sampling (schedule 'model'), or a preset."""
@@ -207,21 +228,55 @@ class SamplingSettings:
         sig = None if self.ladder_sigmas is None else self.ladder_sigmas.flatten().tolist()
         return schedules.build_ladder(self.schedule, max_steps=self.max_steps, sigmas=sig)
 
-    def step_policy(self, ladder: schedules.Ladder, head) -> policies.StepPolicy:
+    def expected(self, ladder: schedules.Ladder, head, model) -> dict:
+        """What this run should cost, from the calibration table of the confidence it reads
+        (dsa_core.expected_cost; the same answer the front end shows before the run)."""
+        return expected_cost.expected_cost(
+            self.policy,
+            self.threshold_preset,
+            self.threshold,
+            mean_steps=self.mean_steps,
+            max_steps=min(self.max_steps, len(ladder)),
+            base_steps=ladder.base_steps,
+            head_table=getattr(head, "calibration", None),
+            heuristic_table=heuristic_table(model),
+            has_head=head is not None,
+        )
+
+    def step_policy(self, ladder: schedules.Ladder, head, model=None) -> policies.StepPolicy:
         max_steps = min(self.max_steps, len(ladder))
         if self.policy == "confidence" and head is None:
             raise DSAInputError(
                 "policy 'confidence' needs a confidence head: connect DSA Model Loader's or DSA Head "
                 "Loader's head output, or choose policy 'fixed' or 'heuristic'"
             )
+        min_steps = min(self.min_steps, max_steps)
+        if self.policy == "budget" and not min_steps <= self.mean_steps <= max_steps:
+            raise DSAInputError(
+                f"mean_steps {self.mean_steps} must lie between min_steps ({min_steps}) and max_steps "
+                f"({max_steps}): change mean_steps or the step limits"
+            )
+        table, source = expected_cost.table_for(
+            self.policy, getattr(head, "calibration", None), heuristic_table(model), head is not None
+        )
         return policies.make_policy(
             self.policy,
             threshold=self.threshold_preset,
             custom_threshold=self.threshold,
-            min_steps=min(self.min_steps, max_steps),
+            min_steps=min_steps,
             max_steps=max_steps,
             steps=max_steps,
+            table=table,
+            mean_steps=self.mean_steps,
+            budget_confidence=source or policies.CONFIDENCE_HEURISTIC,
         )
+
+
+def heuristic_table(model) -> calibration.CalibrationTable | None:
+    """The heuristic policy's calibration table of this generator: attached to the MODEL by DSA Model Loader from
+    the file's metadata (other loaders: none)."""
+    get = getattr(model, "get_attachment", None)
+    return get(HEURISTIC_TABLE) if get is not None else None
 
 
 @dataclass(frozen=True, eq=False)
@@ -262,7 +317,8 @@ def run(
     if bundle is not None and bundle.config != config:
         raise DSAInputError("this DSA state was made with a different model; connect the model that made it")
     ladder = settings.ladder(model)
-    step_policy = settings.step_policy(ladder, head)
+    step_policy = settings.step_policy(ladder, head, model)
+    expected = settings.expected(ladder, head, model)
     cw, device, dtype = load_causal_wan(model)
     patches = _host_patches(model, cw, settings)
     patches.log(node_id)
@@ -309,9 +365,11 @@ def run(
                     "node": node_id,
                     "chunk": info.chunk_number,
                     "num_chunks": num_chunks,
-                    "threshold": getattr(step_policy, "threshold", None),
+                    "threshold": rec.get("threshold", getattr(step_policy, "threshold", None)),
                     "policy": step_policy.name,
                     "base_steps": ladder.base_steps,
+                    "budget": getattr(step_policy, "mean_steps", None),
+                    "expected": expected,
                     "record": rec,
                 },
                 server.client_id,
@@ -371,6 +429,9 @@ def run(
     report = record.to_dict()
     report["summary"] = record.summary()
     report["host_patches"] = patches.to_dict()
+    report["expected"] = expected
+    if expected["note"]:
+        report["summary"] += "\n" + expected["note"]
     # The state rests where ComfyUI keeps node outputs (CPU unless --gpu-only): a cached state must not pin
     # gigabytes of KV cache in VRAM that the host's model management cannot free.
     resting = comfy.model_management.intermediate_device()

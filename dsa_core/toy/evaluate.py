@@ -348,6 +348,8 @@ def _stop_rule(policy: StepPolicy, n_videos: int, n_chunks: int):
     """(video, chunk, steps done, confidence) -> stop? for every policy the evaluation uses; content-free
     policies are resolved to per-(video, chunk) step counts in the order sample_video would hand them out
     (video by video, chunk by chunk)."""
+    if hasattr(policy, "stop_rule"):  # a policy with per-video state (evaluate_budget.BatchedBudget)
+        return policy.stop_rule(n_videos, n_chunks)
     if isinstance(policy, MatchedRandomSteps):
         q = list(policy._queue)
         return lambda i, c, k, conf: k >= (q[i * n_chunks + c] if i * n_chunks + c < len(q) else policy._max)
@@ -964,6 +966,9 @@ def run_all(
             f"events {h['event_rate']:.2f} steps ev/cont {h['steps_event']:.2f}/{h['steps_continuation']:.2f}"
             + (f" vs control {h['vs_control']['verdict']}" if "vs_control" in h else "")
         )
+    from .evaluate_budget import budget_rows  # the presets by cost and the step budget, with their controls
+
+    rows += budget_rows(ev, halves, joint_head, log=log)
     # index schedules: chosen on the selection half only
     f4_sel = next(r for r in rows if r.name == "fixed 4").selection
     cands = []

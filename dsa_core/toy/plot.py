@@ -18,6 +18,9 @@ SERIES = {  # kind -> (colour, legend)
     "confidence": ((20, 150, 70), "perfect model + posterior top weight (threshold sweep)"),
     "position_schedule": ((150, 60, 180), "best per-position schedule"),
     "motion_schedule": ((0, 150, 160), "best motion-aware schedule"),
+    "preset": ((0, 160, 160), "presets by cost of the shipped head (calibration table)"),
+    "budget": ((200, 160, 20), "step budget (mean steps per chunk)"),
+    "budget_schedule": ((120, 80, 40), "index schedule at a budget's NFE (chosen on selection)"),
 }
 
 

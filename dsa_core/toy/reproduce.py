@@ -44,6 +44,7 @@ import torch
 from ..checkpoint import load_generator, save_generator
 from ..confidence_head import ConfidenceHead, HeadConfig, load_head, save_head
 from ..policies import THRESHOLD_PRESETS
+from ..schedules import extended_ladder, self_forcing_ladder
 from ..training.calibrate import CalibConfig, HeadCalibrator
 from ..training.distributed import DistEnv
 from ..training.dmd import DMDConfig, DMDTrainer
@@ -161,6 +162,13 @@ def build_parser():
         help="candidate motion-aware schedules 'first-event-continuation' (steps by the context's chunk kind; "
         "chosen on the selection half)",
     )
+    ap.add_argument(
+        "--calibrate-prompts",
+        type=int,
+        default=12,
+        help="with --save-model: prompts of the saved model's calibration tables (dsa_core.calibrate_presets; 0: none)",
+    )
+    ap.add_argument("--calibrate-seeds", type=int, default=8, help="seeds per prompt of those tables")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
@@ -458,6 +466,18 @@ def main(argv=None) -> int:
     reused = info["reused"]
     ship_head = cal_head if a.model_head == "calibrated" else head
 
+    # 3c. what the shipped head's (and the heuristic's) thresholds cost: its presets by cost (calibrate_presets.py)
+    tables = {}
+    if a.calibrate_prompts > 0:
+        from ..calibrate_presets import measure_tables
+        from ..calibration import META_HEAD
+        from .preset_rollouts import toy_rollouts
+
+        rs = toy_rollouts(a.calibrate_prompts, list(range(5000, 5000 + a.calibrate_seeds)), scene_seed=2025)
+        ladder = extended_ladder(self_forcing_ladder(), 6)  # the evaluation's (evaluate.Evaluator)
+        tables = measure_tables(student, ship_head, rs, ladder, log=None)
+        ship_head.calibration = tables.get(META_HEAD)
+
     # 4. evaluation
     t0 = time.time()
     scenes = eval_scenes(a.eval_per_motion)
@@ -581,15 +601,23 @@ def main(argv=None) -> int:
             old.unlink()
         write_demo_prompts(md / "prompts")
         print(f"wrote {md / 'dsa_toy_wan.safetensors'} and {md / 'prompts'}")
+        if tables:
+            from ..calibrate_presets import write_metadata
+
+            write_metadata(md / "dsa_toy_wan.safetensors", {k: t.to_json() for k, t in tables.items()})
     print(f"wrote {out / 'quality_vs_nfe.png'}, {out / 'README.md'} ({timings['total_s']:.0f} s)")
     return 0
 
 
 def preset_table(rows, kind: str) -> list[dict]:
-    """What each preset means on the shipped head, measured on the held-out half."""
+    """What each preset means on the shipped head, measured on the held-out half: the presets by cost of its
+    calibration table (evaluate_budget.py's 'preset' rows) when it has one, else the uncalibrated numbers."""
+    calibrated = [r for r in rows if r.kind == "preset"]
     out = []
     for name, t in THRESHOLD_PRESETS.items():
         r = next((r for r in rows if r.kind == kind and abs(float(r.value) - t) < 1e-9), None)
+        r = next((c for c in calibrated if c.name.startswith(f"preset {name} ")), r)
+        t = float(r.value) if r is not None else t
         if r is not None:
             h = r.heldout
             out.append(

@@ -173,6 +173,7 @@ def test_reproduction_runs_end_to_end_and_resumes(tmp_path):
     args += ["--teacher-steps", "2", "--dmd-steps", "1", "--calib-rollouts", "1", "--calib-epochs", "1"]
     args += ["--eval-per-motion", "1", "--eval-seeds", "2", "--thresholds", "0.5", "--heuristic-thresholds", "0.9"]
     args += ["--index-schedules", "2-1", "--motion-schedules", "2-4-1", "--perfect-seeds", "2"]
+    args += ["--calibrate-prompts", "1", "--calibrate-seeds", "1"]
     assert reproduce.main(args) == 0
     rep = json.loads((out / "results.json").read_text())
     assert set(rep["summary"]) == {"perfect_model", "learned", "cond_secondary"}
@@ -214,6 +215,11 @@ def test_reproduction_runs_end_to_end_and_resumes(tmp_path):
     ):
         assert section in text
     assert (tmp_path / "model" / "dsa_toy_wan.safetensors").is_file()
+    # the saved head carries its calibration table (presets by cost); the rows hold the budget runs and controls
+    from dsa_core.confidence_head import load_head
+
+    assert load_head(tmp_path / "model" / "dsa_toy_wan.safetensors").calibration is not None
+    assert {"budget", "budget_random", "budget_schedule"} <= {r["kind"] for r in rep["rows"]}
     (out / "README.md").write_text(
         text + "\n<!-- hand-written below: kept when the script rewrites this file -->\nmy notes\n"
     )

@@ -14,6 +14,9 @@ import pytest
 from selenium.webdriver.common.by import By
 from workflow_tools import ui_to_api
 
+from dsa_core.confidence_head import load_head
+from dsa_core.toy import MODEL_FILE
+
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("DSA_TEST_ARTIFACTS", REPO / "test-artifacts")) / "browser"
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
@@ -21,6 +24,9 @@ READY = "window.app && window.app.graph && window.__dsa && window.__dsa.loaded &
 VUE_SETTING = "Comfy.VueNodes.Enabled"
 RENDERERS = ("canvas", "vue")
 DSA_NODE_TYPES = ("DSASampler", "DSAExtend", "DSALive")
+# The toy model's head carries a calibration table: its presets are thresholds of a given cost (calibration.py).
+TOY_TABLE = load_head(MODEL_FILE).calibration
+QUALITY = TOY_TABLE.presets["quality"] if TOY_TABLE is not None else 0.9
 
 
 @pytest.fixture(scope="module", params=RENDERERS)
@@ -165,9 +171,24 @@ WIDGETS_JS = """const n = window.app.graph._nodes.find(n => n.comfyClass === 'DS
     return w;"""
 
 
+def wait_for_expected(page, node_id, condition="true", timeout=45):
+    """Until the node's chart holds an expected cost (from POST /dsa/expected) that meets ``condition`` (JS on e)."""
+    try:
+        page.wait_for(
+            f"(() => {{ const c = window.__dsa.charts[String({json.dumps(str(node_id))})]; const e = c && c.expected;"
+            f" return !!e && ({condition}); }})()",
+            timeout=timeout,
+        )
+    except TimeoutError:
+        chart = page.driver.execute_script(f"return window.__dsa.charts[{json.dumps(str(node_id))}]")
+        raise AssertionError(f"the chart's expected cost never met {condition}: {chart}") from None
+    return page.driver.execute_script(f"return window.__dsa.charts[{json.dumps(str(node_id))}]")
+
+
 def test_threshold_preset_and_threshold_stay_in_sync(page):
     ui = json.loads((REPO / "workflows" / "dsa_toy_demo.json").read_text())
     load(page, ui, "presets")
+    wait_for_expected(page, next(n["id"] for n in ui["nodes"] if n["type"] == "DSASampler"), "e.calibrated")
     if page.renderer == "vue":
         # the user's own clicks in the Vue node, and what the node then shows
         node_id = next(str(n["id"]) for n in ui["nodes"] if n["type"] == "DSASampler")
@@ -182,17 +203,18 @@ def test_threshold_preset_and_threshold_stay_in_sync(page):
             timeout=10,
         )
         next(o for o in d.find_elements(By.CSS_SELECTOR, '[role="option"]') if o.text.strip() == "quality").click()
-        page.wait_for("(() => { " + WIDGETS_JS + " })().threshold === 0.9", timeout=10)
+        # the widget holds the preset's threshold at its 0.01 precision
+        page.wait_for("Math.abs((() => { " + WIDGETS_JS + f" }})().threshold - {QUALITY!r}) <= 0.005", timeout=10)
         thr_input, thr_minus = vue_widget_controls(page, node_id, "threshold")
         shown_after_preset = thr_input.get_attribute("value")
         after_preset = page.driver.execute_script(WIDGETS_JS)
         thr_minus.click()  # one step down: no longer the preset's value
         page.wait_for("(() => { " + WIDGETS_JS + " })().threshold_preset === 'custom'", timeout=10)
         after_edit = page.driver.execute_script(WIDGETS_JS)
-        assert float(shown_after_preset) == 0.9
-        assert preset.text.strip() == "custom" and float(thr_input.get_attribute("value")) < 0.9
+        assert float(shown_after_preset) == pytest.approx(QUALITY, abs=0.006)  # the widget shows 2 decimals
+        assert preset.text.strip() == "custom" and float(thr_input.get_attribute("value")) < QUALITY
         edited = after_edit.pop("threshold")
-        assert 0.8 <= edited < 0.9
+        assert QUALITY - 0.1 <= edited < QUALITY
     else:
         # what the canvas does when the user picks a value: set it and call the widget's callback
         after_preset, after_edit = page.run_async("""
@@ -205,7 +227,8 @@ def test_threshold_preset_and_threshold_stay_in_sync(page):
             return [a, {threshold_preset: preset.value, threshold: thr.value}];
         """)
         assert after_edit.pop("threshold") == 0.33
-    assert after_preset == {"threshold_preset": "quality", "threshold": 0.9}
+    assert after_preset.pop("threshold") == pytest.approx(QUALITY, abs=0.005)  # at the widget's 0.01 precision
+    assert after_preset == {"threshold_preset": "quality"}
     assert after_edit == {"threshold_preset": "custom"}
     assert new_errors(page) == []
 
@@ -314,4 +337,77 @@ def test_shift_patch_the_schedule_ignores_shows_on_the_sampler(page):
         node_id,
     )
     (ARTIFACTS / f"shift_hint_chart_{page.renderer}.png").write_bytes(base64.b64decode(url.split(",", 1)[1]))
+    assert new_errors(page) == []
+
+
+def chart_has_colour(page, node_id, rgb) -> bool:
+    """Whether the node's chart canvas holds a pixel of colour ``rgb`` (a line drawn in it)."""
+    return page.driver.execute_script(
+        """
+        const g = window.app.graph, n = g.getNodeById(Number(arguments[0])) ?? g.getNodeById(arguments[0]);
+        const c = n.__dsaCanvas, [r, gg, b] = arguments[1];
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 0; i < d.length; i += 4) if (d[i] === r && d[i + 1] === gg && d[i + 2] === b) return true;
+        return false;
+    """,
+        str(node_id),
+        list(rgb),
+    )
+
+
+def test_expected_cost_before_a_run_and_measured_beside_it_after(page):
+    """The sampler shows the expected mean steps and speed-up from the head's calibration table before the run,
+    following the preset, the slider and the policy; after a budget run the measured figure stands beside it and
+    the chart draws the budget line."""
+    assert TOY_TABLE is not None, "the toy model has no calibration table (python -m dsa_core.calibrate_presets)"
+    ui = json.loads((REPO / "workflows" / "dsa_toy_demo.json").read_text())
+    load(page, ui, "expected")
+    node_id = next(n["id"] for n in ui["nodes"] if n["type"] == "DSASampler")
+    set_widgets = """
+        const g = window.app.graph, n = g.getNodeById(Number(args[0])) ?? g.getNodeById(args[0]);
+        for (const [name, value] of args[1]) {
+            const w = n.widgets.find(w => w.name === name); w.value = value; w.callback?.(value);
+        }
+    """
+    # the demo's own setting: custom threshold 0.5
+    c = wait_for_expected(page, node_id, "e.calibrated && e.threshold === 0.5")
+    assert c["expected"]["mean_steps"] == pytest.approx(TOY_TABLE.mean_steps_at(0.5))
+    assert c["measured"] is None
+    # a preset: the head's threshold of that cost, and its expected speed-up
+    page.run_async(set_widgets, node_id, [["threshold_preset", "balanced"]])
+    bal = TOY_TABLE.presets["balanced"]
+    c = wait_for_expected(page, node_id, f"e.threshold === {bal!r}")
+    assert c["expected"]["speedup"] == pytest.approx(1 / TOY_TABLE.nfe_ratio_at(bal))
+    # the slider: a custom threshold, expected from the table between its measured thresholds
+    page.run_async(set_widgets, node_id, [["threshold", 0.55]])
+    c = wait_for_expected(page, node_id, "e.threshold === 0.55")
+    assert c["expected"]["mean_steps"] == pytest.approx(TOY_TABLE.mean_steps_at(0.55))
+    # the budget: its mean, whatever the table
+    page.run_async(
+        set_widgets, node_id, [["policy", "budget"], ["mean_steps", 2.5], ["seed", 200 + len(page.renderer)]]
+    )
+    c = wait_for_expected(page, node_id, "e.source === 'head' && Math.abs(e.nfe_ratio - 0.7) < 1e-9")
+    expected = c["expected"]
+    page.run_async(
+        """
+        window.__dsa.events = [];
+        await window.app.queuePrompt(0, 1);
+    """
+    )
+    page.wait_for(f"window.__dsa.events.some(e => e.done && String(e.node) === '{node_id}')", timeout=240)
+    c = page.driver.execute_script(f"return window.__dsa.charts['{node_id}']")
+    report = page.driver.execute_script(
+        f"return window.__dsa.events.find(e => e.done && String(e.node) === '{node_id}').report"
+    )
+    assert c["measured"]["speedup"] == pytest.approx(report["speedup"])
+    assert c["measured"]["mean_steps"] == pytest.approx(report["mean_steps_per_chunk"])
+    assert c["expected"]["nfe_ratio"] == pytest.approx(expected["nfe_ratio"])  # still beside it
+    assert report["mean_steps_per_chunk"] <= 2.5 + 1e-9 and c["budget"] == 2.5
+    assert chart_has_colour(page, node_id, (240, 210, 80)), "the budget line is not drawn"
+    url = page.driver.execute_script(
+        "const n = window.app.graph.getNodeById(Number(arguments[0])) ?? window.app.graph.getNodeById(arguments[0]);"
+        "return n.__dsaCanvas.toDataURL('image/png');",
+        node_id,
+    )
+    (ARTIFACTS / f"expected_budget_chart_{page.renderer}.png").write_bytes(base64.b64decode(url.split(",", 1)[1]))
     assert new_errors(page) == []
