@@ -31,8 +31,16 @@ BUFFER_CHUNKS = 64  # the frame buffer's first size, in chunks, when the run has
 
 
 def live_policy_inputs() -> list:
-    """The sampler's step-allocation widgets; the cache window defaults to a rolling one (a live run needs it)."""
+    """The sampler's step-allocation widgets but the budget policy; the cache window defaults to a rolling one (a
+    live run needs it)."""
     inputs = sampling.policy_inputs()
+    p = next(k for k, x in enumerate(inputs) if x.id == "policy")
+    inputs[p] = io.Combo.Input(  # a step budget needs the run's length, which a live run does not know
+        "policy",
+        options=[o for o in sampling.POLICIES if o != "budget"],
+        default="confidence",
+        tooltip=inputs[p].tooltip.split(" budget:")[0],
+    )
     i = next(k for k, x in enumerate(inputs) if x.id == "cache_window")
     inputs[i] = io.Int.Input(
         "cache_window",
