@@ -25,7 +25,15 @@ def file_metadata(folder: str, name) -> dict:
     import folder_paths
     from safetensors import safe_open
 
-    path = folder_paths.get_full_path(folder, name)
+    from . import model_folders
+
+    if folder == "diffusion_models":  # DSA Model Loader's list: the host's folder, then the pack's toy model
+        try:
+            path = model_folders.generator_path(name)
+        except FileNotFoundError:
+            path = None
+    else:
+        path = folder_paths.get_full_path(folder, name)
     if not path or not os.path.isfile(path):
         return {}
     st = os.stat(path)
