@@ -44,7 +44,7 @@ def test_gpu_train_toy_dry_run_writes_weights_the_cpu_evaluates(tmp_path):
     res = tmp_path / "res"
     args = ["--from-weights", str(out), "--out", str(res), "--no-progress", "--threads", "1"]
     args += ["--eval-per-motion", "1", "--eval-seeds", "2", "--precondition-only", "--perfect-seeds", "2"]
-    args += ["--save-model", str(tmp_path / "model")]
+    args += ["--save-model", str(tmp_path / "model"), "--calibrate-prompts", "1", "--calibrate-seeds", "1"]
     assert reproduce.main(args) == 0
     rep = json.loads((res / "results.json").read_text())
     assert rep["summary"]["learned"]["precondition_met"] is False
