@@ -131,6 +131,13 @@ function drawNotes(ctx, notes, W, H) {    // on top of the chart's foot, in ambe
   lines.forEach((line, i) => ctx.fillText(line, 4, top + 9 + 11 * i));
 }
 
+// The classic canvas squeezes DOM widgets into whatever height a node has: a new node grows to its widgets'
+// minimum heights (the player's and the chart's getMinHeight), so both are readable without resizing by hand.
+function growToFit(node) {
+  const min = node.computeSize?.();
+  if (min && node.size && node.setSize) node.setSize([Math.max(node.size[0], min[0]), Math.max(node.size[1], min[1])]);
+}
+
 function addChart(node) {
   const canvas = document.createElement("canvas");
   canvas.width = 300;
@@ -140,7 +147,7 @@ function addChart(node) {
   canvas.style.width = "100%";
   node.__dsaCanvas = canvas;
   if (node.addDOMWidget) {
-    node.addDOMWidget("dsa_chart", "dsa_chart", canvas, { serialize: false, hideOnZoom: false });
+    node.addDOMWidget("dsa_chart", "dsa_chart", canvas, { serialize: false, hideOnZoom: false, getMinHeight: () => 130 });
   }
   draw(node);
 }
@@ -357,7 +364,7 @@ function addPlayer(node) {
   canvas.style.width = "100%";
   node.__dsaPlayerCanvas = canvas;
   if (node.addDOMWidget) {
-    node.addDOMWidget("dsa_player", "dsa_player", canvas, { serialize: false, hideOnZoom: false });
+    node.addDOMWidget("dsa_player", "dsa_player", canvas, { serialize: false, hideOnZoom: false, getMinHeight: () => 150 });
   }
   // a removed node (or a graph loaded over it) stops its playback timer and lets its frames go
   const onRemoved = node.onRemoved;
@@ -465,6 +472,7 @@ app.registerExtension({
     addChart(node);
     wirePresets(node);
     wireExpected(node);
+    growToFit(node);
   },
   loadedGraphNode(node) {
     if (DSA_NODES.has(node.comfyClass)) refreshExpected(node);

@@ -23,6 +23,10 @@ VAE = "wan_2.1_vae.safetensors"
 CAUSAL_FORCING = "causal_forcing-framewise.safetensors"
 START_IMAGE = "example.png"  # ComfyUI ships it in input/
 TOY_GENERATOR = "dsa_toy_wan.safetensors"
+# The sampler and extender nodes: room for their widgets plus the live player (170 px) and the step chart (150 px)
+# in the classic canvas renderer, which squeezes those into whatever height the saved node leaves them.
+DSA_NODE_SIZE = (340, 900)
+DSA_I2V_SIZE = (340, 960)  # + start image and noise inputs
 
 # The front end offers these downloads when a loader names the file ('models' in the node's properties). The same
 # entries as the host's own template video_causal_forcing_i2v (comfyui-workflow-templates); tests compare them.
@@ -70,7 +74,7 @@ def clip(i, pos):
 def sampler(i, pos, model, cond, head, vae=None, **w):
     widgets = {"seed": 42, "width": 832, "height": 480, "length": 81, "frames_per_chunk": 3, **w}
     links = {"model": model, "positive": cond, "head": head, **({"vae": vae} if vae else {})}
-    return N(i, "DSASampler", pos, widgets, links, size=(340, 620))
+    return N(i, "DSASampler", pos, widgets, links, size=DSA_NODE_SIZE)
 
 
 def decode_and_save(i, pos, latent, prefix, vae_id=4):
@@ -134,7 +138,7 @@ def long_video():
             (820, 0),
             {"seed": 43, "add_frames": 48, "recache": "none", **ext},
             {"model": (1, 0), "positive": (10, 0), "head": (1, 1), "state": (5, 1)},
-            size=(340, 640),
+            size=DSA_NODE_SIZE,
         ),
         N(
             13,
@@ -142,7 +146,7 @@ def long_video():
             (1200, 0),
             {"seed": 44, "add_frames": 48, "recache": "none", **ext},
             {"model": (1, 0), "positive": (11, 0), "head": (1, 1), "state": (12, 1)},
-            size=(340, 640),
+            size=DSA_NODE_SIZE,
         ),
         *decode_and_save(6, (1580, 0), (13, 0), "dsa/long"),
         *report(8, (1580, 480), (13, 2)),
@@ -208,7 +212,7 @@ def causal_forcing_sampler(i, pos, cond, **links):
         "max_steps": 6,
         "schedule": "model",
     }
-    return N(i, "DSASampler", pos, widgets, {"model": (1, 0), "positive": cond, **links}, size=(340, 700))
+    return N(i, "DSASampler", pos, widgets, {"model": (1, 0), "positive": cond, **links}, size=DSA_I2V_SIZE)
 
 
 def causal_forcing(i2v: bool):
@@ -373,7 +377,7 @@ def toy_live():
                 "cache_window": 6,
             },
             {"model": (1, 0), "positive": (2, 0), "head": (1, 1), "vae": (10, 0)},
-            size=(340, 900),
+            size=(DSA_NODE_SIZE[0], DSA_NODE_SIZE[1] + 260),
         ),
         N(
             7,

@@ -202,7 +202,8 @@ def test_threshold_preset_and_threshold_stay_in_sync(page):
             "[...document.querySelectorAll('[role=option]')].some(o => o.textContent.trim() === 'quality')",
             timeout=10,
         )
-        next(o for o in d.find_elements(By.CSS_SELECTOR, '[role="option"]') if o.text.strip() == "quality").click()
+        options = d.find_elements(By.CSS_SELECTOR, '[role="option"]')  # textContent: also when scrolled off-screen
+        next(o for o in options if (o.get_attribute("textContent") or "").strip() == "quality").click()
         # the widget holds the preset's threshold at its 0.01 precision
         page.wait_for("Math.abs((() => { " + WIDGETS_JS + f" }})().threshold - {QUALITY!r}) <= 0.005", timeout=10)
         thr_input, thr_minus = vue_widget_controls(page, node_id, "threshold")
