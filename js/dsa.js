@@ -107,7 +107,6 @@ function draw(node) {
     });
     ctx.stroke();
   });
-  window.__dsa.charts[node.id] = { chunks: n, summary: st.summary, notes, ...expectedSummary(st) };
   drawNotes(ctx, notes, W, H);
 }
 
@@ -137,6 +136,7 @@ function growToFit(node) {
   const min = node.computeSize?.();
   if (min && node.size && node.setSize) node.setSize([Math.max(node.size[0], min[0]), Math.max(node.size[1], min[1])]);
 }
+window.__dsa.growToFit = growToFit; // dsa_live.js: its controls come after this extension sized the node
 
 function addChart(node) {
   const canvas = document.createElement("canvas");

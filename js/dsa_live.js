@@ -138,8 +138,7 @@ app.registerExtension({
   async nodeCreated(node) {
     if (node.comfyClass !== LIVE_CLASS) return;
     addControls(node);
-    const min = node.computeSize?.(); // the controls came after dsa.js sized the node: grow to fit them too
-    if (min && node.size && node.setSize) node.setSize([Math.max(node.size[0], min[0]), Math.max(node.size[1], min[1])]);
+    window.__dsa.growToFit(node); // the controls came after dsa.js sized the node: grow to fit them too
   },
   async afterConfigureGraph() {
     for (const node of liveNodes()) catchUp(node).catch(() => {});

@@ -18,24 +18,12 @@ from . import live_session
 _META_CACHE: dict = {}  # (path, mtime, size) -> metadata
 
 
-def file_metadata(folder: str, name) -> dict:
-    """The safetensors metadata of ``name`` in the host's model folder ``folder`` ({} when there is no such file)."""
-    if not name:
-        return {}
-    import folder_paths
-    from safetensors import safe_open
-
-    from . import model_folders
-
-    if folder == "diffusion_models":  # DSA Model Loader's list: the host's folder, then the pack's toy model
-        try:
-            path = model_folders.generator_path(name)
-        except FileNotFoundError:
-            path = None
-    else:
-        path = folder_paths.get_full_path(folder, name)
+def file_metadata(path: str | None) -> dict:
+    """The safetensors metadata of the file at ``path`` ({} when there is no such file)."""
     if not path or not os.path.isfile(path):
         return {}
+    from safetensors import safe_open
+
     st = os.stat(path)
     key = (path, st.st_mtime_ns, st.st_size)
     if key not in _META_CACHE:
@@ -44,20 +32,32 @@ def file_metadata(folder: str, name) -> dict:
     return _META_CACHE[key]
 
 
+def generator_file(name) -> str | None:
+    """Where DSA Model Loader finds ``name`` (the host's diffusion models, then the pack's toy model), or None."""
+    from . import model_folders
+
+    try:
+        return model_folders.generator_path(name) if name else None
+    except FileNotFoundError:
+        return None
+
+
 def expected_for(q: dict) -> dict:
     """``q``: the node's policy widgets and where its model and head come from: 'generator' (a DSA Model Loader's
     file), 'head' (its head widget, or a DSA Head Loader's file), 'has_head' (the head input is linked)."""
+    import folder_paths
+
     from . import model_folders
     from .loader_nodes import HEAD_AUTO, HEAD_NONE
 
-    gen_meta = file_metadata("diffusion_models", q.get("generator"))
+    gen_meta = file_metadata(generator_file(q.get("generator")))
     head = q.get("head")
     if head == HEAD_AUTO:
         head_meta = gen_meta
     elif head in (None, "", HEAD_NONE):
         head_meta = {}
     else:
-        head_meta = file_metadata(model_folders.HEADS, head)
+        head_meta = file_metadata(folder_paths.get_full_path(model_folders.HEADS, head))
     schedule = q.get("schedule") or "self_forcing"
     base = 4 if schedule == "model" else schedules.build_ladder(schedule).base_steps
     return expected_cost(

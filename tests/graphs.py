@@ -112,3 +112,22 @@ def dsa_graph(
         g["8"] = {"class_type": "DSAStepReport", "inputs": {"report": ["5", 2], "width": 512, "height": 288}}
         g["9"] = {"class_type": "SaveLatent", "inputs": {"samples": ["5", 0], "filename_prefix": "dsa_extended"}}
     return g
+
+
+# A VAE on the DSA nodes (node "10"), the host's own VAE Decode of a LATENT output, a node's IMAGE output.
+def with_vae(g, vae_name, nodes=("3", "5")):
+    g["10"] = {"class_type": "VAELoader", "inputs": {"vae_name": vae_name}}
+    for n in nodes:
+        if n in g:
+            g[n]["inputs"]["vae"] = ["10", 0]
+    return g
+
+
+def host_decode(g, latent_node, out_id):
+    g[out_id] = {"class_type": "VAEDecode", "inputs": {"samples": [latent_node, 0], "vae": ["10", 0]}}
+    g[out_id + "p"] = {"class_type": "PreviewImage", "inputs": {"images": [out_id, 0]}}
+    return g
+
+
+def images(res, node):
+    return res.outputs[node][3][0]

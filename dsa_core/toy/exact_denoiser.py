@@ -99,7 +99,7 @@ class ExactWorldModel:
         total_frames=None,
         device=None,
         dtype=None,
-    ):  # noqa: E501
+    ):
         if window_frames is not None:
             raise ValueError("the exact world model keeps every frame (window_frames must be None)")
         t = total_frames or chunk_frames

@@ -54,6 +54,33 @@ def live_module():
     return sys.modules[next(m for m in sys.modules if m.endswith(".nodes.live_session"))]
 
 
+def extend_the_stopped_state(g: dict) -> dict:
+    """An extender (node 5, previewed by node 6) continuing the live node's state by 24 frames, fixed 4 steps."""
+    g["5"] = {
+        "class_type": "DSAExtend",
+        "inputs": {
+            "model": ["1", 0],
+            "positive": ["2", 0],
+            "seed": 1,
+            "add_frames": 24,
+            "frames_per_chunk": 3,
+            "policy": "fixed",
+            "threshold_preset": "balanced",
+            "threshold": 0.5,
+            "min_steps": 1,
+            "max_steps": 4,
+            "schedule": "self_forcing",
+            "cache_window": 0,
+            "sink_frames": 0,
+            "recache": "none",
+            "state": ["3", 1],
+            "vae": ["10", 0],
+        },
+    }
+    g["6"] = {"class_type": "PreviewImage", "inputs": {"images": ["5", 3]}}
+    return g
+
+
 def steer(node_id: str, actions: list, timeout=120.0):
     """A thread that waits for the node's session to reach each (chunks_done, action) and then acts, as the
     GUI's requests do; returns (thread, errors)."""
@@ -154,28 +181,7 @@ def test_changes_take_effect_at_chunk_boundaries_and_stop_returns_the_video(inpr
 
 def test_stopped_state_feeds_the_extender(inprocess_host):
     g = live_graph()
-    g["5"] = {
-        "class_type": "DSAExtend",
-        "inputs": {
-            "model": ["1", 0],
-            "positive": ["2", 0],
-            "seed": 1,
-            "add_frames": 24,
-            "frames_per_chunk": 3,
-            "policy": "fixed",
-            "threshold_preset": "balanced",
-            "threshold": 0.5,
-            "min_steps": 1,
-            "max_steps": 4,
-            "schedule": "self_forcing",
-            "cache_window": 0,
-            "sink_frames": 0,
-            "recache": "none",
-            "state": ["3", 1],
-            "vae": ["10", 0],
-        },
-    }
-    g["6"] = {"class_type": "PreviewImage", "inputs": {"images": ["5", 3]}}
+    extend_the_stopped_state(g)
     t, errors = steer("3", [(4, lambda s: s.request_stop())])
     res = inprocess_host.run(g)
     t.join(30)

@@ -7,7 +7,7 @@ import json
 import os
 import urllib.error
 
-from test_live_inprocess import live_graph
+from test_live_inprocess import extend_the_stopped_state, live_graph
 
 CHUNKS = 250
 
@@ -29,28 +29,7 @@ def post(server_host, path, body):
 
 def test_live_run_steered_over_http(server_host):
     g = live_graph(seed=7)
-    g["5"] = {
-        "class_type": "DSAExtend",
-        "inputs": {
-            "model": ["1", 0],
-            "positive": ["2", 0],
-            "seed": 1,
-            "add_frames": 24,
-            "frames_per_chunk": 3,
-            "policy": "fixed",
-            "threshold_preset": "balanced",
-            "threshold": 0.5,
-            "min_steps": 1,
-            "max_steps": 4,
-            "schedule": "self_forcing",
-            "cache_window": 0,
-            "sink_frames": 0,
-            "recache": "none",
-            "state": ["3", 1],
-            "vae": ["10", 0],
-        },
-    }
-    g["6"] = {"class_type": "PreviewImage", "inputs": {"images": ["5", 3]}}
+    extend_the_stopped_state(g)
     ws = server_host.websocket()
     pid = server_host.queue(g, ws.client_id)
     requested = {}

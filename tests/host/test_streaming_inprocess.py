@@ -4,7 +4,7 @@ built by the host's own code; frames reach the GUI per chunk; cached states are 
 
 import pytest
 import torch
-from graphs import dsa_graph
+from graphs import dsa_graph, host_decode, images, with_vae
 from safetensors.torch import save_file
 from testdata import random_wan_vae
 
@@ -19,24 +19,6 @@ def stream_vae(inprocess_host, models_dir):
     path = models_dir / "vae" / "stream_wan_vae.safetensors"
     save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
     return path.name
-
-
-def with_vae(g, vae_name, nodes=("3", "5")):
-    g["10"] = {"class_type": "VAELoader", "inputs": {"vae_name": vae_name}}
-    for n in nodes:
-        if n in g:
-            g[n]["inputs"]["vae"] = ["10", 0]
-    return g
-
-
-def host_decode(g, latent_node, out_id):
-    g[out_id] = {"class_type": "VAEDecode", "inputs": {"samples": [latent_node, 0], "vae": ["10", 0]}}
-    g[out_id + "p"] = {"class_type": "PreviewImage", "inputs": {"images": [out_id, 0]}}
-    return g
-
-
-def images(res, node):
-    return res.outputs[node][3][0]
 
 
 def test_sampler_streamed_frames_equal_host_vae_decode(inprocess_host, tiny_models, stream_vae):

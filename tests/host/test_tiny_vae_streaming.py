@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from graphs import dsa_graph
+from graphs import dsa_graph, host_decode, images, with_vae
 from testdata import write_tiny_video_vae
 
 # float32 weights: the host takes them as lighttaew2_1 (no latent scaling); float16: as taehv (HunyuanVideo scaling)
@@ -19,24 +19,6 @@ def tiny_vaes(inprocess_host, models_dir):
     for name, dtype in TINY_VAES.items():
         write_tiny_video_vae(models_dir / "vae_approx" / name, seed=5, dtype=dtype)
     return list(TINY_VAES)
-
-
-def with_vae(g, vae_name, nodes=("3", "5")):
-    g["10"] = {"class_type": "VAELoader", "inputs": {"vae_name": vae_name}}
-    for n in nodes:
-        if n in g:
-            g[n]["inputs"]["vae"] = ["10", 0]
-    return g
-
-
-def host_decode(g, latent_node, out_id):
-    g[out_id] = {"class_type": "VAEDecode", "inputs": {"samples": [latent_node, 0], "vae": ["10", 0]}}
-    g[out_id + "p"] = {"class_type": "PreviewImage", "inputs": {"images": [out_id, 0]}}
-    return g
-
-
-def images(res, node):
-    return res.outputs[node][3][0]
 
 
 @pytest.mark.parametrize("vae_name", list(TINY_VAES))
