@@ -82,6 +82,7 @@ def measure_one(spec: list) -> dict:
     from dsa_core.ar_sampler import sample_video
     from dsa_core.causal_wan import CausalWan
     from dsa_core.config import WanConfig
+    from dsa_core.heap import release_free_heap
     from dsa_core.memory_estimate import estimate_sampling_memory
     from dsa_core.policies import FixedSteps
     from dsa_core.wan_model import WanDiT, init_random_weights
@@ -120,6 +121,8 @@ def measure_one(spec: list) -> dict:
         seed=0,
         window_frames=window or None,
         sink_frames=sink,
+        # what the sampler nodes do after every chunk on the CPU (--no-trim: the process without it)
+        chunk_callback=None if os.environ.get("DSA_BENCH_NO_TRIM") else lambda info: release_free_heap(),
     )
     peak = status_kib("VmHWM")
     return {
@@ -134,6 +137,9 @@ def measure_one(spec: list) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="the two smallest sizes only")
+    ap.add_argument(
+        "--no-trim", action="store_true", help="do not release freed heap pages after each chunk (the nodes do)"
+    )
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
@@ -141,7 +147,8 @@ def main(argv=None) -> int:
         return 0
     import torch
 
-    print(f"torch {torch.__version__}, CPU, fp32, 2 threads, load average {os.getloadavg()[0]:.1f}")
+    trim = "no heap trim" if args.no_trim else "freed heap returned after each chunk"
+    print(f"torch {torch.__version__}, CPU, fp32, 2 threads, {trim}, load average {os.getloadavg()[0]:.1f}")
     print(
         "| size | estimate MiB | of it KV cache MiB | of it attention scores MiB | measured peak growth MiB "
         "| estimate / measured |"
@@ -153,7 +160,7 @@ def main(argv=None) -> int:
             [sys.executable, __file__, "--one", json.dumps(spec)],
             capture_output=True,
             text=True,
-            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
+            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **({"DSA_BENCH_NO_TRIM": "1"} if args.no_trim else {})},
         )
         if out.returncode:
             print(out.stderr, file=sys.stderr)

@@ -7,14 +7,14 @@ of the inputs it takes reach it (hidden inputs such as the prompt are empty at q
 - ``validates(name)``: a node's validate_inputs takes at most ONE input. Its message lands once, on that input;
   the decorator checks that input's declared range/options/finiteness (the host skips them for it) and leaves
   a missing value to the host's own ``required_input_missing``.
-- Every other input keeps the host's own queue-time checks (ranges on both hosts; list options on hosts that
-  check V3 combos, 0.33.0), one message each under the input.
+- Every other input keeps the host's own queue-time checks (ranges; list options on both hosts, 0.3.75 through
+  the classic option list nodes/combo_input.py declares), one message each under the input.
 - ``check_widgets_when_run`` (applied to every node of the pack in nodes/__init__.py): when the node runs,
   before anything else, every widget value is checked against the schema (options of each combo, range and
-  finiteness of each number): this covers hosts that do not check V3 combos at queue time (0.3.75), NaN (which
-  passes the host's range checks), and nodes and inputs added later, with no list to keep. Rules between
-  several inputs are checked by the node in execute too (one execution error): at queue time they would be
-  filed under every input they read.
+  finiteness of each number): this covers NaN in numbers no validator takes (NaN passes the host's range
+  checks), callers that skip the queue's checks, and nodes and inputs added later, with no list to keep. Rules
+  between several inputs are checked by the node in execute too (one execution error): at queue time they
+  would be filed under every input they read.
 """
 
 from __future__ import annotations

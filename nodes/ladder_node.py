@@ -10,6 +10,7 @@ from comfy_api.latest import io
 
 from ..dsa_core import schedules
 from . import input_checks
+from .combo_input import Combo
 
 SCHEDULES = ["self_forcing", "causvid", "custom"]
 
@@ -32,7 +33,7 @@ class DSANoiseLadder(io.ComfyNode):
             "The base levels are the fixed few-step schedule; extra levels are what hard chunks "
             "get for additional refinement.",
             inputs=[
-                io.Combo.Input(
+                Combo(
                     "schedule",
                     options=SCHEDULES,
                     default="self_forcing",

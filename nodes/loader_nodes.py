@@ -17,6 +17,7 @@ from ..dsa_core.checkpoint_header import read_header
 from ..dsa_core.checkpoint_keys import head_keys
 from ..dsa_core.confidence_head import META_CONFIG, HeadConfig, head_from_state_dict, load_head
 from . import causal_ar_files, input_checks, model_folders, toy_vae
+from .combo_input import Combo
 from .dsa_types import DSAHead
 from .host_model import SUPPORTED_FAMILIES
 from .sampling import HEURISTIC_TABLE
@@ -65,13 +66,13 @@ class DSAModelLoader(io.ComfyNode):
             "causal-AR repack such as Causal Forcing; safetensors) as a ComfyUI MODEL, and its "
             "confidence head.",
             inputs=[
-                io.Combo.Input(
+                Combo(
                     "generator",
                     options=model_folders.generator_names(),
                     tooltip="An AR Wan 2.1 text-to-video checkpoint in models/diffusion_models "
                     "(.safetensors; convert original .pt files with python -m dsa_core.convert).",
                 ),
-                io.Combo.Input(
+                Combo(
                     "head",
                     options=_head_options(),
                     default=HEAD_AUTO,
@@ -79,7 +80,7 @@ class DSAModelLoader(io.ComfyNode):
                     "'auto' to use one embedded in the generator file, or none (then use the "
                     "fixed or heuristic policy).",
                 ),
-                io.Combo.Input(
+                Combo(
                     "weight_dtype",
                     options=DTYPES,
                     default="default",
@@ -143,7 +144,7 @@ class DSAHeadLoader(io.ComfyNode):
             category="DSA",
             description="Loads a DSA confidence head on its own, e.g. to pair with a Wan model from UNETLoader.",
             inputs=[
-                io.Combo.Input(
+                Combo(
                     "head",
                     options=folder_paths.get_filename_list(model_folders.HEADS),
                     tooltip="A confidence head (.safetensors) in models/dsa, or a combined "

@@ -9,6 +9,7 @@ import torch
 from comfy_api.latest import io
 
 from ..dsa_core.noise import NativeARNoise
+from .combo_input import Combo
 from .host_model import DSAInputError
 
 NOISE_DSA = "dsa"
@@ -31,7 +32,7 @@ def sampler_inputs() -> list:
             "frames = the start frame + 20 generated latent frames (frame-wise: 20 chunks; "
             "chunk-wise needs (latent frames - 1) a multiple of frames_per_chunk, e.g. 73 or 85).",
         ),
-        io.Combo.Input(
+        Combo(
             "noise",
             options=NOISE_SOURCES,
             default=NOISE_DSA,

@@ -11,6 +11,7 @@ from comfy_api.latest import io
 
 from ..dsa_core import prompt_files
 from . import input_checks
+from .combo_input import Combo
 from .model_folders import PROMPTS as FOLDER
 
 
@@ -24,7 +25,7 @@ class DSAPromptEmbedding(io.ComfyNode):
             description="Loads a prompt that was encoded ahead of time (a safetensors file with a 'context' "
             "tensor [tokens, channels]) as CONDITIONING, for graphs without a text encoder.",
             inputs=[
-                io.Combo.Input(
+                Combo(
                     "embedding",
                     options=folder_paths.get_filename_list(FOLDER),
                     tooltip="A file in models/dsa_prompts. Make one with "

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from . import native_ar, sampling, streaming, toy_vae, widget_ranges
+from . import input_checks, native_ar, sampling, streaming, toy_vae, widget_ranges
+from .combo_input import Combo
 from .dsa_types import DSAState
 from .host_model import DSAInputError, wan_config_of
 
@@ -158,6 +159,13 @@ class DSASampler(io.ComfyNode):
         )
 
     @classmethod
+    @input_checks.validates("threshold")
+    def validate_inputs(cls, threshold) -> bool | str:
+        """The threshold's range and finiteness at queue time (the decorator): NaN passes the host's own
+        range check, and this node's one queue-time validator takes the input users type into."""
+        return True
+
+    @classmethod
     def execute(
         cls,
         model,
@@ -272,7 +280,7 @@ class DSAExtend(io.ComfyNode):
                     tooltip="Latent frames per chunk when starting from a latent; a state keeps its own.",
                 ),
                 *sampling.policy_inputs(),
-                io.Combo.Input(
+                Combo(
                     "recache",
                     options=sampling.RECACHE,
                     default="none",
@@ -293,6 +301,13 @@ class DSAExtend(io.ComfyNode):
             outputs=sampling.outputs(),
             hidden=[io.Hidden.unique_id, io.Hidden.prompt],
         )
+
+    @classmethod
+    @input_checks.validates("threshold")
+    def validate_inputs(cls, threshold) -> bool | str:
+        """The threshold's range and finiteness at queue time (the decorator): NaN passes the host's own
+        range check, and this node's one queue-time validator takes the input users type into."""
+        return True
 
     @classmethod
     def execute(

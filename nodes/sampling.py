@@ -19,7 +19,9 @@ from comfy_api.latest import io
 from ..dsa_core import calibration, expected_cost, policies, schedules
 from ..dsa_core.ar_sampler import SamplingInterrupted, sample_video
 from ..dsa_core.ar_state import ARState
+from ..dsa_core.heap import release_free_heap
 from . import host_patches, native_ar, resource_limits, streaming
+from .combo_input import Combo
 from .dsa_types import DSAHead, DSAReport, DSAState
 from .host_model import DSAInputError, load_causal_wan, model_schedule_sigmas, text_context, wan_config_of
 
@@ -39,7 +41,7 @@ THRESHOLD_HELP = (
 def policy_inputs() -> list:
     """The step-allocation widgets, in the order saved workflows rely on."""
     return [
-        io.Combo.Input(
+        Combo(
             "policy",
             options=POLICIES,
             default="confidence",
@@ -49,7 +51,7 @@ def policy_inputs() -> list:
             "budget: a mean of mean_steps steps per chunk; the head (else the heuristic) decides which "
             "chunks stop early and which spend what earlier chunks saved.",
         ),
-        io.Combo.Input(
+        Combo(
             "threshold_preset",
             options=PRESETS,
             default="balanced",
@@ -74,7 +76,7 @@ def policy_inputs() -> list:
             tooltip="No chunk takes more. Above the schedule's base steps (4 for Self-Forcing), the extra "
             "lower noise levels are the additional refinement hard chunks can get.",
         ),
-        io.Combo.Input(
+        Combo(
             "schedule",
             options=SCHEDULES,
             default="self_forcing",
@@ -376,6 +378,8 @@ def run(
             )
         if stream is not None:
             stream.add_chunk(info.latent, info.chunk_number)
+        if torch.device(device).type == "cpu":  # freed attention blocks back to the OS (dsa_core/heap.py)
+            release_free_heap()
 
     text = cw.encode_text(ctx)
     kwargs = dict(

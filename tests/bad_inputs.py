@@ -4,10 +4,10 @@ The in-process and the server tests run the same table: each case must give exac
 time (a node error filed under ``input``) or when the node runs (one execution error from ``node``), and
 ``fragment`` must be in it. ``when``:
   "queue": a node error on every host;
-  "run": one execution error (rules between inputs, NaN: the host would file a validator's message under
-         every input the validator takes, see nodes/input_checks.py);
-  "combo": a value outside a combo's options: the host's own node error where it checks V3 combos at queue
-         time (0.33.0), else one execution error from the node's schema check (0.3.75);
+  "run": one execution error (rules between inputs: the host would file a validator's message under every
+         input the validator takes, see nodes/input_checks.py);
+  "combo": a value outside a combo's options: the host's own node error ("not in"), at queue time on every
+         host (0.3.75 through the option list nodes/combo_input.py declares);
   "ok": no error: the prompt must run (a value the pack must handle, not refuse).
 A change "node:input" edits another node of the graph than the case's (e.g. the image feeding a start image).
 """
@@ -33,16 +33,11 @@ class Case:
     when: str = "queue"
 
 
-def host_checks_v3_combos(version: str) -> bool:
-    """Whether the host checks V3 combo values at queue time (0.33.0 does, 0.3.75 does not)."""
-    return tuple(int(p) for p in version.split(".")[:3]) > (0, 3, 75)
-
-
 CASES = [
     # numeric ranges: the host's own check, once, under the input
     Case("width 0", "dsa", "3", {"width": 0}, "width", "smaller than min of 16"),
     Case("height above max", "dsa", "3", {"height": 8208}, "height", "bigger than max of 8192"),
-    Case("threshold 1.5", "dsa", "3", {"threshold": 1.5}, "threshold", "bigger than max of 1.0"),
+    Case("threshold 1.5", "dsa", "3", {"threshold": 1.5}, "threshold", "1.5 is above its maximum 1.0"),
     Case("max_steps 100", "dsa", "3", {"max_steps": 100}, "max_steps", "bigger than max of 12"),
     Case("add_frames 3", "dsa", "5", {"add_frames": 3}, "add_frames", "smaller than min of 4"),
     Case("extender frames_per_chunk 0", "dsa", "5", {"frames_per_chunk": 0}, "frames_per_chunk", "smaller than min"),
@@ -67,8 +62,13 @@ CASES = [
     Case("loader head bogus", "dsa", "1", {"head": "bogus"}, "head", "head 'bogus' is not one of", "combo"),
     Case("weight_dtype bogus", "dsa", "1", {"weight_dtype": "fp7"}, "weight_dtype", "is not one of", "combo"),
     Case("ladder schedule bogus", "ladder", "1", {"schedule": "bogus"}, "schedule", "is not one of", "combo"),
-    # rules between inputs, and NaN: one execution error, before any model work
-    Case("threshold nan", "dsa", "3", {"threshold": "nan"}, "threshold", "threshold is nan", "run"),
+    # NaN passes the host's range check: the node's one-input validator
+    Case("threshold nan", "dsa", "3", {"threshold": "nan"}, "threshold", "threshold is nan"),
+    Case("extender threshold inf", "dsa", "5", {"threshold": "inf"}, "threshold", "threshold is inf"),
+    # NaN in a number no validator takes: the node's schema check when it starts (one execution error)
+    Case("mean_steps nan", "dsa", "3", {"mean_steps": "nan"}, "mean_steps", "mean_steps is nan", "run"),
+    Case("ladder custom_shift nan", "ladder", "1", {"custom_shift": "nan"}, "custom_shift", "is nan", "run"),
+    # rules between inputs: one execution error, before any model work
     Case("min above max", "dsa", "3", {"min_steps": 5, "max_steps": 4}, "min_steps", "min_steps (5) is above", "run"),
     Case("width 40", "dsa", "3", {"width": 40}, "width", "multiples of 16", "run"),
     Case("length 11", "dsa", "3", {"length": 11}, "length", "length must be 4k+1", "run"),
@@ -136,9 +136,8 @@ def case_graph(case: Case, files: dict) -> dict:
 
 
 def expected_when(case: Case, version: str) -> str:
-    if case.when == "combo":
-        return "queue" if host_checks_v3_combos(version) else "run"
-    return case.when
+    """When the case's one message comes (the same on every host ``version``)."""
+    return "queue" if case.when == "combo" else case.when
 
 
 def check_node_errors(case: Case, node_errors: dict) -> str:

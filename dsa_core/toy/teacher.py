@@ -14,6 +14,7 @@ prompts are dropped (all-zero context) so classifier-free guidance is available.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 
@@ -48,6 +49,7 @@ class TeacherConfig:
     causal_frac: float = 0.0  # fraction of batches trained block-causally (see sample_causal_sigmas)
     causal_clean: float = 0.6  # in those, the probability that a context chunk is clean
     time_limit_s: float | None = None  # stop early after this many seconds (a device run's time box)
+    ema: float = 0.0  # > 0: return an exponential moving average of the weights with this decay (sharper samples)
 
 
 def clean_context(u: torch.Tensor, g: torch.Generator, p: float) -> torch.Tensor:
@@ -93,16 +95,31 @@ def new_toy_model(seed: int = 0, config: WanConfig = TOY_CONFIG) -> WanDiT:
     return model
 
 
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, parameter by parameter."""
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm, 1.0 - decay)
+
+
 def train_teacher(
-    tc: TeacherConfig, model: WanDiT | None = None, show_progress: bool = True, log=None, device=None
+    tc: TeacherConfig,
+    model: WanDiT | None = None,
+    show_progress: bool = True,
+    log=None,
+    device=None,
+    on_step=None,
 ) -> tuple[WanDiT, list[float]]:
     """Flow-matching training; ``device`` (e.g. 'cuda') runs the model there while the batches and every
-    random draw stay on the CPU generator (the same draws on every device). Returns the model on the CPU."""
+    random draw stay on the CPU generator (the same draws on every device). Returns the model on the CPU
+    (with ``tc.ema`` its moving average). ``on_step(i, weights)`` is called after every step with the weights
+    that would be returned (e.g. to measure the teacher's samples during a long run)."""
     g = torch.Generator().manual_seed(tc.seed)
     model = model or new_toy_model(tc.seed)
     dev = torch.device(device or "cpu")
     model.to(dev).train().requires_grad_(True)
     obj = FlowMatchObjective(model)
+    ema = copy.deepcopy(model).requires_grad_(False) if tc.ema > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=(0.9, 0.99), weight_decay=0.01)
 
     def lr_factor(frac, i):  # linear warm-up, then cosine down to 0.1 over the run (steps or time box)
@@ -134,12 +151,17 @@ def train_teacher(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if ema is not None:  # warm-up: the average starts short (decay (1 + i) / (10 + i)) and grows to tc.ema
+            ema_update(ema, model, min(tc.ema, (1 + i) / (10 + i)))
         losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(i, ema if ema is not None else model)
         bar.update(1)
         if i % 20 == 0:
             bar.set_postfix_str(f"loss {sum(losses[-20:]) / len(losses[-20:]):.4f}")
     bar.close()
-    return model.cpu().eval().requires_grad_(False), losses
+    out = ema if ema is not None else model
+    return out.cpu().eval().requires_grad_(False), losses
 
 
 def _sampling_start(model: WanDiT, context: torch.Tensor, steps: int, seed: int, shift: float, frames: int):

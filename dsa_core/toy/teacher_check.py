@@ -24,12 +24,14 @@ from .teacher import teacher_sample
 @torch.no_grad()
 def teacher_validity(teacher, scenes: list, seeds: list, steps: int = 50) -> dict:
     """Euler ODE samples (``steps`` steps, bidirectional over the whole video) of every (scene, seed):
-    the valid share per video and per chunk kind (kinds from the context), with 95% bootstrap intervals."""
+    the valid share per video and per chunk kind (kinds from the context), with 95% bootstrap intervals, and
+    the frames' distance to their nearest clean render (quartiles; sharp is <= W.VALID_TOL)."""
     fitter = W.SceneFitter()
     pairs = [(p, s) for p in range(len(scenes)) for s in seeds]
-    videos, kinds, sharp = [], {k: [] for k in W.CHUNK_KINDS}, []
+    videos, kinds, sharp, frame_mse = [], {k: [] for k in W.CHUNK_KINDS}, [], []
     for p, s in pairs:
         lat = teacher_sample(teacher, W.prompt_embedding(scenes[p])[None], steps=steps, seed=s)[0]
+        frame_mse.append(fitter.fit_frames(scenes[p], W.latent_to_rgb_small(lat[None])[0])[2])
         sc = fitter.chunk_scores(scenes[p], lat)
         videos.append(float(all(c.valid for c in sc)))
         sharp.append(sum(c.sharp for c in sc) / len(sc))
@@ -40,6 +42,11 @@ def teacher_validity(teacher, scenes: list, seeds: list, steps: int = 50) -> dic
         "videos": len(videos),
         "valid": bootstrap_ci(videos),
         "sharp_chunks": bootstrap_ci(sharp),
+        # how far from sharp, when nothing is valid yet: each frame's RGB MSE to its nearest clean render
+        "frame_mse_quartiles": [
+            round(float(q), 5) for q in torch.cat(frame_mse).quantile(torch.tensor([0.25, 0.5, 0.75]))
+        ],
+        "sharp_frames": float((torch.cat(frame_mse) <= W.VALID_TOL).float().mean()),
         "valid_by_kind": {k: (bootstrap_ci(v) if v else None) for k, v in kinds.items()},
         "chunks_by_kind": {k: len(v) for k, v in kinds.items()},
     }

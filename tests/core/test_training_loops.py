@@ -191,6 +191,29 @@ def test_teacher_flow_matching_loss_falls():
     assert last < 0.7 * first, (first, last)
 
 
+def test_teacher_ema_returns_the_moving_average_of_the_weights():
+    """With ``ema`` the teacher returned is the average the callback saw grow, not the last weights."""
+    from dsa_core.toy.teacher import TeacherConfig, ema_update, train_teacher
+
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    want = 0.75 * a.weight.detach() + 0.25 * b.weight.detach()
+    ema_update(a, b, 0.75)
+    assert torch.allclose(a.weight, want)
+
+    seen = []
+    cfg = dict(steps=6, batch=2, lr=1e-3, warmup=2, seed=0)
+    raw, _ = train_teacher(TeacherConfig(**cfg), model=init_random_weights(WanDiT(TINY), seed=0), show_progress=False)
+    avg, _ = train_teacher(
+        TeacherConfig(**cfg, ema=0.999),
+        model=init_random_weights(WanDiT(TINY), seed=0),
+        show_progress=False,
+        on_step=lambda i, m: seen.append(m),
+    )
+    assert len(seen) == 6 and all(m is seen[0] for m in seen)  # one averaged copy, updated in place
+    diff = [(p - q).abs().max().item() for p, q in zip(raw.parameters(), avg.parameters())]
+    assert max(diff) > 0  # the same draws, yet not the last weights
+
+
 def test_block_causal_flow_loss_sees_no_future_and_skips_clean_frames(small_teacher):
     """The teacher's block-causal objective: a chunk's loss does not change when later frames change (it is
     the KV-cache sampler's view), it differs from the bidirectional loss, and clean context frames (s = 0)

@@ -177,6 +177,9 @@ def test_reproduction_runs_end_to_end_and_resumes(tmp_path):
     assert reproduce.main(args) == 0
     rep = json.loads((out / "results.json").read_text())
     assert set(rep["summary"]) == {"perfect_model", "learned", "cond_secondary"}
+    tr = rep["teacher_renders"]  # the teacher's own 50-step samples: can it render at all?
+    assert tr["steps"] == 50 and tr["videos"] == len(rep["eval"]["prompts"]) * 2 and len(tr["frame_mse_quartiles"]) == 3
+    assert 0.0 <= tr["sharp_frames"] <= 1.0 and tr["frame_mse_quartiles"][0] <= tr["frame_mse_quartiles"][2]
     assert {
         "nfe_ratio",
         "random_control_margin",

@@ -134,3 +134,35 @@ def test_latents_the_extender_cannot_continue_are_named(inprocess_host):
         assert "holds NaN/Inf" in sampler_nodes.latent_problem(bad, TINY)
     assert "has 4 channels" in sampler_nodes.latent_problem(torch.randn(1, 4, 3, 4, 4), TINY)
     assert "multiples of 16" in sampler_nodes.latent_problem(torch.randn(1, 16, 3, 5, 4), TINY)
+
+
+def test_every_combo_is_checked_at_queue_time_on_this_host(inprocess_host):
+    """Where the host reads a V3 combo's options at queue time (0.33.0) the combo stays a V3 COMBO; where it
+    does not (0.3.75) it is declared in the classic form, its option list, which every host checks."""
+    import sys
+
+    import nodes
+
+    combo_input = next(m for k, m in sys.modules.items() if k.endswith(".nodes.combo_input") and "DSA" in k)
+    v3 = combo_input.host_checks_v3_combos()
+    assert v3 == (host_version() != "0.3.75"), host_version()
+    seen = 0
+    for name in inprocess_host.pack_nodes:
+        cls = nodes.NODE_CLASS_MAPPINGS[name]
+        types = {**cls.INPUT_TYPES().get("required", {}), **cls.INPUT_TYPES().get("optional", {})}
+        for inp in cls.define_schema().inputs:
+            if isinstance(inp, combo_input.io.Combo.Input):
+                assert isinstance(inp, combo_input.Combo), (name, inp.id)  # no plain io.Combo in the pack
+                kind = types[inp.id][0]
+                assert kind == ("COMBO" if v3 or not inp.options else list(inp.options)), (name, inp.id, kind)
+                seen += 1
+    assert seen >= 12
+
+
+def test_a_combo_value_is_checked_again_when_the_node_runs(inprocess_host):
+    """The node's own schema check stays behind the host's (a caller that skips queue validation)."""
+    import nodes
+
+    ladder = nodes.NODE_CLASS_MAPPINGS["DSANoiseLadder"]
+    with pytest.raises(Exception, match="schedule 'bogus' is not one of its options"):
+        ladder.execute(schedule="bogus", extra_steps=2, custom_timesteps="1000, 750, 500, 250", custom_shift=5.0)
