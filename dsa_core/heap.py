@@ -14,6 +14,8 @@ import ctypes
 import ctypes.util
 import functools
 
+import torch
+
 
 @functools.lru_cache(maxsize=1)
 def _malloc_trim():
@@ -27,10 +29,11 @@ def _malloc_trim():
     return trim
 
 
-def release_free_heap() -> bool:
-    """Return the heap's free pages to the OS; True where glibc did it."""
+def release_free_heap(device=None) -> bool:
+    """Return the heap's free pages to the OS; True where glibc did it. With ``device`` (where the sampler
+    runs) only when that is the CPU: an accelerator's memory is not on this heap."""
     trim = _malloc_trim()
-    if trim is None:
+    if trim is None or (device is not None and torch.device(device).type != "cpu"):
         return False
     trim(0)
     return True

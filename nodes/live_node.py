@@ -15,14 +15,13 @@ import time
 
 import comfy.model_management
 import folder_paths
-import torch
 from comfy_api.latest import io
 
 from ..dsa_core import prompt_files
 from ..dsa_core.ar_sampler import SamplingInterrupted, prepare_state
 from ..dsa_core.heap import release_free_heap
 from ..dsa_core.live import run_live
-from . import input_checks, live_session, resource_limits, sampling, streaming
+from . import live_session, resource_limits, sampling, streaming
 from .combo_input import Combo
 from .host_model import DSAInputError, load_causal_wan, text_context, wan_config_of
 from .model_folders import PROMPTS
@@ -164,12 +163,7 @@ class DSALive(io.ComfyNode):
             hidden=[io.Hidden.unique_id, io.Hidden.prompt],
         )
 
-    @classmethod
-    @input_checks.validates("threshold")
-    def validate_inputs(cls, threshold) -> bool | str:
-        """The threshold's range and finiteness at queue time (the decorator): NaN passes the host's own
-        range check, and this node's one queue-time validator takes the input users type into."""
-        return True
+    validate_inputs = sampling.VALIDATE_THRESHOLD
 
     @classmethod
     def execute(
@@ -314,8 +308,7 @@ def run_node(*, node_id, model, positive, head, settings, latent_h, latent_w, ch
         events.send_sync(LIVE_EVENT, {"node": node_id, "change": d})
 
     def on_chunk(info):
-        if torch.device(device).type == "cpu":  # freed attention blocks back to the OS (dsa_core/heap.py)
-            release_free_heap()
+        release_free_heap(device)  # on the CPU, freed attention blocks back to the OS
         rec = info.record.to_dict()
         marks = [c for c in live["changes"] if c["chunk"] == info.chunk_number]
         events.send_sync(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from . import input_checks, native_ar, sampling, streaming, toy_vae, widget_ranges
+from . import native_ar, sampling, streaming, toy_vae, widget_ranges
 from .combo_input import Combo
 from .dsa_types import DSAState
 from .host_model import DSAInputError, wan_config_of
@@ -158,12 +158,7 @@ class DSASampler(io.ComfyNode):
             hidden=[io.Hidden.unique_id, io.Hidden.prompt],
         )
 
-    @classmethod
-    @input_checks.validates("threshold")
-    def validate_inputs(cls, threshold) -> bool | str:
-        """The threshold's range and finiteness at queue time (the decorator): NaN passes the host's own
-        range check, and this node's one queue-time validator takes the input users type into."""
-        return True
+    validate_inputs = sampling.VALIDATE_THRESHOLD
 
     @classmethod
     def execute(
@@ -302,12 +297,7 @@ class DSAExtend(io.ComfyNode):
             hidden=[io.Hidden.unique_id, io.Hidden.prompt],
         )
 
-    @classmethod
-    @input_checks.validates("threshold")
-    def validate_inputs(cls, threshold) -> bool | str:
-        """The threshold's range and finiteness at queue time (the decorator): NaN passes the host's own
-        range check, and this node's one queue-time validator takes the input users type into."""
-        return True
+    validate_inputs = sampling.VALIDATE_THRESHOLD
 
     @classmethod
     def execute(

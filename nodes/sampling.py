@@ -20,7 +20,7 @@ from ..dsa_core import calibration, expected_cost, policies, schedules
 from ..dsa_core.ar_sampler import SamplingInterrupted, sample_video
 from ..dsa_core.ar_state import ARState
 from ..dsa_core.heap import release_free_heap
-from . import host_patches, native_ar, resource_limits, streaming
+from . import host_patches, input_checks, native_ar, resource_limits, streaming
 from .combo_input import Combo
 from .dsa_types import DSAHead, DSAReport, DSAState
 from .host_model import DSAInputError, load_causal_wan, model_schedule_sigmas, text_context, wan_config_of
@@ -104,6 +104,17 @@ def policy_inputs() -> list:
             "(attention sinks), so long videos stay anchored to their start.",
         ),
     ]
+
+
+@input_checks.validates("threshold")
+def _threshold_at_queue_time(cls, threshold) -> bool | str:
+    """The threshold's range and finiteness (the decorator): NaN passes the host's own range check, and a
+    node's one queue-time validator takes the input users type into."""
+    return True
+
+
+# the queue-time validator of every node with policy_inputs() (sampler, extender, DSA Live)
+VALIDATE_THRESHOLD = classmethod(_threshold_at_queue_time)
 
 
 def budget_inputs() -> list:
@@ -378,8 +389,7 @@ def run(
             )
         if stream is not None:
             stream.add_chunk(info.latent, info.chunk_number)
-        if torch.device(device).type == "cpu":  # freed attention blocks back to the OS (dsa_core/heap.py)
-            release_free_heap()
+        release_free_heap(device)  # on the CPU, freed attention blocks back to the OS
 
     text = cw.encode_text(ctx)
     kwargs = dict(

@@ -37,16 +37,15 @@ def teacher_validity(teacher, scenes: list, seeds: list, steps: int = 50) -> dic
         sharp.append(sum(c.sharp for c in sc) / len(sc))
         for c in sc:
             kinds[c.context].append(float(c.valid))
+    frame_mse = torch.cat(frame_mse)
     return {
         "steps": steps,
         "videos": len(videos),
         "valid": bootstrap_ci(videos),
         "sharp_chunks": bootstrap_ci(sharp),
         # how far from sharp, when nothing is valid yet: each frame's RGB MSE to its nearest clean render
-        "frame_mse_quartiles": [
-            round(float(q), 5) for q in torch.cat(frame_mse).quantile(torch.tensor([0.25, 0.5, 0.75]))
-        ],
-        "sharp_frames": float((torch.cat(frame_mse) <= W.VALID_TOL).float().mean()),
+        "frame_mse_quartiles": [round(float(q), 5) for q in frame_mse.quantile(torch.tensor([0.25, 0.5, 0.75]))],
+        "sharp_frames": float((frame_mse <= W.VALID_TOL).float().mean()),
         "valid_by_kind": {k: (bootstrap_ci(v) if v else None) for k, v in kinds.items()},
         "chunks_by_kind": {k: len(v) for k, v in kinds.items()},
     }
